@@ -1,0 +1,263 @@
+"""The application: one base for registration, config and routers; two faces for I/O.
+
+``QueueTasks`` (sync, ``qtasks.QueueTasks``) and ``AsyncQueueTasks``
+(``qtasks.asyncio.QueueTasks``) differ only in whether ``add_task``/``get``/``ping``/
+``flush_all`` block or are awaited. Both can run the worker (``run_forever``), which is async.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import ChainMap
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID, uuid4
+
+from qtasks import _state
+from qtasks.backends import AsyncTransport, Backend, SyncClient, backend_from_url
+from qtasks.backends.base import NewTask
+from qtasks.core.codec import encode_arguments, encode_envelope
+from qtasks.core.config import QueueConfig
+from qtasks.core.definition import TaskDefinition, TaskTable, build_definition, task_decorator
+from qtasks.core.record import RecordRow, Task, record_from_row
+from qtasks.shared import registry as shared_registry
+from qtasks.version import __version__
+
+
+def resolve_app(app: BaseQueueTasks | None) -> BaseQueueTasks:
+    """``app`` itself, else the most recently created app; ``ImportError`` if there is none."""
+    found = app if app is not None else _state.app_main
+    if found is None:
+        raise ImportError("Unable to get app! Create a QueueTasks before enqueuing shared tasks.")
+    return found
+
+
+def _as_uuid(uuid: UUID | str) -> str:
+    return str(uuid if isinstance(uuid, UUID) else UUID(str(uuid)))
+
+
+class BaseQueueTasks:
+    """What both app flavours share. See ``QueueTasks`` for the constructor arguments."""
+
+    _flavour = "sync"
+
+    def __init__(
+        self,
+        name: str = "QueueTasks",
+        broker_url: str | None = None,
+        broker: Backend | None = None,
+        worker: Any = None,
+        log: logging.Logger | Any = None,
+        config: QueueConfig | None = None,
+        events: Any = None,
+    ) -> None:
+        self.name = name
+        self.version = __version__
+        self.config = config or QueueConfig()
+        self.broker_url = broker_url or self.config.broker_url
+        self._backend = broker
+        self.worker = worker
+        self.log = log or logging.getLogger(f"qtasks.{name}")
+        self.events = events
+        self.starter = None
+        self.plugins: dict[str, list[Any]] = {}
+        self.routers: list[Any] = []
+        self._own_tasks = TaskTable()
+        self.tasks: ChainMap[str, TaskDefinition] = ChainMap(self._own_tasks, shared_registry)
+        self._client: SyncClient | None = None
+        self._transport: AsyncTransport | None = None
+        _state.app_main = self
+
+    # -- registration -------------------------------------------------------------------------
+
+    def task(self, name: str | Callable[..., Any] | None = None, *, priority: int | None = None,
+             echo: bool = False, max_time: float | None = None, retry: int | None = None,
+             retry_on_exc: list[type[Exception]] | None = None,
+             decode: Callable[..., Any] | None = None, tags: list[str] | None = None,
+             description: str | None = None, generate_handler: Callable[..., Any] | None = None,
+             executor: Any = None, middlewares_before: list[Any] | None = None,
+             middlewares_after: list[Any] | None = None, **kwargs: Any) -> Any:
+        """Register a task: ``@app.task``, ``@app.task()``, ``@app.task("name")``, or with options.
+
+        ``priority`` defaults to ``config.task_default_priority``; a lower number runs first.
+        Extra keyword arguments are kept in the definition's ``extra``.
+        """
+        from qtasks.handles import handle_class
+
+        options = dict(kwargs, echo=echo, max_time=max_time, retry=retry,
+                       retry_on_exc=retry_on_exc, decode=decode, tags=tags,
+                       description=description, generate_handler=generate_handler,
+                       executor=executor, middlewares_before=middlewares_before,
+                       middlewares_after=middlewares_after)
+
+        def make(func: Callable[..., Any], task_name: str | None) -> Any:
+            prio = self.config.task_default_priority if priority is None else priority
+            definition = build_definition(func, task_name, prio, options)
+            self.check_name_free(definition, exclude=self._own_tasks)
+            self._own_tasks.register(definition, f"app {self.name!r}")
+            return handle_class(self._flavour).from_definition(definition, app=self)
+
+        return task_decorator(name, make)
+
+    def check_name_free(self, definition: TaskDefinition, exclude: TaskTable) -> None:
+        """``ValueError`` if another function is known to this app under the same name."""
+        for table in self.tasks.maps:
+            if table is exclude:
+                continue
+            current = table.get(definition.name)
+            if current is not None and not current.same_function(definition):
+                raise ValueError(f"Task with name {definition.name} is already registered!")
+
+    def include_router(self, router: Any) -> None:
+        """Attach a router; its tasks, present and future, become tasks of this app."""
+        for definition in router.tasks.values():
+            self.check_name_free(definition, exclude=router.tasks)
+        self.routers.append(router)
+        router._apps.append(self)
+        self.tasks.maps.insert(len(self.tasks.maps) - 1, router.tasks)
+
+    # -- backend ------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The backend, created on first use from ``broker_url`` (or ``QTASKS_BROKER_URL``)."""
+        if self._backend is None:
+            self._backend = backend_from_url(self.broker_url, self.name, self.config)
+        return self._backend
+
+    broker = backend  # the QTasks name
+
+    @property
+    def client(self) -> SyncClient:
+        if self._client is None:
+            self._client = self.backend.sync_client()
+        return self._client
+
+    @property
+    def transport(self) -> AsyncTransport:
+        if self._transport is None:
+            self._transport = self.backend.async_transport()
+        return self._transport
+
+    # -- shared halves of the I/O methods -----------------------------------------------------
+
+    def _prepare(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 priority: int | None) -> NewTask:
+        if not isinstance(task_name, str) or not task_name:
+            raise ValueError("Task name is not specified.")
+        if priority is None:
+            known = self.tasks.get(task_name)
+            priority = known.priority if known is not None else self.config.task_default_priority
+        args_json, kwargs_json = encode_arguments(task_name, args, kwargs)
+        uuid, now = uuid4(), time.time()
+        envelope = encode_envelope(uuid, task_name, priority, args_json, kwargs_json, now)
+        return NewTask(str(uuid), task_name, int(priority), args_json, kwargs_json, now, envelope)
+
+    def _new_record(self, new: NewTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
+        row: RecordRow = {
+            "uuid": new.uuid, "task_name": new.task_name, "priority": new.priority,
+            "status": "new", "args": new.args_json, "kwargs": new.kwargs_json,
+            "created_at": new.created_at, "updated_at": new.created_at,
+        }
+        record = record_from_row(row, self)
+        record.args, record.kwargs = tuple(args), dict(kwargs)
+        return record
+
+    def _record(self, row: RecordRow | None) -> Task | None:
+        return record_from_row(row, self) if row is not None else None
+
+    def _add_task_sync(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       priority: int | None, timeout: float | None) -> Task | None:
+        new = self._prepare(task_name, args, kwargs, priority)
+        self.client.enqueue(new)
+        if timeout is None:
+            return self._new_record(new, args, kwargs)
+        return self._record(self.client.wait(new.uuid, timeout))
+
+    async def _add_task_async(self, task_name: str, args: tuple[Any, ...],
+                              kwargs: dict[str, Any], priority: int | None,
+                              timeout: float | None) -> Task | None:
+        new = self._prepare(task_name, args, kwargs, priority)
+        await self.transport.enqueue(new)
+        if timeout is None:
+            return self._new_record(new, args, kwargs)
+        return self._record(await self.transport.wait(new.uuid, timeout))
+
+    def wait_sync(self, uuid: UUID | str, timeout: float | None) -> Task | None:
+        """Block until the task is final; ``None`` when unknown or on timeout."""
+        return self._record(self.client.wait(_as_uuid(uuid), timeout))
+
+    async def wait_async(self, uuid: UUID | str, timeout: float | None) -> Task | None:
+        """Await the task's final record; ``None`` when unknown or on timeout."""
+        return self._record(await self.transport.wait(_as_uuid(uuid), timeout))
+
+    # -- running a worker ---------------------------------------------------------------------
+
+    def run_forever(self, concurrency: int | None = None, grace: float | None = None,
+                    **_compat: Any) -> None:
+        """Run a worker for this app in this process until SIGTERM/SIGINT (blocking)."""
+        import asyncio
+
+        from qtasks.worker import Worker
+
+        _state.app_main = self
+        asyncio.run(Worker(self, concurrency=concurrency, grace=grace).run())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class QueueTasks(BaseQueueTasks):
+    """The sync app: ``add_task``, ``get``, ``ping`` and ``flush_all`` block.
+
+    ``name`` names the app (and its default database file); ``broker_url`` selects the backend
+    (default: embedded SQLite; also ``QTASKS_BROKER_URL``); ``broker`` passes a ready backend;
+    ``config`` a ``QueueConfig``; ``log`` a logger; ``worker`` and ``events`` are accepted for
+    QTasks compatibility.
+    """
+
+    def add_task(self, task_name: str, *args: Any, priority: int | None = None,
+                 timeout: float | None = None, **kwargs: Any) -> Task | None:
+        """Enqueue ``task_name(*args, **kwargs)``.
+
+        Returns the new record (status ``new``); with ``timeout``, waits and returns the final
+        record, or ``None`` if it is not final in time. Arguments must be JSON values
+        (``TypeError`` otherwise, nothing enqueued).
+        """
+        return self._add_task_sync(task_name, args, kwargs, priority, timeout)
+
+    def get(self, uuid: UUID | str) -> Task | None:
+        """The task's record, or ``None`` if unknown. A malformed uuid string raises ValueError."""
+        return self._record(self.client.get(_as_uuid(uuid)))
+
+    def ping(self, server: bool = True) -> bool:
+        """Whether a worker of this app is alive (``server=False``: always True)."""
+        return self.client.ping() if server else True
+
+    def flush_all(self) -> None:
+        """Delete every record, queued task and dead letter of this app."""
+        self.client.flush()
+
+
+class AsyncQueueTasks(BaseQueueTasks):
+    """The async app: ``add_task``, ``get``, ``ping`` and ``flush_all`` are coroutines."""
+
+    _flavour = "async"
+
+    async def add_task(self, task_name: str, *args: Any, priority: int | None = None,
+                       timeout: float | None = None, **kwargs: Any) -> Task | None:
+        """Enqueue; see ``QueueTasks.add_task``."""
+        return await self._add_task_async(task_name, args, kwargs, priority, timeout)
+
+    async def get(self, uuid: UUID | str) -> Task | None:
+        """The task's record, or ``None`` if unknown."""
+        return self._record(await self.transport.get(_as_uuid(uuid)))
+
+    async def ping(self, server: bool = True) -> bool:
+        """Whether a worker of this app is alive (``server=False``: always True)."""
+        return await self.transport.ping() if server else True
+
+    async def flush_all(self) -> None:
+        """Delete every record, queued task and dead letter of this app."""
+        await self.transport.flush()

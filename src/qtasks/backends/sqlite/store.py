@@ -1,0 +1,295 @@
+"""SQL for the embedded backend, run on one ``sqlite3`` connection by whoever owns it.
+
+The same functions serve the sync client (called directly, one connection per thread) and the
+async transport (called on its single database thread). Claiming is one ``BEGIN IMMEDIATE``
+transaction: SQLite has one writer at a time, so two workers can never lease the same row.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from typing import Any
+
+from qtasks.backends.base import DeadLetter, Delivery, NewTask, Outcome
+from qtasks.core.record import RecordRow
+
+SCHEMA_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    uuid TEXT PRIMARY KEY,
+    task_name TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    args TEXT NOT NULL,
+    kwargs TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    "returning" TEXT,
+    traceback TEXT,
+    extra TEXT
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT,
+    queue TEXT NOT NULL DEFAULT 'default',
+    priority INTEGER NOT NULL DEFAULT 0,
+    eta REAL NOT NULL DEFAULT 0,
+    payload TEXT NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    lease_until REAL,
+    worker TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_order ON queue (queue, priority, id);
+CREATE INDEX IF NOT EXISTS queue_lease ON queue (lease_until) WHERE lease_until IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queue_worker ON queue (worker) WHERE worker IS NOT NULL;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT,
+    task_name TEXT,
+    reason TEXT NOT NULL,
+    payload TEXT,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    concurrency INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_FINAL = "('success', 'error', 'cancel')"
+_RECORD_COLUMNS = (
+    "uuid, task_name, priority, status, args, kwargs, created_at, updated_at, "
+    "\"returning\", traceback, extra"
+)
+_READY = "queue = 'default' AND eta <= :now AND (lease_until IS NULL OR lease_until < :now)"
+WORKER_ALIVE_SECONDS = 30.0
+_HOSTNAME = socket.gethostname()
+
+
+def connect(target: str, uri: bool) -> sqlite3.Connection:
+    """Open a connection in autocommit mode (transactions are explicit) with WAL for files."""
+    conn = sqlite3.connect(target, uri=uri, timeout=60.0, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    if not uri:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (SCHEMA_VERSION,),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class _Transaction:
+    """``with _Transaction(conn):`` -- BEGIN IMMEDIATE, COMMIT, ROLLBACK on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def enqueue(conn: sqlite3.Connection, tasks: list[NewTask]) -> None:
+    with _Transaction(conn):
+        conn.executemany(
+            f"INSERT INTO records ({_RECORD_COLUMNS}) "
+            "VALUES (?, ?, ?, 'new', ?, ?, ?, ?, NULL, NULL, NULL)",
+            [(t.uuid, t.task_name, t.priority, t.args_json, t.kwargs_json, t.created_at,
+              t.created_at) for t in tasks],
+        )
+        conn.executemany(
+            "INSERT INTO queue (uuid, queue, priority, eta, payload) VALUES (?, ?, ?, ?, ?)",
+            [(t.uuid, t.queue, t.priority, t.eta or 0.0, t.envelope) for t in tasks],
+        )
+
+
+def get(conn: sqlite3.Connection, uuid: str) -> RecordRow | None:
+    row = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE uuid = ?", (uuid,)).fetchone()
+    return dict(row) if row is not None else None  # type: ignore[return-value]
+
+
+def _lost_worker_outcomes(conn: sqlite3.Connection, now: float, max_deliveries: int) -> int:
+    """Dead-letter messages whose lease expired after their last allowed delivery."""
+    lost = conn.execute(
+        "SELECT id, uuid, payload, deliveries, priority FROM queue "
+        "WHERE lease_until IS NOT NULL AND lease_until < ? AND deliveries >= ?",
+        (now, max_deliveries),
+    ).fetchall()
+    for row in lost:
+        reason = (
+            f"WorkerLostError: the worker running this task stopped without finishing it "
+            f"{row['deliveries']} times (max_deliveries={max_deliveries}); set aside"
+        )
+        conn.execute(
+            f"UPDATE records SET status = 'error', traceback = ?, updated_at = ? "
+            f"WHERE uuid = ? AND status NOT IN {_FINAL}",
+            (reason, now, row["uuid"]),
+        )
+        name = conn.execute("SELECT task_name FROM records WHERE uuid = ?", (row["uuid"],))
+        found = name.fetchone()
+        conn.execute(
+            "INSERT INTO dead_letters (uuid, task_name, reason, payload, deliveries, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (row["uuid"], found["task_name"] if found else None, reason, row["payload"],
+             row["deliveries"], now),
+        )
+        conn.execute("DELETE FROM queue WHERE id = ?", (row["id"],))
+    return len(lost)
+
+
+def claim(
+    conn: sqlite3.Connection, worker_id: str, limit: int, lease: float, max_deliveries: int
+) -> list[Delivery]:
+    now = time.time()
+    # A read first: an idle worker woken by an unrelated commit must not take the write lock.
+    ready = conn.execute(f"SELECT 1 FROM queue WHERE {_READY} LIMIT 1", {"now": now}).fetchone()
+    if ready is None or limit <= 0:
+        return []
+    with _Transaction(conn):
+        _lost_worker_outcomes(conn, now, max_deliveries)
+        rows = conn.execute(
+            "UPDATE queue SET lease_until = :until, worker = :worker, deliveries = deliveries + 1 "
+            f"WHERE id IN (SELECT id FROM queue WHERE {_READY} ORDER BY priority, id LIMIT :n) "
+            "RETURNING id, uuid, payload, deliveries, priority",
+            {"now": now, "until": now + lease, "worker": worker_id, "n": limit},
+        ).fetchall()
+        if rows:
+            conn.execute(
+                f"UPDATE records SET status = 'process', updated_at = ? "
+                f"WHERE status = 'new' AND uuid IN ({','.join('?' * len(rows))})",
+                (now, *(r["uuid"] for r in rows)),
+            )
+    rows.sort(key=lambda r: (r["priority"], r["id"]))
+    return [Delivery(r["id"], r["uuid"], r["payload"], r["deliveries"], r["priority"]) for r in rows]
+
+
+def finish(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+    now = time.time()
+    with _Transaction(conn):
+        conn.executemany(
+            f"INSERT INTO records ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, "
+            "\"returning\" = excluded.\"returning\", traceback = excluded.traceback, "
+            "extra = coalesce(excluded.extra, records.extra), updated_at = excluded.updated_at "
+            f"WHERE records.status NOT IN {_FINAL}",
+            [(o.uuid, o.task_name, o.priority, o.status, o.args_json, o.kwargs_json,
+              o.created_at or now, now, o.returning_json, o.traceback, o.extra_json)
+             for o in outcomes],
+        )
+        conn.executemany("DELETE FROM queue WHERE id = ?", [(o.delivery.tag,) for o in outcomes])
+        dead = [o for o in outcomes if o.dead_letter]
+        if dead:
+            conn.executemany(
+                "INSERT INTO dead_letters (uuid, task_name, reason, payload, deliveries, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(o.uuid, o.task_name, o.dead_letter, _text(o.delivery.payload),
+                  o.delivery.deliveries, now) for o in dead],
+            )
+
+
+def _text(payload: str | bytes) -> str:
+    return payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+
+
+def release(
+    conn: sqlite3.Connection, worker_id: str, deliveries: list[Delivery], counted: bool
+) -> None:
+    if not deliveries:
+        return
+    with _Transaction(conn):
+        conn.executemany(
+            "UPDATE queue SET lease_until = NULL, worker = NULL, "
+            "deliveries = deliveries - ? WHERE id = ? AND worker = ?",
+            [(0 if counted else 1, d.tag, worker_id) for d in deliveries],
+        )
+        conn.executemany(
+            "UPDATE records SET status = 'new' WHERE uuid = ? AND status = 'process'",
+            [(d.uuid,) for d in deliveries],
+        )
+
+
+def heartbeat(
+    conn: sqlite3.Connection, worker_id: str, lease: float, concurrency: int, started_at: float
+) -> None:
+    now = time.time()
+    with _Transaction(conn):
+        conn.execute(
+            "UPDATE queue SET lease_until = ? WHERE worker = ? AND lease_until IS NOT NULL",
+            (now + lease, worker_id),
+        )
+        conn.execute(
+            "INSERT INTO workers (id, hostname, pid, started_at, heartbeat_at, concurrency) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            (worker_id, _HOSTNAME, os.getpid(), started_at, now, concurrency),
+        )
+
+
+def unregister(conn: sqlite3.Connection, worker_id: str) -> None:
+    conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+
+def ping(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM workers WHERE heartbeat_at > ? LIMIT 1", (time.time() - WORKER_ALIVE_SECONDS,)
+    ).fetchone()
+    return row is not None
+
+
+def flush(conn: sqlite3.Connection) -> None:
+    with _Transaction(conn):
+        for table in ("records", "queue", "dead_letters"):
+            conn.execute(f"DELETE FROM {table}")
+
+
+def delete_finished(conn: sqlite3.Connection) -> int:
+    return conn.execute(f"DELETE FROM records WHERE status IN {_FINAL}").rowcount
+
+
+def dead_letters(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
+    rows = conn.execute(
+        "SELECT id, uuid, task_name, reason, payload, deliveries, created_at FROM dead_letters "
+        "ORDER BY id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [DeadLetter(**dict(r)) for r in rows]
+
+
+def stats(conn: sqlite3.Connection) -> dict[str, Any]:
+    now = time.time()
+    one = lambda sql, *a: conn.execute(sql, a).fetchone()[0]  # noqa: E731
+    return {
+        "queued": one("SELECT count(*) FROM queue WHERE lease_until IS NULL"),
+        "running": one("SELECT count(*) FROM queue WHERE lease_until IS NOT NULL"),
+        "records": one("SELECT count(*) FROM records"),
+        "dead_letters": one("SELECT count(*) FROM dead_letters"),
+        "workers": one("SELECT count(*) FROM workers WHERE heartbeat_at > ?",
+                       now - WORKER_ALIVE_SECONDS),
+    }

@@ -1,0 +1,149 @@
+"""The ``qtasks`` command (also ``python -m qtasks``).
+
+    qtasks -A module:app run [--concurrency N] [--processes N] [--grace S]
+    qtasks -A module:app info
+    qtasks -A module:app dead-letters [--limit N] [--json]
+
+``-A``/``--app``/``-app`` may come before or after the sub-command. ``module:attr`` is imported
+with the current directory on ``sys.path``; if ``attr`` is a function it is called to build the
+app; ``module`` alone means ``module:app``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from qtasks.version import __version__
+
+
+class CommandError(Exception):
+    """A mistake on the command line; printed without a traceback."""
+
+
+def load_app(spec: str) -> Any:
+    """Import ``module:attr`` and return the app it names."""
+    from qtasks.app import BaseQueueTasks
+
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise CommandError(f"cannot import module {module_name!r}: {exc}") from exc
+        raise  # the module exists but one of its own imports failed: show the traceback
+    try:
+        target = getattr(module, attr)
+    except AttributeError:
+        raise CommandError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(target, BaseQueueTasks) and callable(target):
+        target = target()
+    if not isinstance(target, BaseQueueTasks):
+        raise CommandError(f"{spec!r} is a {type(target).__name__}, not a QueueTasks app")
+    return target
+
+
+def _parser() -> argparse.ArgumentParser:
+    app_opt = argparse.ArgumentParser(add_help=False)
+    app_opt.add_argument("-A", "--app", "-app", dest="app", default=argparse.SUPPRESS,
+                         metavar="MODULE:APP", help="the app to use, e.g. myproject.tasks:app")
+    parser = argparse.ArgumentParser(prog="qtasks", parents=[app_opt],
+                                     description="qtasks worker and tools")
+    parser.add_argument("--version", action="version", version=f"qtasks {__version__}")
+    parser.add_argument("--loglevel", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", parents=[app_opt], help="run a worker")
+    run.add_argument("-c", "--concurrency", type=int, default=None,
+                     help="tasks run at once per process (default: config.max_tasks_process)")
+    run.add_argument("-p", "--processes", type=int, default=1,
+                     help="worker processes under a supervisor that restarts dead ones")
+    run.add_argument("--grace", type=float, default=None,
+                     help="seconds running tasks get after SIGTERM (default 30)")
+    sub.add_parser("info", parents=[app_opt], help="show the app, its backend and its queue")
+    dead = sub.add_parser("dead-letters", parents=[app_opt], help="list dead-lettered tasks")
+    dead.add_argument("--limit", type=int, default=20)
+    dead.add_argument("--json", action="store_true", help="print JSON lines")
+    return parser
+
+
+def _info(app: Any) -> None:
+    counts = app.client.stats()
+    print(f"app:          {app.name} (qtasks {__version__}, {type(app).__name__})")
+    print(f"backend:      {app.backend.describe()}")
+    print(f"tasks:        {', '.join(sorted(app.tasks)) or '(none registered)'}")
+    print("queue:        {queued} waiting, {running} claimed by workers".format(**counts))
+    print("records:      {records}; dead letters: {dead_letters}".format(**counts))
+    print("workers:      {workers} alive".format(**counts))
+
+
+def _dead_letters(app: Any, limit: int, as_json: bool) -> None:
+    letters = app.client.dead_letters(limit)
+    if not letters:
+        print("no dead letters")
+    for d in letters:
+        when = datetime.fromtimestamp(d.created_at, tz=UTC).isoformat(timespec="seconds")
+        if as_json:
+            print(json.dumps({"id": d.id, "uuid": d.uuid, "task_name": d.task_name,
+                              "reason": d.reason, "deliveries": d.deliveries, "at": when,
+                              "payload": d.payload}))
+        else:
+            print(f"{when}  {d.uuid or '-'}  {d.task_name or '-'}  deliveries={d.deliveries}\n"
+                  f"    {d.reason}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.loglevel.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.command:
+        parser.print_help()
+        return 0
+    if not getattr(args, "app", None):
+        parser.error("the app is required: qtasks -A module:app " + args.command)
+    try:
+        if args.command == "run" and args.processes > 1:
+            from qtasks.worker.supervisor import Supervisor
+
+            child = [] if args.concurrency is None else ["--concurrency", str(args.concurrency)]
+            if args.grace is not None:
+                child += ["--grace", str(args.grace)]
+            grace = args.grace if args.grace is not None else 30.0
+            return Supervisor(args.app, args.processes, child, grace).run()
+        app = load_app(args.app)
+        if args.command == "run":
+            return _run(app, args.concurrency, args.grace)
+        if args.command == "info":
+            _info(app)
+        elif args.command == "dead-letters":
+            _dead_letters(app, args.limit, args.json)
+    except CommandError as exc:
+        print(f"qtasks: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run(app: Any, concurrency: int | None, grace: float | None) -> int:
+    import asyncio
+
+    from qtasks import _state
+    from qtasks.worker import Worker
+
+    _state.app_main = app
+    worker = Worker(app, concurrency=concurrency, grace=grace)
+    asyncio.run(worker.run())
+    if worker.abandoned:
+        # Threads of sync tasks cannot be interrupted; their messages were handed back, so
+        # leave without waiting for them.
+        logging.shutdown()
+        os._exit(1)
+    return 0

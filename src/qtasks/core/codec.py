@@ -1,0 +1,126 @@
+"""The wire codec: task arguments, results and the queued envelope, all strict JSON.
+
+Strict means what a user of Celery's JSON serializer expects and a little more: values that JSON
+cannot carry faithfully are refused when the task is enqueued, not discovered on the worker.
+``datetime``, ``set``, ``bytes``, arbitrary objects and non-finite floats (NaN, inf) raise
+``TypeError`` naming the offending argument, and nothing is enqueued. Tuples become lists and
+non-string dict keys become strings, exactly as in ``json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from qtasks.exceptions import MalformedMessage
+
+ENVELOPE_VERSION = 1
+
+_encoder = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+dumps = _encoder.encode
+loads = json.loads
+
+
+def _why(value: Any) -> str:
+    try:
+        dumps(value)
+    except ValueError as exc:  # NaN/inf or circular reference
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value!r} is not a finite number"
+        return str(exc)
+    except TypeError as exc:
+        return str(exc)
+    return "cannot be encoded as JSON"
+
+
+def encode_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
+    """Return ``(args_json, kwargs_json)`` or raise ``TypeError`` naming the bad argument."""
+    try:
+        return dumps(list(args)), dumps(kwargs)
+    except (TypeError, ValueError, RecursionError):
+        pass  # locate the culprit below for a precise message
+    for index, value in enumerate(args):
+        try:
+            dumps(value)
+        except (TypeError, ValueError, RecursionError):
+            raise TypeError(
+                f"task {task_name!r}: positional argument {index} ({type(value).__name__}) is not "
+                f"JSON-serialisable: {_why(value)}. Pass plain JSON values (str, int, float, bool, "
+                f"None, list, dict), e.g. an ISO string for a datetime or a primary key for a model."
+            ) from None
+    for key, value in kwargs.items():
+        try:
+            dumps(value)
+        except (TypeError, ValueError, RecursionError):
+            raise TypeError(
+                f"task {task_name!r}: argument {key!r} ({type(value).__name__}) is not "
+                f"JSON-serialisable: {_why(value)}. Pass plain JSON values (str, int, float, bool, "
+                f"None, list, dict), e.g. an ISO string for a datetime or a primary key for a model."
+            ) from None
+    raise TypeError(f"task {task_name!r}: arguments are not JSON-serialisable")
+
+
+def encode_result(value: Any) -> str:
+    """Encode a task's return value; ``TypeError`` with the reason when JSON cannot carry it."""
+    try:
+        return dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        raise TypeError(
+            f"the task returned a {type(value).__name__}, which is not JSON-serialisable: "
+            f"{_why(value)}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One queued task as the worker sees it."""
+
+    uuid: UUID
+    task_name: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    created_at: float
+
+
+def encode_envelope(
+    uuid: UUID, task_name: str, priority: int, args_json: str, kwargs_json: str, created_at: float
+) -> str:
+    """Build the envelope text from already-encoded arguments (no second encoding pass)."""
+    return (
+        f'{{"v":{ENVELOPE_VERSION},"uuid":"{uuid}","task":{dumps(task_name)},'
+        f'"priority":{int(priority)},"created_at":{created_at!r},'
+        f'"args":{args_json},"kwargs":{kwargs_json}}}'
+    )
+
+
+def decode_envelope(raw: str | bytes) -> Envelope:
+    """Parse and validate an envelope; ``MalformedMessage`` says what is wrong with it."""
+    try:
+        data = loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise MalformedMessage(f"message is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedMessage(f"message is a JSON {type(data).__name__}, expected an object")
+    if data.get("v") != ENVELOPE_VERSION:
+        raise MalformedMessage(f"unsupported envelope version {data.get('v')!r}")
+    try:
+        uuid = UUID(str(data["uuid"]))
+    except (KeyError, ValueError):
+        raise MalformedMessage("message has no valid 'uuid'") from None
+    name, args, kwargs = data.get("task"), data.get("args"), data.get("kwargs")
+    priority, created_at = data.get("priority"), data.get("created_at")
+    if not isinstance(name, str) or not name:
+        raise MalformedMessage("message has no task name ('task')")
+    if not isinstance(args, list):
+        raise MalformedMessage("message 'args' is not a list")
+    if not isinstance(kwargs, dict):
+        raise MalformedMessage("message 'kwargs' is not an object")
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise MalformedMessage("message 'priority' is not an integer")
+    if not isinstance(created_at, int | float):
+        raise MalformedMessage("message 'created_at' is not a number")
+    return Envelope(uuid, name, priority, args, kwargs, float(created_at))

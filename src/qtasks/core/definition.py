@@ -1,0 +1,113 @@
+"""Task definitions (``TaskExecSchema`` in QTasks) and the decorator forms that create them.
+
+``@x.task``, ``@x.task()``, ``@x.task("name")`` and ``@x.task(name=..., ...)`` are parsed once,
+here, for the app, routers and ``shared_task``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from qtasks.exceptions import NotYetSupported
+
+# Options QTasks documents whose behaviour this release does not implement. They are refused
+# with a clear error rather than accepted and ignored.
+_PENDING_OPTIONS = (
+    "echo",
+    "max_time",
+    "retry",
+    "retry_on_exc",
+    "decode",
+    "generate_handler",
+    "executor",
+    "middlewares_before",
+    "middlewares_after",
+)
+
+
+@dataclass
+class TaskDefinition:
+    """Everything the worker needs to run one registered task."""
+
+    priority: int
+    name: str
+    func: Callable[..., Any]
+    awaiting: bool = False
+    generating: Literal["async", "sync", False] = False
+    echo: bool = False
+    max_time: float | None = None
+    retry: int | None = None
+    retry_on_exc: list[type[Exception]] | None = None
+    decode: Callable[..., Any] | None = None
+    tags: list[str] | None = None
+    description: str | None = None
+    generate_handler: Callable[..., Any] | None = None
+    executor: Any = None
+    middlewares_before: list[Any] = field(default_factory=list)
+    middlewares_after: list[Any] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def same_function(self, other: TaskDefinition) -> bool:
+        """True when ``other`` is this function defined again (a module imported twice)."""
+        a, b = self.func, other.func
+        return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+def build_definition(
+    func: Callable[..., Any], name: str | None, priority: int, options: dict[str, Any]
+) -> TaskDefinition:
+    """Validate decorator options for ``func`` and return its definition."""
+    if not callable(func):
+        raise TypeError(f"@task expects a function, got {type(func).__name__}")
+    task_name = name or getattr(func, "__name__", None)
+    if not task_name:
+        raise ValueError("Task name is not specified.")
+    for option in _PENDING_OPTIONS:
+        if options.get(option):
+            raise NotYetSupported(
+                f"task {task_name!r}: the {option}= option is not implemented in this qtasks "
+                f"release; remove it for now (see docs/migration.md, 'Not yet available')."
+            )
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise NotYetSupported(
+            f"task {task_name!r}: generator tasks are not implemented in this qtasks release "
+            f"(see docs/migration.md, 'Not yet available')."
+        )
+    known = {"tags", "description", "awaiting", *_PENDING_OPTIONS}
+    extra = {k: v for k, v in options.items() if k not in known}
+    return TaskDefinition(
+        priority=int(priority),
+        name=task_name,
+        func=func,
+        awaiting=inspect.iscoroutinefunction(func),
+        tags=options.get("tags"),
+        description=options.get("description"),
+        extra=extra,
+    )
+
+
+def task_decorator(
+    name_or_func: str | Callable[..., Any] | None,
+    make: Callable[[Callable[..., Any], str | None], Any],
+) -> Any:
+    """Serve the four decorator forms; ``make(func, name)`` registers and returns the handle."""
+    if callable(name_or_func):
+        return make(name_or_func, None)
+
+    def decorator(func: Callable[..., Any]) -> Any:
+        return make(func, name_or_func)
+
+    return decorator
+
+
+class TaskTable(dict[str, TaskDefinition]):
+    """A name -> definition table that refuses a second, different task of the same name."""
+
+    def register(self, definition: TaskDefinition, owner: str) -> None:
+        current = self.get(definition.name)
+        if current is not None and not current.same_function(definition):
+            raise ValueError(f"Task with name {definition.name} is already registered in {owner}!")
+        self[definition.name] = definition

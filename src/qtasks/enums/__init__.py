@@ -1,0 +1,5 @@
+"""QTasks import path ``qtasks.enums``."""
+
+from qtasks.core.status import TaskStatusEnum
+
+__all__ = ["TaskStatusEnum"]

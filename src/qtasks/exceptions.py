@@ -1,0 +1,54 @@
+"""Every exception qtasks raises on purpose.
+
+    QTasksError
+    ├── TaskCancelError        (also a RuntimeError, as in QTasks 1.7) a task asked to be cancelled
+    ├── TaskPluginTriggerError a task asked a plugin to decide its result
+    ├── NotYetSupported        (also a NotImplementedError) an option that a later release implements
+    ├── BackendError           a backend URL or backend failure the user must see
+    └── MalformedMessage       a queued message that cannot be decoded (worker side)
+
+Argument validation errors stay builtin: a task argument that cannot be encoded raises
+``TypeError``, a duplicate task name ``ValueError``, as users of QTasks expect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class QTasksError(Exception):
+    """Root of the exceptions defined by qtasks."""
+
+
+class TaskCancelError(QTasksError, RuntimeError):
+    """Raised inside a task (or by ``ctx.cancel``) to finish it with status ``cancel``."""
+
+
+class TaskPluginTriggerError(QTasksError):
+    """Raised inside a task to let a plugin decide its result."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args)
+        self.kwargs = kwargs
+
+
+class NotYetSupported(QTasksError, NotImplementedError):
+    """A documented QTasks option whose behaviour this release does not implement yet."""
+
+
+class BackendError(QTasksError):
+    """A backend cannot be created or used (bad URL, missing extra, broken store)."""
+
+
+class MalformedMessage(QTasksError):
+    """A queued message that is not a valid qtasks envelope."""
+
+
+__all__ = [
+    "BackendError",
+    "MalformedMessage",
+    "NotYetSupported",
+    "QTasksError",
+    "TaskCancelError",
+    "TaskPluginTriggerError",
+]

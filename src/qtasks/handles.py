@@ -1,0 +1,162 @@
+"""Task handles: what ``@app.task`` returns (``SyncTask`` / ``AsyncTask``) and pre-built calls.
+
+A handle enqueues; it does not run the function (``handle.func`` is the function itself). The
+flavour of the handle decides whether ``add_task`` blocks or is awaited; the app it is bound to
+(or the most recently created app, for routers and shared tasks) decides where the task goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from qtasks.core.definition import TaskDefinition
+
+if TYPE_CHECKING:
+    from qtasks.app import BaseQueueTasks
+    from qtasks.core.record import Task
+
+
+class _Handle:
+    def __init__(
+        self,
+        task_name: str | None = None,
+        priority: int | None = None,
+        echo: bool = False,
+        max_time: float | None = None,
+        retry: int | None = None,
+        retry_on_exc: list[type[Exception]] | None = None,
+        decode: Callable[..., Any] | None = None,
+        tags: list[str] | None = None,
+        description: str | None = None,
+        generate_handler: Callable[..., Any] | None = None,
+        executor: Any = None,
+        middlewares_before: list[Any] | None = None,
+        middlewares_after: list[Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        app: BaseQueueTasks | None = None,
+        func: Callable[..., Any] | None = None,
+    ) -> None:
+        self.task_name = task_name
+        self.priority = priority
+        self.echo = echo
+        self.max_time = max_time
+        self.retry = retry
+        self.retry_on_exc = retry_on_exc
+        self.decode = decode
+        self.tags = tags
+        self.description = description
+        self.generate_handler = generate_handler
+        self.executor = executor
+        self.middlewares_before = middlewares_before or []
+        self.middlewares_after = middlewares_after or []
+        self.extra = extra or {}
+        self.func = func
+        self.ctx = None
+        self._app = app
+        if func is not None:
+            self.__doc__ = func.__doc__
+            self.__name__ = getattr(func, "__name__", task_name)
+
+    @classmethod
+    def from_definition(cls, definition: TaskDefinition, app: BaseQueueTasks | None) -> Any:
+        return cls(
+            task_name=definition.name,
+            priority=definition.priority,
+            tags=definition.tags,
+            description=definition.description,
+            extra=definition.extra,
+            app=app,
+            func=definition.func,
+        )
+
+    def _target(self, task_name: str | None) -> tuple[BaseQueueTasks, str]:
+        from qtasks.app import resolve_app
+
+        name = task_name or self.task_name
+        if not name:
+            raise ValueError("Task name is not specified.")
+        return resolve_app(self._app), name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.task_name!r}>"
+
+
+class SyncTask(_Handle):
+    """Handle whose ``add_task`` blocks."""
+
+    def add_task(self, *args: Any, priority: int | None = None, timeout: float | None = None,
+                 task_name: str | None = None, **kwargs: Any) -> Task | None:
+        """Enqueue; with ``timeout``, wait for and return the final record (``None`` on timeout)."""
+        app, name = self._target(task_name)
+        prio = self.priority if priority is None and name == self.task_name else priority
+        return app._add_task_sync(name, args, kwargs, prio, timeout)
+
+    def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
+                 task_name: str | None = None, **kwargs: Any) -> SyncTaskCls:
+        """Build the call without enqueuing it; ``.add_task()`` on the result enqueues."""
+        cls = SyncTaskCls(task_name or self.task_name, priority if priority is not None
+                          else self.priority, timeout, args, kwargs)
+        cls.bind(self)
+        return cls
+
+
+class AsyncTask(_Handle):
+    """Handle whose ``add_task`` is a coroutine."""
+
+    async def add_task(self, *args: Any, priority: int | None = None,
+                       timeout: float | None = None, task_name: str | None = None,
+                       **kwargs: Any) -> Task | None:
+        """Enqueue; with ``timeout``, wait for and return the final record (``None`` on timeout)."""
+        app, name = self._target(task_name)
+        prio = self.priority if priority is None and name == self.task_name else priority
+        return await app._add_task_async(name, args, kwargs, prio, timeout)
+
+    def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
+                 task_name: str | None = None, **kwargs: Any) -> AsyncTaskCls:
+        """Build the call without enqueuing it; ``await .add_task()`` on the result enqueues."""
+        cls = AsyncTaskCls(task_name or self.task_name, priority if priority is not None
+                           else self.priority, timeout, args, kwargs)
+        cls.bind(self)
+        return cls
+
+
+@dataclass
+class BaseTaskCls:
+    """A call prepared by ``handle(*args, ...)``: name, priority, timeout, arguments."""
+
+    task_name: str | None = None
+    priority: int | None = None
+    timeout: float | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    _task_deco: Any = field(default=None, repr=False)
+
+    def bind(self, deco: _Handle) -> None:
+        self._task_deco = deco
+
+    def _handle(self) -> Any:
+        if self._task_deco is None:
+            raise RuntimeError(f"{type(self).__name__} is not bound to a task handle.")
+        return self._task_deco
+
+
+class SyncTaskCls(BaseTaskCls):
+    def add_task(self) -> Task | None:
+        return self._handle().add_task(*self.args, priority=self.priority, timeout=self.timeout,
+                                       task_name=self.task_name, **self.kwargs)
+
+
+class AsyncTaskCls(BaseTaskCls):
+    async def add_task(self) -> Task | None:
+        return await self._handle().add_task(*self.args, priority=self.priority,
+                                             timeout=self.timeout, task_name=self.task_name,
+                                             **self.kwargs)
+
+
+def handle_class(flavour: str) -> type[_Handle]:
+    return AsyncTask if flavour == "async" else SyncTask
+
+
+__all__ = ["AsyncTask", "AsyncTaskCls", "BaseTaskCls", "SyncTask", "SyncTaskCls"]

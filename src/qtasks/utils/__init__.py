@@ -1,0 +1,14 @@
+"""QTasks import paths ``qtasks.utils.shared_task`` and ``qtasks.utils.get_app``."""
+
+from typing import Any
+
+from qtasks import _state
+from qtasks.shared import shared_task
+
+
+def get_app() -> Any:
+    """The most recently created app, or ``None``."""
+    return _state.app_main
+
+
+__all__ = ["get_app", "shared_task"]

@@ -1,0 +1,195 @@
+"""The async worker: claim, run, record; drain on SIGTERM.
+
+Three coroutines share the work. The fetch loop keeps up to ``concurrency`` tasks running and up
+to ``prefetch`` more claimed in a local buffer (sorted by priority), claiming in batches. The
+finisher writes outcomes to the backend in batches. The heartbeat extends every lease this worker
+holds, so a long task is not handed to another worker while this one is alive.
+
+Stopping: the first SIGTERM/SIGINT stops claiming, hands the buffered (never started) tasks back
+at once, and gives running tasks ``grace`` seconds; a second signal, or the end of the grace
+period, hands the unfinished ones back too (their delivery counts) and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+from uuid import uuid4
+
+from qtasks.backends.base import Delivery, Outcome
+from qtasks.worker.executor import execute
+
+if TYPE_CHECKING:
+    from qtasks.app import BaseQueueTasks
+
+log = logging.getLogger("qtasks.worker")
+
+IDLE_RECHECK = 1.0  # seconds; also how soon an expired lease of a dead worker is noticed
+
+
+class Worker:
+    """Runs the tasks of ``app``. ``await Worker(app).run()`` returns after a signal drain."""
+
+    def __init__(self, app: BaseQueueTasks, *, concurrency: int | None = None,
+                 grace: float | None = None, install_signals: bool = True) -> None:
+        self.app = app
+        config = app.config
+        self.concurrency = max(1, concurrency or config.max_tasks_process)
+        self.prefetch = config.prefetch(self.concurrency)
+        self.grace = config.worker_shutdown_grace if grace is None else grace
+        self.lease = config.visibility_timeout
+        self.install_signals = install_signals
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+        self.started_at = time.time()
+        self.abandoned = 0
+        self._buffer: list[Delivery] = []
+        self._running: dict[asyncio.Task[None], Delivery] = {}
+        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._stopping = asyncio.Event()
+        self._hard = asyncio.Event()
+        self._wakeup = asyncio.Event()
+
+    def stop(self) -> None:
+        """Begin a graceful stop (what the first SIGTERM does); a second call stops hard."""
+        if self._stopping.is_set():
+            self._hard.set()
+            log.warning("worker %s: second stop request, stopping now", self.id)
+        else:
+            log.info("worker %s: stopping; %d running get %.0fs to finish", self.id,
+                     len(self._running), self.grace)
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport = self.app.transport
+        if self.install_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        if self.app.config.delete_finished_tasks:
+            removed = await transport.delete_finished()
+            log.info("deleted %d finished task records", removed)
+        await transport.heartbeat(self.id, self.lease, self._info())
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="qtasks-task")
+        heartbeat = asyncio.create_task(self._heartbeat())
+        finisher = asyncio.create_task(self._finisher())
+        log.info("worker %s ready: app %r, %s, concurrency %d", self.id, self.app.name,
+                 self.app.backend.describe(), self.concurrency)
+        try:
+            await self._fetch(pool)
+        finally:
+            await self._drain()
+            await self._outcomes.join()
+            finisher.cancel()
+            heartbeat.cancel()
+            await transport.unregister(self.id)
+            pool.shutdown(wait=False, cancel_futures=True)
+            if self.install_signals and threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            log.info("worker %s stopped", self.id)
+
+    def _info(self) -> dict[str, float | int]:
+        return {"concurrency": self.concurrency, "started_at": self.started_at}
+
+    async def _fetch(self, pool: ThreadPoolExecutor) -> None:
+        transport = self.app.transport
+        while not self._stopping.is_set():
+            while self._buffer and len(self._running) < self.concurrency:
+                self._start(self._buffer.pop(0), pool)
+            room = self.concurrency + self.prefetch - len(self._running) - len(self._buffer)
+            if room > 0:
+                claimed = await transport.claim(self.id, room, self.lease)
+                if claimed:
+                    self._buffer.extend(claimed)
+                    self._buffer.sort(key=lambda d: d.priority)
+                    continue
+            self._wakeup.clear()
+            if room > 0:
+                await self._first(transport.wait_for_work(IDLE_RECHECK), self._wakeup.wait())
+            else:
+                await self._wakeup.wait()
+
+    @staticmethod
+    async def _first(*aws: object) -> None:
+        tasks = [asyncio.ensure_future(a) for a in aws]  # type: ignore[arg-type]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _start(self, delivery: Delivery, pool: ThreadPoolExecutor) -> None:
+        task = asyncio.create_task(self._run_one(delivery, pool))
+        self._running[task] = delivery
+
+    async def _run_one(self, delivery: Delivery, pool: ThreadPoolExecutor) -> None:
+        try:
+            outcome = await execute(self.app, delivery, pool)
+            self._outcomes.put_nowait(outcome)
+        finally:
+            self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._wakeup.set()
+
+    async def _finisher(self) -> None:
+        transport = self.app.transport
+        while True:
+            batch = [await self._outcomes.get()]
+            while not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            delay = 0.1
+            while True:
+                try:
+                    await transport.finish(batch)
+                    break
+                except Exception:
+                    # Never drop an outcome: keep it and try again; the lease is still ours.
+                    log.exception("could not record %d task results; retrying in %.1fs",
+                                  len(batch), delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            for _ in batch:
+                self._outcomes.task_done()
+
+    async def _heartbeat(self) -> None:
+        transport = self.app.transport
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await transport.heartbeat(self.id, self.lease, self._info())
+            except Exception:
+                log.exception("heartbeat failed; leases may expire")
+
+    async def _drain(self) -> None:
+        transport = self.app.transport
+        if self._buffer:
+            unstarted, self._buffer = self._buffer, []
+            await transport.release(self.id, unstarted, counted=False)
+            log.info("handed back %d tasks that had not started", len(unstarted))
+        if not self._running:
+            return
+        running = set(self._running)
+        deadline = asyncio.create_task(asyncio.sleep(self.grace))
+        hard = asyncio.create_task(self._hard.wait())
+        pending = running
+        while pending and not deadline.done() and not hard.done():
+            _, pending = await asyncio.wait(pending | {deadline, hard},
+                                            return_when=asyncio.FIRST_COMPLETED)
+            pending -= {deadline, hard}
+        deadline.cancel()
+        hard.cancel()
+        unfinished = [self._running[t] for t in pending if t in self._running]
+        for task in pending:
+            task.cancel()
+        if unfinished:
+            self.abandoned = len(unfinished)
+            await transport.release(self.id, unfinished, counted=True)
+            log.warning("handed back %d tasks still running at the end of the grace period",
+                        len(unfinished))
