@@ -1,0 +1,153 @@
+"""At-least-once delivery: killed workers, poison tasks, drains, malformed messages."""
+
+import math
+import signal
+import sqlite3
+import time
+from datetime import datetime
+from uuid import uuid4
+
+import pytest
+from apps import async_app, sync_app
+from helpers import clear_marks, marks, wait_until
+
+FAST_LEASE = {"QTASKS_VISIBILITY_TIMEOUT": "1.5"}
+
+
+def _db():
+    return sqlite3.connect(sync_app.app.backend.path)
+
+
+def test_killed_worker_task_runs_again_and_finishes_once(start_worker):
+    app = sync_app.app
+    app.flush_all()
+    clear_marks()
+    first = start_worker("apps.sync_app:app", env=FAST_LEASE)
+    task = app.add_task("sleepy", 1.0, tag="k9")
+    wait_until(lambda: "start k9" in marks(), what="the task to start")
+    first.signal(signal.SIGKILL)
+    first.proc.wait(10)
+    start_worker("apps.sync_app:app", env=FAST_LEASE)
+    record = app.wait_sync(task.uuid, 30)
+    assert record.status == "success"
+    assert marks().count("start k9") == 2  # it ran again (at-least-once) ...
+    with _db() as conn:  # ... and has exactly one record, in one final state, off the queue
+        assert conn.execute("SELECT count(*) FROM records WHERE uuid = ?",
+                            (str(task.uuid),)).fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM queue").fetchone() == (0,)
+    assert app.client.dead_letters() == []
+
+
+def test_poison_task_is_dead_lettered_while_normal_tasks_succeed(start_worker):
+    app = sync_app.app
+    app.flush_all()
+    env = {**FAST_LEASE, "QTASKS_MAX_DELIVERIES": "3", "QTASKS_WORKER_PREFETCH": "0"}
+    poison = app.add_task("die")
+    normal = [app.add_task("add", i, 1) for i in range(100)]
+    supervisor = start_worker("apps.sync_app:app", "--processes", "2", "--concurrency", "1",
+                              env=env, ready=2)
+    records = [app.wait_sync(t.uuid, 60) for t in normal]
+    assert [r.status for r in records] == ["success"] * 100
+    assert [r.returning for r in records] == [i + 1 for i in range(100)]
+    dead = app.wait_sync(poison.uuid, 60)
+    assert dead.status == "error"
+    assert "WorkerLostError" in dead.traceback
+    letters = app.client.dead_letters()
+    assert [(d.uuid, d.task_name, d.deliveries) for d in letters] == [(str(poison.uuid), "die", 3)]
+    assert supervisor.proc.poll() is None  # the fleet is still up
+
+
+def test_sigterm_drains_running_tasks_and_hands_back_prefetched(start_worker):
+    app = sync_app.app
+    app.flush_all()
+    clear_marks()
+    worker = start_worker("apps.sync_app:app", "--concurrency", "20", "--grace", "10")
+    tasks = [app.add_task("sleepy", 2.0, tag=str(i)) for i in range(30)]
+    wait_until(lambda: len(marks()) == 20, what="20 running tasks")
+    time.sleep(0.2)  # the worker has had time to prefetch the other 10
+    sent = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    worker.proc.wait(15)
+    took = time.monotonic() - sent
+    assert worker.proc.returncode == 0
+    assert took < 10 + 1
+    statuses = [app.get(t.uuid).status for t in tasks]
+    assert statuses.count("success") == 20
+    assert statuses.count("new") == 10  # handed back, not lost and not counted as a delivery
+    with _db() as conn:
+        assert conn.execute("SELECT count(*), max(deliveries) FROM queue "
+                            "WHERE lease_until IS NULL").fetchone() == (10, 0)
+    start_worker("apps.sync_app:app", "--concurrency", "20")
+    assert all(app.wait_sync(t.uuid, 30).status == "success" for t in tasks)
+    assert len(marks()) == 30
+
+
+def _malformed_payloads():
+    yield from ["", "not json", "[1, 2]", "42", "null", '{"v": 99}']
+    base = {"v": 1, "uuid": None, "task": "add", "priority": 0, "created_at": 1.0,
+            "args": [1], "kwargs": {}}
+    for field, value in [("task", 5), ("task", ""), ("args", "x"), ("kwargs", []),
+                         ("priority", "high"), ("created_at", "now"), ("uuid", "zzz"),
+                         ("task", "no_such_task")]:
+        yield {**base, field: value}
+
+
+def test_malformed_rows_are_dead_lettered_and_good_tasks_done(start_worker):
+    import json
+
+    app = sync_app.app
+    app.flush_all()
+    good = [app.add_task("add", i, 2) for i in range(1000)]
+    kinds = list(_malformed_payloads())
+    rows = []
+    for i in range(400):
+        kind = kinds[i % len(kinds)]
+        if isinstance(kind, dict):
+            kind = json.dumps({**kind, "uuid": kind["uuid"] or str(uuid4())})
+        rows.append((str(uuid4()) if i % 2 else None, kind, i % 3))
+    with _db() as conn:
+        conn.executemany("INSERT INTO queue (uuid, payload, priority) VALUES (?, ?, ?)", rows)
+    worker = start_worker("apps.sync_app:app")
+    records = [app.wait_sync(t.uuid, 60) for t in good]
+    assert all(r.status == "success" for r in records)
+    wait_until(lambda: len(app.client.dead_letters(1000)) == 400, what="400 dead letters")
+    letters = app.client.dead_letters(1000)
+    assert all(d.reason for d in letters)
+    assert {d.reason.split(":")[0] for d in letters} == {"MalformedMessage", "UnknownTaskError"}
+    assert worker.proc.poll() is None
+    assert worker.output.count(" ready: app ") == 1  # never restarted
+    assert app.client.stats()["queued"] == 0
+
+
+BAD_VALUES = [datetime(2026, 1, 1), {1, 2}, b"bytes", object(), math.nan, math.inf]
+
+
+@pytest.mark.parametrize("bad", BAD_VALUES, ids=lambda v: type(v).__name__)
+def test_non_json_arguments_raise_type_error_sync(bad):
+    app = sync_app.app
+    before = app.client.stats()
+    with pytest.raises(TypeError, match="positional argument 1"):
+        app.add_task("add", 1, bad)
+    with pytest.raises(TypeError, match="argument 'b'"):
+        sync_app.add.add_task(1, b=bad)
+    with pytest.raises(TypeError, match="argument 'when'"):
+        app.add_task("add", 1, when=[1, {"x": bad}])
+    assert app.client.stats() == before
+
+
+@pytest.mark.parametrize("bad", BAD_VALUES, ids=lambda v: type(v).__name__)
+def test_non_json_arguments_raise_type_error_async(bad):
+    import asyncio
+
+    app = async_app.app
+
+    async def scenario():
+        before = app.client.stats()
+        with pytest.raises(TypeError, match="positional argument 0"):
+            await app.add_task("add", bad)
+        with pytest.raises(TypeError, match="argument 'b'"):
+            await async_app.add.add_task(1, b=bad)
+        return before, app.client.stats()
+
+    before, after = asyncio.run(scenario())
+    assert before == after
