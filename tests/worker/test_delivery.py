@@ -8,6 +8,7 @@ from datetime import datetime
 from uuid import uuid4
 
 import pytest
+
 from apps import async_app, sync_app
 from helpers import clear_marks, marks, wait_until
 

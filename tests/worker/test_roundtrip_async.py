@@ -4,8 +4,8 @@ import asyncio
 from uuid import UUID, uuid4
 
 import pytest
-from apps.async_app import add, app
 
+from apps.async_app import add, app
 from qtasks import Task
 
 

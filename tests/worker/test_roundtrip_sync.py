@@ -3,10 +3,10 @@
 from uuid import UUID, uuid4
 
 import pytest
+
 from apps.sync_app import add, app, router_late, router_task
 from apps.sync_app import test as test_handle
 from helpers import wait_until
-
 from qtasks import Task, TaskStatusEnum
 
 

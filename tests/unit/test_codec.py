@@ -1,0 +1,37 @@
+"""The wire codec refuses what JSON cannot carry and names the culprit."""
+
+import math
+
+import pytest
+
+from qtasks.core.codec import decode_envelope, encode_arguments, encode_envelope, encode_result
+from qtasks.exceptions import MalformedMessage
+
+
+def test_arguments_round_trip_as_json():
+    args, kwargs = encode_arguments("t", (1, "a", [1, 2], {"k": None}, 2.5, True), {"x": (1, 2)})
+    assert args == '[1,"a",[1,2],{"k":null},2.5,true]'
+    assert kwargs == '{"x":[1,2]}'
+
+
+@pytest.mark.parametrize("bad", [math.nan, -math.inf, {1}, b"x", object()])
+def test_bad_argument_is_named(bad):
+    with pytest.raises(TypeError, match=r"task 'job': argument 'deep'"):
+        encode_arguments("job", (), {"deep": {"inner": [bad]}})
+
+
+def test_result_that_json_cannot_carry():
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        encode_result({1, 2})
+
+
+def test_envelope_round_trip_and_rejections():
+    from uuid import uuid4
+
+    uuid = uuid4()
+    text = encode_envelope(uuid, "na:me", 3, "[1]", '{"a":2}', 12.5)
+    env = decode_envelope(text)
+    assert (env.uuid, env.task_name, env.priority, env.args, env.kwargs) == (uuid, "na:me", 3, [1], {"a": 2})
+    for bad in ["", "[]", '{"v":1}', f'{{"v":2,"uuid":"{uuid}"}}']:
+        with pytest.raises(MalformedMessage):
+            decode_envelope(bad)
