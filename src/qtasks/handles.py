@@ -1,8 +1,9 @@
 """Task handles: what ``@app.task`` returns (``SyncTask`` / ``AsyncTask``) and pre-built calls.
 
 A handle enqueues; it does not run the function (``handle.func`` is the function itself). The
-flavour of the handle decides whether ``add_task`` blocks or is awaited; the app it is bound to
-(or the most recently created app, for routers and shared tasks) decides where the task goes.
+flavour of the handle decides whether ``add_task`` blocks or is awaited. The task goes to the app
+the handle is bound to; for a router task, the first app that included the router; otherwise
+(shared tasks, routers not yet included) the most recently created app, as in QTasks.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class _Handle:
         self.func = func
         self.ctx = None
         self._app = app
+        self._router: Any = None  # set for router tasks: they go to the app that includes the router
         if func is not None:
             self.__doc__ = func.__doc__
             self.__name__ = getattr(func, "__name__", task_name)
@@ -77,7 +79,10 @@ class _Handle:
         name = task_name or self.task_name
         if not name:
             raise ValueError("Task name is not specified.")
-        return resolve_app(self._app), name
+        app = self._app
+        if app is None and self._router is not None and self._router._apps:
+            app = self._router._apps[0]
+        return resolve_app(app), name
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.task_name!r}>"

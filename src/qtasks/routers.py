@@ -33,7 +33,9 @@ class _Router:
             for app in self._apps:
                 app.check_name_free(definition, exclude=self.tasks)
             self.tasks.register(definition, f"{type(self).__name__}")
-            return handle_class(self._handle_flavour).from_definition(definition, app=None)
+            handle = handle_class(self._handle_flavour).from_definition(definition, app=None)
+            handle._router = self
+            return handle
 
         return task_decorator(name, make)
 

@@ -5,7 +5,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from apps.sync_app import add, app, router_late, router_task
-from apps.sync_app import test as test_handle
+from apps.sync_app import test as user_task
 from helpers import wait_until
 from qtasks import Task, TaskStatusEnum
 
@@ -76,7 +76,7 @@ def test_router_tasks_including_ones_added_after_include(worker):
 
 
 def test_per_call_priority_is_kept_in_the_final_record(worker):
-    record = test_handle.add_task(1, priority=7, timeout=10)
+    record = user_task.add_task(1, priority=7, timeout=10)
     assert record.status == "success"
     assert record.priority == 7
 
