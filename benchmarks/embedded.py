@@ -143,6 +143,15 @@ class Consumer:
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the consumer process (all threads) so far; Linux only."""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rpartition(")")[2].split()  # after "pid (comm)": state is fields[0]
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def check_alive(self) -> None:
         code = self.proc.poll()
         if code is not None:
@@ -205,6 +214,7 @@ class Result:
     drain_wall_seconds: float = 0.0
     drain_wall_per_s: float = 0.0
     drain_counted_tasks: int = 0
+    drain_cpu_ms_per_1k: float | None = None
     failed_tasks: int = 0
     rtt_samples: int = 0
     rtt_p50_ms: float = 0.0
@@ -233,13 +243,14 @@ def measure_drain(result: Result, label: str, db_path: Path, done_sql: str, proc
     n = result.tasks
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30.0)
     try:
-        first: tuple[float, int] | None = None
+        first: tuple[float, int, float | None] | None = None
         while True:
             at = time.perf_counter()  # the read snapshot is taken when the query starts
             done = conn.execute(done_sql).fetchone()[0]
             if done and first is None:
-                first = (at, done)
+                first = (at, done, proc.cpu_seconds())
             if done >= n:
+                last_cpu = proc.cpu_seconds()
                 break
             proc.check_alive()
             if at - proc.started > timeout:
@@ -250,7 +261,7 @@ def measure_drain(result: Result, label: str, db_path: Path, done_sql: str, proc
     finally:
         conn.close()
     assert first is not None
-    first_at, first_done = first
+    first_at, first_done, first_cpu = first
     result.startup_seconds = first_at - proc.started
     result.drain_wall_seconds = at - proc.started
     result.drain_wall_per_s = n / result.drain_wall_seconds
@@ -261,6 +272,8 @@ def measure_drain(result: Result, label: str, db_path: Path, done_sql: str, proc
         result.drain_counted_tasks = n
         result.drain_seconds = result.drain_wall_seconds
     result.drain_per_s = result.drain_counted_tasks / result.drain_seconds
+    if first_cpu is not None and last_cpu is not None and first_done < n:
+        result.drain_cpu_ms_per_1k = (last_cpu - first_cpu) * 1e6 / (n - first_done)
     PROGRESS.done(f"  {label}: drained {n} in {result.drain_wall_seconds:.2f}s wall; "
                   f"{result.drain_per_s:,.0f}/s after startup ({result.startup_seconds:.2f}s)")
 
@@ -286,6 +299,18 @@ def store_rtt(result: Result, rtt: dict[str, float]) -> None:
     result.rtt_samples = int(rtt["samples"])
     result.rtt_p50_ms, result.rtt_p99_ms = rtt["p50_ms"], rtt["p99_ms"]
     result.rtt_mean_ms, result.rtt_max_ms = rtt["mean_ms"], rtt["max_ms"]
+
+
+def count_huey_errors(huey: Any, db: Path) -> int:
+    """How many stored Huey results are errors (a task that raised stores an ``Error``)."""
+    from huey.utils import Error
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        values = conn.execute("SELECT value FROM kv WHERE queue = 'bench'").fetchall()
+    finally:
+        conn.close()
+    return sum(isinstance(huey.serializer.deserialize(bytes(v)), Error) for (v,) in values)
 
 
 # -- the systems -------------------------------------------------------------------------------
@@ -348,6 +373,7 @@ def run_huey(args: argparse.Namespace, base: Path) -> Result:
                     "-d", str(args.huey_delay), "-m", str(args.huey_max_delay)]
             with consumer(argv, folder, signal.SIGINT) as proc:
                 measure_drain(result, "huey", db, HUEY_DONE_SQL, proc, args.poll, args.timeout)
+                result.failed_tasks = count_huey_errors(huey, db)
                 time.sleep(args.idle)
 
                 def round_trip(**get_options: Any) -> None:
@@ -393,8 +419,10 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     by_name = {r.system: r for r in results}
     print()
     for r in results:
+        cpu = "" if r.drain_cpu_ms_per_1k is None else (
+            f", consumer CPU {r.drain_cpu_ms_per_1k:,.0f} ms per 1000 tasks")
         print(f"{r.system}: startup {r.startup_seconds:.2f}s, drain wall {r.drain_wall_seconds:.2f}s "
-              f"({r.drain_wall_per_s:,.0f}/s incl. startup), failed tasks {r.failed_tasks}")
+              f"({r.drain_wall_per_s:,.0f}/s incl. startup){cpu}, failed tasks {r.failed_tasks}")
     huey = by_name.get("huey")
     if huey is not None and "rtt_fast_get" in huey.notes:
         fast = huey.notes["rtt_fast_get"]

@@ -68,3 +68,8 @@ app.include_router(router)
 @router.task()
 def router_late():
     return "late"
+
+
+@app.task
+def exits():
+    raise SystemExit(4)

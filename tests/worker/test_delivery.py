@@ -152,3 +152,33 @@ def test_non_json_arguments_raise_type_error_async(bad):
 
     before, after = asyncio.run(scenario())
     assert before == after
+
+
+def test_heartbeat_keeps_a_long_task_with_its_worker(start_worker):
+    app = sync_app.app
+    app.flush_all()
+    clear_marks()
+    start_worker("apps.sync_app:app", "--processes", "2", env=FAST_LEASE, ready=2)
+    task = app.add_task("sleepy", 4.0, tag="long")  # far longer than the 1.5 s lease
+    record = app.wait_sync(task.uuid, 30)
+    assert record.status == "success"
+    assert marks().count("start long") == 1  # no other worker took it over
+
+
+def test_second_signal_stops_at_once_and_hands_the_task_back(start_worker):
+    app = sync_app.app
+    app.flush_all()
+    clear_marks()
+    worker = start_worker("apps.sync_app:app", "--grace", "60")
+    task = app.add_task("sleepy", 30.0, tag="hard")
+    wait_until(lambda: "start hard" in marks(), what="the task to start")
+    sent = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    worker.signal(signal.SIGINT)
+    worker.proc.wait(10)
+    assert time.monotonic() - sent < 10
+    assert worker.proc.returncode == 1  # tasks were abandoned
+    assert app.get(task.uuid).status == "new"
+    with _db() as conn:  # back in the queue at once, this delivery counted
+        assert conn.execute("SELECT lease_until, deliveries FROM queue").fetchall() == [(None, 1)]

@@ -105,3 +105,9 @@ def test_ping_true_while_worker_alive(worker):
 def test_wait_result_on_the_record(worker):
     task = app.add_task("add", 2, 2)
     assert task.wait_result(timeout=10).returning == 4
+
+
+def test_system_exit_inside_a_task_is_that_tasks_error(worker):
+    record = app.add_task("exits", timeout=10)
+    assert record.status == "error" and "SystemExit: 4" in record.traceback
+    assert app.add_task("add", 1, 1, timeout=10).returning == 2

@@ -61,7 +61,8 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor) -> Ou
     except TaskCancelError as exc:
         reason = str(exc) or f"{env.task_name}.cancel"
         return done(status="cancel", extra_json=dumps({"cancel_reason": reason}))
-    except Exception:
+    except (Exception, SystemExit, KeyboardInterrupt):
+        # SystemExit/KeyboardInterrupt raised *by the task* are its failure, not the worker's.
         text = traceback.format_exc()
         log.error("task %s (%s) failed:\n%s", env.task_name, env.uuid, text)
         return done(status="error", traceback=text)

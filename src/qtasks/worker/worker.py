@@ -55,6 +55,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._hard = asyncio.Event()
         self._wakeup = asyncio.Event()
+        self._claim_backoff = 0.5
 
     def stop(self) -> None:
         """Begin a graceful stop (what the first SIGTERM does); a second call stops hard."""
@@ -106,7 +107,7 @@ class Worker:
                 self._start(self._buffer.pop(0), pool)
             room = self.concurrency + self.prefetch - len(self._running) - len(self._buffer)
             if room > 0:
-                claimed = await transport.claim(self.id, room, self.lease)
+                claimed = await self._claim(room)
                 if claimed:
                     self._buffer.extend(claimed)
                     self._buffer.sort(key=lambda d: d.priority)
@@ -116,6 +117,18 @@ class Worker:
                 await self._first(transport.wait_for_work(IDLE_RECHECK), self._wakeup.wait())
             else:
                 await self._wakeup.wait()
+
+    async def _claim(self, room: int) -> list[Delivery]:
+        try:
+            claimed = await self.app.transport.claim(self.id, room, self.lease)
+        except Exception:
+            # The store is unavailable (locked, disk full, restarting): keep the worker alive.
+            log.exception("could not fetch tasks; retrying in %.1fs", self._claim_backoff)
+            await asyncio.sleep(self._claim_backoff)
+            self._claim_backoff = min(self._claim_backoff * 2, 10.0)
+            return []
+        self._claim_backoff = 0.5
+        return claimed
 
     @staticmethod
     async def _first(*aws: object) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from qtasks.backends.base import DeadLetter, Delivery, NewTask, Outcome
 from qtasks.core.record import RecordRow
+from qtasks.exceptions import BackendError
 
 SCHEMA_VERSION = "1"
 
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS workers (
     pid INTEGER NOT NULL,
     started_at REAL NOT NULL,
     heartbeat_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
     concurrency INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,7 +74,6 @@ _RECORD_COLUMNS = (
     "\"returning\", traceback, extra"
 )
 _READY = "queue = 'default' AND eta <= :now AND (lease_until IS NULL OR lease_until < :now)"
-WORKER_ALIVE_SECONDS = 30.0
 _HOSTNAME = socket.gethostname()
 
 
@@ -97,10 +98,16 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
             (SCHEMA_VERSION,),
         )
+        found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    if found != SCHEMA_VERSION:
+        raise BackendError(
+            f"this database was written by a qtasks release with schema {found}, this release "
+            f"reads schema {SCHEMA_VERSION}; use a new database file or the matching release"
+        )
 
 
 class _Transaction:
@@ -246,21 +253,39 @@ def heartbeat(
             (now + lease, worker_id),
         )
         conn.execute(
-            "INSERT INTO workers (id, hostname, pid, started_at, heartbeat_at, concurrency) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-            (worker_id, _HOSTNAME, os.getpid(), started_at, now, concurrency),
+            "INSERT INTO workers (id, hostname, pid, started_at, heartbeat_at, expires_at, "
+            "concurrency) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
+            (worker_id, _HOSTNAME, os.getpid(), started_at, now, now + lease, concurrency),
         )
+        # forget workers that died without unregistering, once their last lease is long gone
+        conn.execute("DELETE FROM workers WHERE expires_at < ?", (now - 3600,))
 
 
 def unregister(conn: sqlite3.Connection, worker_id: str) -> None:
     conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def live_workers(conn: sqlite3.Connection) -> int:
+    """Workers whose last heartbeat has not expired; on this host, only those whose pid exists."""
+    rows = conn.execute(
+        "SELECT hostname, pid FROM workers WHERE expires_at > ?", (time.time(),)
+    ).fetchall()
+    return sum(1 for r in rows if r["hostname"] != _HOSTNAME or _pid_alive(r["pid"]))
+
+
 def ping(conn: sqlite3.Connection) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM workers WHERE heartbeat_at > ? LIMIT 1", (time.time() - WORKER_ALIVE_SECONDS,)
-    ).fetchone()
-    return row is not None
+    return live_workers(conn) > 0
 
 
 def flush(conn: sqlite3.Connection) -> None:
@@ -283,13 +308,11 @@ def dead_letters(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
 
 
 def stats(conn: sqlite3.Connection) -> dict[str, Any]:
-    now = time.time()
     one = lambda sql, *a: conn.execute(sql, a).fetchone()[0]  # noqa: E731
     return {
         "queued": one("SELECT count(*) FROM queue WHERE lease_until IS NULL"),
         "running": one("SELECT count(*) FROM queue WHERE lease_until IS NOT NULL"),
         "records": one("SELECT count(*) FROM records"),
         "dead_letters": one("SELECT count(*) FROM dead_letters"),
-        "workers": one("SELECT count(*) FROM workers WHERE heartbeat_at > ?",
-                       now - WORKER_ALIVE_SECONDS),
+        "workers": live_workers(conn),
     }
