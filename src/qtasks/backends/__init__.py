@@ -31,6 +31,7 @@ def backend_from_url(url: str | None, name: str, config: QueueConfig) -> Backend
             name=name,
             max_deliveries=config.max_deliveries,
             poll_interval_max=config.poll_interval_max,
+            poll_interval_idle=config.poll_interval_idle,
         )
     raise BackendError(
         f"no backend for {redact(url)!r}: this release ships the embedded SQLite backend "

@@ -81,7 +81,9 @@ class QueueConfig:
     worker_shutdown_grace: float = 30.0
     """Seconds running tasks get to finish after SIGTERM before the worker stops hard."""
     poll_interval_max: float = 0.002
-    """Embedded backend: the longest pause between two checks for a change by another process."""
+    """Embedded backend: the longest pause between two checks for another process's change."""
+    poll_interval_idle: float = 0.02
+    """Embedded backend: that pause once nothing has changed for a second (idle workers)."""
 
     def __post_init__(self) -> None:
         self._subscribers: list[Callable[[QueueConfig, str, Any], None]] = []

@@ -54,6 +54,7 @@ class SqliteBackend(Backend):
         name: str = "QueueTasks",
         max_deliveries: int = 5,
         poll_interval_max: float = 0.002,
+        poll_interval_idle: float = 0.02,
     ) -> None:
         self.max_deliveries = max_deliveries
         if url is None:
@@ -82,7 +83,7 @@ class SqliteBackend(Backend):
         with _watchers_lock:
             watcher = _watchers.get(self._target)
             if watcher is None:
-                watcher = ChangeWatcher(self.connect, poll_interval_max)
+                watcher = ChangeWatcher(self.connect, poll_interval_max, poll_interval_idle)
                 _watchers[self._target] = watcher
         self.watcher = watcher
 
@@ -214,7 +215,7 @@ class SqliteAsyncTransport(AsyncTransport):
         return await self._call(store.claim, worker_id, limit, lease, self.backend.max_deliveries)
 
     async def wait_for_work(self, timeout: float) -> None:
-        await self.backend.watcher.wait_async(self._seen, timeout)
+        await self.backend.watcher.wait_async(self._seen, timeout, eager=False)
 
     async def finish(self, outcomes: list[Outcome]) -> None:
         await self._call(store.finish, outcomes)

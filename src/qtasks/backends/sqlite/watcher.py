@@ -3,8 +3,10 @@
 SQLite has no notifications between processes. ``PRAGMA data_version`` is the cheapest signal
 it offers: it reads a counter from the WAL index in shared memory, with no disk I/O, and the
 counter moves whenever another connection commits. One watcher thread per database and process
-polls it, only while somebody waits, starting at ``min_interval`` and backing off to
-``max_interval`` while nothing changes; every waiter in the process wakes on a change. Commits
+polls it, only while somebody waits: from ``MIN_INTERVAL`` backing off to ``max_interval`` while
+things happen, and after ``HOT_SECONDS`` without any change further, to ``idle_interval``, so an
+idle worker costs almost nothing (every wake-up of a thread costs tens of microseconds of CPU).
+Every waiter in the process wakes on a change. A new waiter restarts the backoff, and commits
 made through this process call :meth:`ChangeWatcher.poke`, which wakes waiters at once.
 """
 
@@ -17,14 +19,18 @@ import time
 from collections.abc import Callable
 
 MIN_INTERVAL = 0.0002
+HOT_SECONDS = 1.0
 
 
 class ChangeWatcher:
     """Wakes sync and async waiters when the database changes."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], max_interval: float) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], max_interval: float,
+                 idle_interval: float) -> None:
         self._connect = connect
         self.max_interval = max(max_interval, MIN_INTERVAL)
+        self.idle_interval = max(idle_interval, self.max_interval)
+        self._last_change = time.monotonic()
         self._cond = threading.Condition()
         self._generation = 0
         self._waiters = 0
@@ -49,29 +55,32 @@ class ChangeWatcher:
         for loop, future in futures:
             loop.call_soon_threadsafe(_resolve, future)
 
-    def _enter(self) -> None:
-        # caller holds self._cond: a new waiter wants a fast answer, so restart the backoff
+    def _enter(self, eager: bool) -> None:
+        # caller holds self._cond. An eager waiter (someone waiting for a result) wants a fast
+        # answer, so the backoff restarts; a worker re-arming its idle wait does not.
         self._waiters += 1
-        self._interval = MIN_INTERVAL
+        if eager:
+            self._interval = MIN_INTERVAL
+            self._last_change = time.monotonic()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="qtasks-sqlite-watch",
                                             daemon=True)
             self._thread.start()
         self._cond.notify_all()
 
-    def wait(self, since: int, timeout: float) -> int:
+    def wait(self, since: int, timeout: float, eager: bool = True) -> int:
         """Block until the generation passes ``since`` or ``timeout`` elapses; return it."""
         with self._cond:
             if self._generation != since:
                 return self._generation
-            self._enter()
+            self._enter(eager)
             try:
                 self._cond.wait_for(lambda: self._generation != since, timeout)
             finally:
                 self._waiters -= 1
             return self._generation
 
-    async def wait_async(self, since: int, timeout: float) -> int:
+    async def wait_async(self, since: int, timeout: float, eager: bool = True) -> int:
         """Await a change after generation ``since`` or ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -79,7 +88,7 @@ class ChangeWatcher:
             if self._generation != since:
                 return self._generation
             self._futures.add((loop, future))
-            self._enter()
+            self._enter(eager)
         try:
             await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -98,13 +107,16 @@ class ChangeWatcher:
                 while self._waiters <= 0:
                     self._cond.wait()
                 interval = self._interval
-                self._interval = min(self._interval * 1.5, self.max_interval)
+                hot = time.monotonic() - self._last_change < HOT_SECONDS
+                ceiling = self.max_interval if hot else self.idle_interval
+                self._interval = min(self._interval * 1.5, ceiling)
             current = conn.execute("PRAGMA data_version").fetchone()[0]
             if current != last:
                 last = current
                 with self._cond:
                     self._bump()
                     self._interval = MIN_INTERVAL
+                    self._last_change = time.monotonic()
             # Sleep outside the lock; a new waiter resets the interval for the next round.
             time.sleep(interval)
 
