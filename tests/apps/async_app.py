@@ -4,6 +4,7 @@ import asyncio
 import os
 import time
 
+from qtasks import AsyncRouter
 from qtasks.asyncio import QueueTasks
 
 app = QueueTasks(name="tasync", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tasync.sqlite3")
@@ -44,3 +45,12 @@ async def quick():
 @app.task
 async def stamp():
     return time.time()
+
+
+router = AsyncRouter()
+app.include_router(router)
+
+
+@router.task
+async def routed_later(x):
+    return f"routed {x}"

@@ -5,7 +5,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from apps.async_app import add, app
+from apps.async_app import add, app, routed_later
 from qtasks import Task
 
 
@@ -78,3 +78,8 @@ def test_blocking_sync_task_does_not_delay_async_task(worker):
     assert quick.status == "success" and blocked.status == "success"
     # the async task finished while the 2 s blocking function was still running
     assert quick.returning < blocked.returning - 1.0
+
+
+def test_async_router_task_defined_after_include(worker):
+    record = run(routed_later.add_task(7, timeout=10))
+    assert (record.status, record.returning) == ("success", "routed 7")

@@ -27,7 +27,7 @@ def test_lower_priority_number_runs_first_async(start_worker):
         return [(p, await app.add_task("stamp", priority=p)) for p in (3, -1, 2, 0)]
 
     queued = asyncio.run(enqueue())
-    start_worker("apps.async_app:app", "--concurrency", "1")
+    start_worker("apps.async_app:app", env={"QTASKS_MAX_TASKS_PROCESS": "1"})
 
     async def collect():
         return [(p, await app.wait_async(t.uuid, 20)) for p, t in queued]
