@@ -489,4 +489,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:  # consumers and temp dirs were cleaned up while unwinding
+        sys.stderr.write("\ninterrupted\n")
+        raise SystemExit(130) from None
