@@ -21,6 +21,7 @@ from qtasks.core.codec import encode_arguments, encode_envelope
 from qtasks.core.config import QueueConfig
 from qtasks.core.definition import TaskDefinition, TaskTable, build_definition, task_decorator
 from qtasks.core.record import RecordRow, Task, record_from_row
+from qtasks.exceptions import NotYetSupported
 from qtasks.shared import registry as shared_registry
 from qtasks.version import __version__
 
@@ -67,7 +68,9 @@ class BaseQueueTasks:
         self.tasks: ChainMap[str, TaskDefinition] = ChainMap(self._own_tasks, shared_registry)
         self._client: SyncClient | None = None
         self._transport: AsyncTransport | None = None
+        self._worker: Any = None  # the Worker that run_forever is running, if any
         _state.app_main = self
+        _state.apps.add(self)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -164,6 +167,10 @@ class BaseQueueTasks:
         record.args, record.kwargs = tuple(args), dict(kwargs)
         return record
 
+    @property
+    def _final(self) -> frozenset[str]:
+        return frozenset(self.config.result_statuses_end)
+
     def _record(self, row: RecordRow | None) -> Task | None:
         return record_from_row(row, self) if row is not None else None
 
@@ -173,7 +180,7 @@ class BaseQueueTasks:
         self.client.enqueue(new)
         if timeout is None:
             return self._new_record(new, args, kwargs)
-        return self._record(self.client.wait(new.uuid, timeout))
+        return self._record(self.client.wait(new.uuid, timeout, self._final))
 
     async def _add_task_async(self, task_name: str, args: tuple[Any, ...],
                               kwargs: dict[str, Any], priority: int | None,
@@ -182,27 +189,46 @@ class BaseQueueTasks:
         await self.transport.enqueue(new)
         if timeout is None:
             return self._new_record(new, args, kwargs)
-        return self._record(await self.transport.wait(new.uuid, timeout))
+        return self._record(await self.transport.wait(new.uuid, timeout, self._final))
 
     def wait_sync(self, uuid: UUID | str, timeout: float | None) -> Task | None:
         """Block until the task is final; ``None`` when unknown or on timeout."""
-        return self._record(self.client.wait(_as_uuid(uuid), timeout))
+        return self._record(self.client.wait(_as_uuid(uuid), timeout, self._final))
 
     async def wait_async(self, uuid: UUID | str, timeout: float | None) -> Task | None:
         """Await the task's final record; ``None`` when unknown or on timeout."""
-        return self._record(await self.transport.wait(_as_uuid(uuid), timeout))
+        return self._record(await self.transport.wait(_as_uuid(uuid), timeout, self._final))
 
     # -- running a worker ---------------------------------------------------------------------
 
     def run_forever(self, concurrency: int | None = None, grace: float | None = None,
                     **_compat: Any) -> None:
-        """Run a worker for this app in this process until SIGTERM/SIGINT (blocking)."""
-        import asyncio
+        """Run a worker for this app in this process until SIGTERM/SIGINT or ``stop()``.
 
-        from qtasks.worker import Worker
+        Blocking. After a hard stop (second signal, or grace period over) that leaves plain
+        functions running in threads, the process exits at once with status 1: their tasks are
+        already back in the queue. QTasks' ``starter``/``num_workers`` arguments are accepted
+        and ignored (``concurrency`` is the number of tasks run at once).
+        """
+        from qtasks.worker import run_worker
 
-        _state.app_main = self
-        asyncio.run(Worker(self, concurrency=concurrency, grace=grace).run())
+        run_worker(self, concurrency, grace)
+
+    def _stop_worker(self) -> None:
+        worker = self._worker
+        if worker is not None:
+            worker.request_stop()
+
+    def add_plugin(self, plugin: Any, trigger_names: list[str] | None = None,
+                   component: str | None = None) -> None:
+        """Plugins arrive in a later release; refused rather than ignored."""
+        raise NotYetSupported("add_plugin is not implemented in this qtasks release "
+                              "(see docs/migration.md, 'Not yet available').")
+
+    def add_middleware(self, middleware: Any, **kwargs: Any) -> None:
+        """Middlewares arrive in a later release; refused rather than ignored."""
+        raise NotYetSupported("add_middleware is not implemented in this qtasks release "
+                              "(see docs/migration.md, 'Not yet available').")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -239,6 +265,10 @@ class QueueTasks(BaseQueueTasks):
         """Delete every record, queued task and dead letter of this app."""
         self.client.flush()
 
+    def stop(self) -> None:
+        """Ask the worker that ``run_forever`` runs in this process to stop gracefully."""
+        self._stop_worker()
+
 
 class AsyncQueueTasks(BaseQueueTasks):
     """The async app: ``add_task``, ``get``, ``ping`` and ``flush_all`` are coroutines."""
@@ -261,3 +291,7 @@ class AsyncQueueTasks(BaseQueueTasks):
     async def flush_all(self) -> None:
         """Delete every record, queued task and dead letter of this app."""
         await self.transport.flush()
+
+    async def stop(self) -> None:
+        """Ask the worker that ``run_forever`` runs in this process to stop gracefully."""
+        self._stop_worker()

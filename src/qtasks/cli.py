@@ -56,10 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     app_opt = argparse.ArgumentParser(add_help=False)
     app_opt.add_argument("-A", "--app", "-app", dest="app", default=argparse.SUPPRESS,
                          metavar="MODULE:APP", help="the app to use, e.g. myproject.tasks:app")
+    app_opt.add_argument("--loglevel", default=argparse.SUPPRESS,
+                         help="logging level (default INFO)")
     parser = argparse.ArgumentParser(prog="qtasks", parents=[app_opt],
                                      description="qtasks worker and tools")
     parser.add_argument("--version", action="version", version=f"qtasks {__version__}")
-    parser.add_argument("--loglevel", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", parents=[app_opt], help="run a worker")
     run.add_argument("-c", "--concurrency", type=int, default=None,
@@ -103,6 +104,7 @@ def _dead_letters(app: Any, limit: int, as_json: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.loglevel = getattr(args, "loglevel", "INFO")
     logging.basicConfig(level=args.loglevel.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.command:
@@ -114,14 +116,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run" and args.processes > 1:
             from qtasks.worker.supervisor import Supervisor
 
-            child = [] if args.concurrency is None else ["--concurrency", str(args.concurrency)]
+            child = ["--loglevel", args.loglevel]
+            if args.concurrency is not None:
+                child += ["--concurrency", str(args.concurrency)]
             if args.grace is not None:
                 child += ["--grace", str(args.grace)]
             grace = args.grace if args.grace is not None else 30.0
             return Supervisor(args.app, args.processes, child, grace).run()
         app = load_app(args.app)
         if args.command == "run":
-            return _run(app, args.concurrency, args.grace)
+            from qtasks.worker import run_worker
+
+            run_worker(app, args.concurrency, args.grace)
         if args.command == "info":
             _info(app)
         elif args.command == "dead-letters":
@@ -129,21 +135,4 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"qtasks: error: {exc}", file=sys.stderr)
         return 2
-    return 0
-
-
-def _run(app: Any, concurrency: int | None, grace: float | None) -> int:
-    import asyncio
-
-    from qtasks import _state
-    from qtasks.worker import Worker
-
-    _state.app_main = app
-    worker = Worker(app, concurrency=concurrency, grace=grace)
-    asyncio.run(worker.run())
-    if worker.abandoned:
-        # Threads of sync tasks cannot be interrupted; their messages were handed back, so
-        # leave without waiting for them.
-        logging.shutdown()
-        os._exit(1)
     return 0

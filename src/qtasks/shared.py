@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from qtasks import _state
 from qtasks.core.definition import TaskTable, build_definition, task_decorator
 
 registry = TaskTable()
@@ -29,6 +30,8 @@ def shared_task(
 
     def make(func: Callable[..., Any], task_name: str | None) -> Any:
         definition = build_definition(func, task_name, priority or 0, options)
+        for app in list(_state.apps):
+            app.check_name_free(definition, exclude=registry)
         registry.register(definition, "shared tasks")
         handle_cls = AsyncTask if awaiting else SyncTask
         return handle_cls.from_definition(definition, app=None)

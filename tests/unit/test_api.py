@@ -242,3 +242,110 @@ def test_shared_task_handle_flavours():
     assert isinstance(shared_async, AsyncTask) and isinstance(shared_sync, SyncTask)
     app = memory_app(name="sees-shared")
     assert "shared_sync_named" in app.tasks
+
+
+def test_two_apps_sharing_one_database_do_not_take_each_others_tasks(tmp_path):
+    from qtasks.worker import Worker
+
+    url = f"sqlite:///{tmp_path}/shared.sqlite3"
+    first = AsyncQueueTasks(name="first", broker_url=url)
+    second = AsyncQueueTasks(name="second", broker_url=url)
+
+    @first.task(name="job")
+    async def job_first():
+        return "first"
+
+    async def scenario():
+        await first.flush_all()
+        await second.flush_all()
+        foreign = await second.add_task("job")
+        worker = Worker(first, install_signals=False)
+        running = asyncio.create_task(worker.run())
+        try:
+            mine = await first.add_task("job", timeout=5)
+            await asyncio.sleep(0.2)
+        finally:
+            worker.stop()
+            await running
+        return mine, await second.get(foreign.uuid), await first.get(foreign.uuid)
+
+    mine, foreign, cross = asyncio.run(scenario())
+    assert mine.returning == "first"
+    assert foreign.status == "new"  # still waiting for a worker of its own app
+    assert cross is None  # records are per app too
+
+
+def test_stop_ends_run_forever_from_another_thread():
+    import threading
+
+    app = QueueTasks(name="stoppable", broker_url="memory://stoppable")
+
+    @app.task
+    def one():
+        return 1
+
+    thread = threading.Thread(target=app.run_forever, daemon=True)
+    thread.start()
+    assert app.add_task("one", timeout=5).returning == 1
+    app.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_shared_task_clashing_with_an_app_task_raises():
+    app = memory_app(name="clash-shared")
+
+    @app.task(name="taken_by_app")
+    def mine():
+        return 1
+
+    with pytest.raises(ValueError, match="taken_by_app"):
+
+        @shared_task(name="taken_by_app")
+        def theirs():
+            return 2
+
+
+def test_plugins_and_middlewares_are_refused_until_implemented():
+    app = memory_app()
+    with pytest.raises(NotYetSupported):
+        app.add_plugin(object())
+    with pytest.raises(NotYetSupported):
+        app.add_middleware(object)
+
+
+def test_result_statuses_end_decides_when_waiting_stops():
+    app = QueueTasks(name="ends", broker_url="memory://ends",
+                     config=QueueConfig(result_statuses_end=["process"]))
+    import threading
+
+    @app.task
+    def slow():
+        import time
+
+        time.sleep(1)
+        return 1
+
+    thread = threading.Thread(target=app.run_forever, daemon=True)
+    thread.start()
+    try:
+        assert app.add_task("slow", timeout=5).status == "process"
+    finally:
+        app.stop()
+        thread.join(10)
+
+
+def test_database_of_another_schema_version_is_a_clear_error(tmp_path):
+    import sqlite3
+
+    from qtasks.exceptions import BackendError
+
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.commit()
+    conn.close()
+    app = QueueTasks(name="old", broker_url=f"sqlite:///{path}")
+    with pytest.raises(BackendError, match="schema 1"):
+        app.get(str(__import__("uuid").uuid4()))

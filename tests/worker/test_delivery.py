@@ -107,7 +107,8 @@ def test_malformed_rows_are_dead_lettered_and_good_tasks_done(start_worker):
             kind = json.dumps({**kind, "uuid": kind["uuid"] or str(uuid4())})
         rows.append((str(uuid4()) if i % 2 else None, kind, i % 3))
     with _db() as conn:
-        conn.executemany("INSERT INTO queue (uuid, payload, priority) VALUES (?, ?, ?)", rows)
+        conn.executemany("INSERT INTO queue (app, uuid, payload, priority) "
+                         "VALUES ('tsync', ?, ?, ?)", rows)
     worker = start_worker("apps.sync_app:app")
     records = [app.wait_sync(t.uuid, 60) for t in good]
     assert all(r.status == "success" for r in records)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qtasks.core.record import RecordRow
+from qtasks.core.status import FINAL_STATUSES
 
 
 @dataclass(slots=True)
@@ -90,8 +91,9 @@ class SyncClient(abc.ABC):
         """The stored record, or ``None``."""
 
     @abc.abstractmethod
-    def wait(self, uuid: str, timeout: float | None) -> RecordRow | None:
-        """The record once final; ``None`` if unknown or if ``timeout`` passes first."""
+    def wait(self, uuid: str, timeout: float | None,
+             final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
+        """The record once its status is in ``final``; ``None`` if unknown or on timeout."""
 
     @abc.abstractmethod
     def flush(self) -> None:
@@ -123,7 +125,8 @@ class AsyncTransport(abc.ABC):
     async def get(self, uuid: str) -> RecordRow | None: ...
 
     @abc.abstractmethod
-    async def wait(self, uuid: str, timeout: float | None) -> RecordRow | None: ...
+    async def wait(self, uuid: str, timeout: float | None,
+                   final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None: ...
 
     @abc.abstractmethod
     async def flush(self) -> None: ...

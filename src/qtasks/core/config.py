@@ -43,7 +43,10 @@ def _parse(kind: Any, text: str, var: str) -> Any:
     if origin is list or kind is list:
         text = text.strip()
         if text.startswith("["):
-            value = json.loads(text)
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"{var}={text!r}: not a valid JSON list ({exc})") from None
             if not isinstance(value, list):
                 raise ValueError(f"{var}={text!r}: expected a list")
             return [str(v) for v in value]

@@ -56,6 +56,12 @@ class Worker:
         self._hard = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._claim_backoff = 0.5
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def request_stop(self) -> None:
+        """``stop()`` from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.stop)
 
     def stop(self) -> None:
         """Begin a graceful stop (what the first SIGTERM does); a second call stops hard."""
@@ -69,7 +75,7 @@ class Worker:
         self._wakeup.set()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         transport = self.app.transport
         if self.install_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):

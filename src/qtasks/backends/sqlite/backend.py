@@ -29,6 +29,7 @@ from qtasks.backends.base import (
 from qtasks.backends.sqlite import store
 from qtasks.backends.sqlite.watcher import ChangeWatcher
 from qtasks.core.record import RecordRow
+from qtasks.core.status import FINAL_STATUSES
 from qtasks.core.waiting import FETCH, wait_for_final
 from qtasks.exceptions import BackendError
 
@@ -57,6 +58,7 @@ class SqliteBackend(Backend):
         poll_interval_idle: float = 0.02,
     ) -> None:
         self.max_deliveries = max_deliveries
+        self.app = name
         if url is None:
             self.path: Path | None = default_database_path(name)
             self.url = f"sqlite:///{self.path}"
@@ -69,7 +71,10 @@ class SqliteBackend(Backend):
             self.path = Path(url[len("sqlite:///") :]).resolve()
             self.url = url
         else:
-            raise BackendError(f"not an SQLite URL: {url!r}")
+            raise BackendError(
+                f"not an SQLite URL: {url!r}; write sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db (three slashes, then the path)"
+            )
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,14 +122,15 @@ class SqliteSyncClient(SyncClient):
         return conn
 
     def enqueue(self, task: NewTask) -> None:
-        store.enqueue(self.conn, [task])
+        store.enqueue(self.conn, self.backend.app, [task])
         self.backend.watcher.poke()
 
     def get(self, uuid: str) -> RecordRow | None:
-        return store.get(self.conn, uuid)
+        return store.get(self.conn, self.backend.app, uuid)
 
-    def wait(self, uuid: str, timeout: float | None) -> RecordRow | None:
-        watcher, steps = self.backend.watcher, wait_for_final(uuid, timeout)
+    def wait(self, uuid: str, timeout: float | None,
+             final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
+        watcher, steps = self.backend.watcher, wait_for_final(uuid, timeout, final)
         answer: Any = None
         generation = watcher.generation
         try:
@@ -132,7 +138,7 @@ class SqliteSyncClient(SyncClient):
                 kind, arg = steps.send(answer)
                 if kind == FETCH:
                     generation = watcher.generation
-                    answer = store.get(self.conn, arg)
+                    answer = store.get(self.conn, self.backend.app, arg)
                 else:
                     watcher.wait(generation, arg)
                     answer = None
@@ -140,17 +146,17 @@ class SqliteSyncClient(SyncClient):
             return stop.value
 
     def flush(self) -> None:
-        store.flush(self.conn)
+        store.flush(self.conn, self.backend.app)
         self.backend.watcher.poke()
 
     def ping(self) -> bool:
-        return store.ping(self.conn)
+        return store.ping(self.conn, self.backend.app)
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        return store.dead_letters(self.conn, limit)
+        return store.dead_letters(self.conn, self.backend.app, limit)
 
     def stats(self) -> dict[str, Any]:
-        return store.stats(self.conn)
+        return store.stats(self.conn, self.backend.app)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -173,8 +179,10 @@ class SqliteAsyncTransport(AsyncTransport):
         self._conn = self.backend.connect()
 
     async def _call(self, fn: Any, *args: Any) -> Any:
+        app = self.backend.app
+
         def run() -> Any:
-            return fn(self._conn, *args)
+            return fn(self._conn, app, *args)
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, run)
 
@@ -185,8 +193,9 @@ class SqliteAsyncTransport(AsyncTransport):
     async def get(self, uuid: str) -> RecordRow | None:
         return await self._call(store.get, uuid)
 
-    async def wait(self, uuid: str, timeout: float | None) -> RecordRow | None:
-        watcher, steps = self.backend.watcher, wait_for_final(uuid, timeout)
+    async def wait(self, uuid: str, timeout: float | None,
+                   final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
+        watcher, steps = self.backend.watcher, wait_for_final(uuid, timeout, final)
         answer: Any = None
         generation = watcher.generation
         try:

@@ -17,11 +17,15 @@ from qtasks.backends.base import DeadLetter, Delivery, NewTask, Outcome
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+
+# Several apps may share one database file: every row carries the name of its app, and every
+# statement below is scoped to one app.
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     uuid TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
     task_name TEXT NOT NULL,
     priority INTEGER NOT NULL,
     status TEXT NOT NULL,
@@ -35,6 +39,7 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY,
+    app TEXT NOT NULL,
     uuid TEXT,
     queue TEXT NOT NULL DEFAULT 'default',
     priority INTEGER NOT NULL DEFAULT 0,
@@ -44,11 +49,13 @@ CREATE TABLE IF NOT EXISTS queue (
     lease_until REAL,
     worker TEXT
 );
-CREATE INDEX IF NOT EXISTS queue_order ON queue (queue, priority, id);
+CREATE INDEX IF NOT EXISTS queue_order ON queue (app, queue, priority, id);
 CREATE INDEX IF NOT EXISTS queue_lease ON queue (lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_worker ON queue (worker) WHERE worker IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_app ON records (app, status);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
+    app TEXT NOT NULL,
     uuid TEXT,
     task_name TEXT,
     reason TEXT NOT NULL,
@@ -58,6 +65,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
+    app TEXT NOT NULL,
     hostname TEXT NOT NULL,
     pid INTEGER NOT NULL,
     started_at REAL NOT NULL,
@@ -73,7 +81,10 @@ _RECORD_COLUMNS = (
     "uuid, task_name, priority, status, args, kwargs, created_at, updated_at, "
     "\"returning\", traceback, extra"
 )
-_READY = "queue = 'default' AND eta <= :now AND (lease_until IS NULL OR lease_until < :now)"
+_READY = (
+    "app = :app AND queue = 'default' AND eta <= :now "
+    "AND (lease_until IS NULL OR lease_until < :now)"
+)
 _HOSTNAME = socket.gethostname()
 
 
@@ -89,21 +100,28 @@ def connect(target: str, uri: bool) -> sqlite3.Connection:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables on first use; refuse a file written with another schema version."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-            (SCHEMA_VERSION,),
-        )
-        found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        found = None
+        if has_meta:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            found = row[0] if row else None
+        if found is None:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+            )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    if found != SCHEMA_VERSION:
+    if found is not None and found != SCHEMA_VERSION:
         raise BackendError(
             f"this database was written by a qtasks release with schema {found}, this release "
             f"reads schema {SCHEMA_VERSION}; use a new database file or the matching release"
@@ -124,31 +142,35 @@ class _Transaction:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def enqueue(conn: sqlite3.Connection, tasks: list[NewTask]) -> None:
+def enqueue(conn: sqlite3.Connection, app: str, tasks: list[NewTask]) -> None:
     with _Transaction(conn):
         conn.executemany(
-            f"INSERT INTO records ({_RECORD_COLUMNS}) "
-            "VALUES (?, ?, ?, 'new', ?, ?, ?, ?, NULL, NULL, NULL)",
-            [(t.uuid, t.task_name, t.priority, t.args_json, t.kwargs_json, t.created_at,
+            f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, NULL, NULL, NULL)",
+            [(app, t.uuid, t.task_name, t.priority, t.args_json, t.kwargs_json, t.created_at,
               t.created_at) for t in tasks],
         )
         conn.executemany(
-            "INSERT INTO queue (uuid, queue, priority, eta, payload) VALUES (?, ?, ?, ?, ?)",
-            [(t.uuid, t.queue, t.priority, t.eta or 0.0, t.envelope) for t in tasks],
+            "INSERT INTO queue (app, uuid, queue, priority, eta, payload) VALUES (?, ?, ?, ?, ?, ?)",
+            [(app, t.uuid, t.queue, t.priority, t.eta or 0.0, t.envelope) for t in tasks],
         )
 
 
-def get(conn: sqlite3.Connection, uuid: str) -> RecordRow | None:
-    row = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE uuid = ?", (uuid,)).fetchone()
+def get(conn: sqlite3.Connection, app: str, uuid: str) -> RecordRow | None:
+    row = conn.execute(
+        f"SELECT {_RECORD_COLUMNS} FROM records WHERE uuid = ? AND app = ?", (uuid, app)
+    ).fetchone()
     return dict(row) if row is not None else None  # type: ignore[return-value]
 
 
-def _lost_worker_outcomes(conn: sqlite3.Connection, now: float, max_deliveries: int) -> int:
+def _lost_worker_outcomes(
+    conn: sqlite3.Connection, app: str, now: float, max_deliveries: int
+) -> int:
     """Dead-letter messages whose lease expired after their last allowed delivery."""
     lost = conn.execute(
         "SELECT id, uuid, payload, deliveries, priority FROM queue "
-        "WHERE lease_until IS NOT NULL AND lease_until < ? AND deliveries >= ?",
-        (now, max_deliveries),
+        "WHERE lease_until IS NOT NULL AND lease_until < ? AND deliveries >= ? AND app = ?",
+        (now, max_deliveries, app),
     ).fetchall()
     for row in lost:
         reason = (
@@ -163,9 +185,9 @@ def _lost_worker_outcomes(conn: sqlite3.Connection, now: float, max_deliveries: 
         name = conn.execute("SELECT task_name FROM records WHERE uuid = ?", (row["uuid"],))
         found = name.fetchone()
         conn.execute(
-            "INSERT INTO dead_letters (uuid, task_name, reason, payload, deliveries, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (row["uuid"], found["task_name"] if found else None, reason, row["payload"],
+            "INSERT INTO dead_letters (app, uuid, task_name, reason, payload, deliveries, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (app, row["uuid"], found["task_name"] if found else None, reason, row["payload"],
              row["deliveries"], now),
         )
         conn.execute("DELETE FROM queue WHERE id = ?", (row["id"],))
@@ -173,20 +195,23 @@ def _lost_worker_outcomes(conn: sqlite3.Connection, now: float, max_deliveries: 
 
 
 def claim(
-    conn: sqlite3.Connection, worker_id: str, limit: int, lease: float, max_deliveries: int
+    conn: sqlite3.Connection, app: str, worker_id: str, limit: int, lease: float,
+    max_deliveries: int,
 ) -> list[Delivery]:
     now = time.time()
     # A read first: an idle worker woken by an unrelated commit must not take the write lock.
-    ready = conn.execute(f"SELECT 1 FROM queue WHERE {_READY} LIMIT 1", {"now": now}).fetchone()
+    ready = conn.execute(
+        f"SELECT 1 FROM queue WHERE {_READY} LIMIT 1", {"now": now, "app": app}
+    ).fetchone()
     if ready is None or limit <= 0:
         return []
     with _Transaction(conn):
-        _lost_worker_outcomes(conn, now, max_deliveries)
+        _lost_worker_outcomes(conn, app, now, max_deliveries)
         rows = conn.execute(
             "UPDATE queue SET lease_until = :until, worker = :worker, deliveries = deliveries + 1 "
             f"WHERE id IN (SELECT id FROM queue WHERE {_READY} ORDER BY priority, id LIMIT :n) "
             "RETURNING id, uuid, payload, deliveries, priority",
-            {"now": now, "until": now + lease, "worker": worker_id, "n": limit},
+            {"now": now, "until": now + lease, "worker": worker_id, "n": limit, "app": app},
         ).fetchall()
         if rows:
             conn.execute(
@@ -198,16 +223,17 @@ def claim(
     return [Delivery(r["id"], r["uuid"], r["payload"], r["deliveries"], r["priority"]) for r in rows]
 
 
-def finish(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+def finish(conn: sqlite3.Connection, app: str, outcomes: list[Outcome]) -> None:
     now = time.time()
     with _Transaction(conn):
         conn.executemany(
-            f"INSERT INTO records ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, "
             "\"returning\" = excluded.\"returning\", traceback = excluded.traceback, "
             "extra = coalesce(excluded.extra, records.extra), updated_at = excluded.updated_at "
             f"WHERE records.status NOT IN {_FINAL}",
-            [(o.uuid, o.task_name, o.priority, o.status, o.args_json, o.kwargs_json,
+            [(app, o.uuid, o.task_name, o.priority, o.status, o.args_json, o.kwargs_json,
               o.created_at or now, now, o.returning_json, o.traceback, o.extra_json)
              for o in outcomes],
         )
@@ -215,9 +241,9 @@ def finish(conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
         dead = [o for o in outcomes if o.dead_letter]
         if dead:
             conn.executemany(
-                "INSERT INTO dead_letters (uuid, task_name, reason, payload, deliveries, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(o.uuid, o.task_name, o.dead_letter, _text(o.delivery.payload),
+                "INSERT INTO dead_letters (app, uuid, task_name, reason, payload, deliveries, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(app, o.uuid, o.task_name, o.dead_letter, _text(o.delivery.payload),
                   o.delivery.deliveries, now) for o in dead],
             )
 
@@ -227,7 +253,7 @@ def _text(payload: str | bytes) -> str:
 
 
 def release(
-    conn: sqlite3.Connection, worker_id: str, deliveries: list[Delivery], counted: bool
+    conn: sqlite3.Connection, app: str, worker_id: str, deliveries: list[Delivery], counted: bool
 ) -> None:
     if not deliveries:
         return
@@ -244,7 +270,8 @@ def release(
 
 
 def heartbeat(
-    conn: sqlite3.Connection, worker_id: str, lease: float, concurrency: int, started_at: float
+    conn: sqlite3.Connection, app: str, worker_id: str, lease: float, concurrency: int,
+    started_at: float,
 ) -> None:
     now = time.time()
     with _Transaction(conn):
@@ -253,16 +280,16 @@ def heartbeat(
             (now + lease, worker_id),
         )
         conn.execute(
-            "INSERT INTO workers (id, hostname, pid, started_at, heartbeat_at, expires_at, "
-            "concurrency) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "INSERT INTO workers (id, app, hostname, pid, started_at, heartbeat_at, expires_at, "
+            "concurrency) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
             "heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
-            (worker_id, _HOSTNAME, os.getpid(), started_at, now, now + lease, concurrency),
+            (worker_id, app, _HOSTNAME, os.getpid(), started_at, now, now + lease, concurrency),
         )
         # forget workers that died without unregistering, once their last lease is long gone
         conn.execute("DELETE FROM workers WHERE expires_at < ?", (now - 3600,))
 
 
-def unregister(conn: sqlite3.Connection, worker_id: str) -> None:
+def unregister(conn: sqlite3.Connection, app: str, worker_id: str) -> None:
     conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
 
 
@@ -276,43 +303,47 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def live_workers(conn: sqlite3.Connection) -> int:
+def live_workers(conn: sqlite3.Connection, app: str) -> int:
     """Workers whose last heartbeat has not expired; on this host, only those whose pid exists."""
     rows = conn.execute(
-        "SELECT hostname, pid FROM workers WHERE expires_at > ?", (time.time(),)
+        "SELECT hostname, pid FROM workers WHERE expires_at > ? AND app = ?", (time.time(), app)
     ).fetchall()
     return sum(1 for r in rows if r["hostname"] != _HOSTNAME or _pid_alive(r["pid"]))
 
 
-def ping(conn: sqlite3.Connection) -> bool:
-    return live_workers(conn) > 0
+def ping(conn: sqlite3.Connection, app: str) -> bool:
+    return live_workers(conn, app) > 0
 
 
-def flush(conn: sqlite3.Connection) -> None:
+def flush(conn: sqlite3.Connection, app: str) -> None:
     with _Transaction(conn):
         for table in ("records", "queue", "dead_letters"):
-            conn.execute(f"DELETE FROM {table}")
+            conn.execute(f"DELETE FROM {table} WHERE app = ?", (app,))
 
 
-def delete_finished(conn: sqlite3.Connection) -> int:
-    return conn.execute(f"DELETE FROM records WHERE status IN {_FINAL}").rowcount
+def delete_finished(conn: sqlite3.Connection, app: str) -> int:
+    return conn.execute(
+        f"DELETE FROM records WHERE app = ? AND status IN {_FINAL}", (app,)
+    ).rowcount
 
 
-def dead_letters(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
+def dead_letters(conn: sqlite3.Connection, app: str, limit: int) -> list[DeadLetter]:
     rows = conn.execute(
         "SELECT id, uuid, task_name, reason, payload, deliveries, created_at FROM dead_letters "
-        "ORDER BY id DESC LIMIT ?",
-        (limit,),
+        "WHERE app = ? ORDER BY id DESC LIMIT ?",
+        (app, limit),
     ).fetchall()
     return [DeadLetter(**dict(r)) for r in rows]
 
 
-def stats(conn: sqlite3.Connection) -> dict[str, Any]:
-    one = lambda sql, *a: conn.execute(sql, a).fetchone()[0]  # noqa: E731
+def stats(conn: sqlite3.Connection, app: str) -> dict[str, Any]:
+    def one(sql: str) -> int:
+        return conn.execute(sql, (app,)).fetchone()[0]
+
     return {
-        "queued": one("SELECT count(*) FROM queue WHERE lease_until IS NULL"),
-        "running": one("SELECT count(*) FROM queue WHERE lease_until IS NOT NULL"),
-        "records": one("SELECT count(*) FROM records"),
-        "dead_letters": one("SELECT count(*) FROM dead_letters"),
-        "workers": live_workers(conn),
+        "queued": one("SELECT count(*) FROM queue WHERE app = ? AND lease_until IS NULL"),
+        "running": one("SELECT count(*) FROM queue WHERE app = ? AND lease_until IS NOT NULL"),
+        "records": one("SELECT count(*) FROM records WHERE app = ?"),
+        "dead_letters": one("SELECT count(*) FROM dead_letters WHERE app = ?"),
+        "workers": live_workers(conn, app),
     }
