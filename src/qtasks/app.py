@@ -11,6 +11,7 @@ import logging
 import time
 from collections import ChainMap
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -155,17 +156,15 @@ class BaseQueueTasks:
         args_json, kwargs_json = encode_arguments(task_name, args, kwargs)
         uuid, now = uuid4(), time.time()
         envelope = encode_envelope(uuid, task_name, priority, args_json, kwargs_json, now)
-        return NewTask(str(uuid), task_name, int(priority), args_json, kwargs_json, now, envelope)
+        new = NewTask(str(uuid), task_name, int(priority), args_json, kwargs_json, now, envelope)
+        new.uuid_obj = uuid
+        return new
 
     def _new_record(self, new: NewTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
-        row: RecordRow = {
-            "uuid": new.uuid, "task_name": new.task_name, "priority": new.priority,
-            "status": "new", "args": new.args_json, "kwargs": new.kwargs_json,
-            "created_at": new.created_at, "updated_at": new.created_at,
-        }
-        record = record_from_row(row, self)
-        record.args, record.kwargs = tuple(args), dict(kwargs)
-        return record
+        when = datetime.fromtimestamp(new.created_at, tz=UTC)
+        return Task(status="new", uuid=new.uuid_obj, priority=new.priority,
+                    task_name=new.task_name, args=tuple(args), kwargs=dict(kwargs),
+                    created_at=when, updated_at=when, _app=self)
 
     @property
     def _final(self) -> frozenset[str]:

@@ -35,6 +35,7 @@ class NewTask:
     envelope: str
     eta: float | None = None
     queue: str = "default"
+    uuid_obj: Any = None  # the UUID object itself, kept to build the returned record cheaply
 
 
 @dataclass(slots=True)

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS records (
     "returning" TEXT,
     traceback TEXT,
     extra TEXT
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY,
     app TEXT NOT NULL,
@@ -52,7 +52,6 @@ CREATE TABLE IF NOT EXISTS queue (
 CREATE INDEX IF NOT EXISTS queue_order ON queue (app, queue, priority, id);
 CREATE INDEX IF NOT EXISTS queue_lease ON queue (lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_worker ON queue (worker) WHERE worker IS NOT NULL;
-CREATE INDEX IF NOT EXISTS records_app ON records (app, status);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     app TEXT NOT NULL,
