@@ -5,11 +5,11 @@ A backend gives the worker and the async app an :class:`AsyncTransport`, and the
 below: encoded text in, encoded text out; codecs and decisions stay in ``qtasks.core``.
 
 Delivery contract (every backend): a claimed message is leased to one worker until
-``lease_until``; it leaves the queue only through :meth:`AsyncTransport.finish`. A lease that
-expires (worker died) makes the message claimable again, its delivery count going up; a message
-whose count has reached ``max_deliveries`` is instead finished as ``error`` ("worker lost") and
-dead-lettered. A record's final status is written once: a second finish of the same task does not
-change it.
+``lease_until``; it leaves the queue only when its outcome is recorded (the ``finished``
+argument of :meth:`AsyncTransport.claim`). A lease that expires (worker died) makes the message
+claimable again, its delivery count going up; a message whose count has reached
+``max_deliveries`` is instead recorded as ``error`` ("worker lost") and dead-lettered. A
+record's final status is written once: a second outcome for the same task does not change it.
 """
 
 from __future__ import annotations
@@ -136,16 +136,18 @@ class AsyncTransport(abc.ABC):
     async def ping(self) -> bool: ...
 
     @abc.abstractmethod
-    async def claim(self, worker_id: str, limit: int, lease: float) -> list[Delivery]:
-        """Lease up to ``limit`` ready messages, lowest priority number first, FIFO within one."""
+    async def claim(self, worker_id: str, limit: int, lease: float,
+                    finished: list[Outcome] | tuple[()] = ()) -> list[Delivery]:
+        """Record ``finished`` outcomes, then lease up to ``limit`` ready messages.
+
+        Outcomes: final records written once, messages removed, dead letters stored for those
+        that ask for it. Claiming: lowest priority number first, FIFO within one priority. One
+        round trip where the technology allows, so a busy worker pays one per batch.
+        """
 
     @abc.abstractmethod
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be ready, or after ``timeout`` seconds."""
-
-    @abc.abstractmethod
-    async def finish(self, outcomes: list[Outcome]) -> None:
-        """Write final records (once), remove the messages, dead-letter those that ask for it."""
 
     @abc.abstractmethod
     async def release(self, worker_id: str, deliveries: list[Delivery], counted: bool) -> None:

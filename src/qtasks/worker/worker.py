@@ -1,13 +1,16 @@
 """The async worker: claim, run, record; drain on SIGTERM.
 
-Three coroutines share the work. The fetch loop keeps up to ``concurrency`` tasks running and up
-to ``prefetch`` more claimed in a local buffer (sorted by priority), claiming in batches. The
-finisher writes outcomes to the backend in batches. The heartbeat extends every lease this worker
-holds, so a long task is not handed to another worker while this one is alive.
+One fetch loop keeps up to ``concurrency`` tasks running and up to ``prefetch`` more claimed in
+a local buffer (sorted by priority). Finished tasks leave their outcome in ``_done`` and wake the
+loop, which writes those outcomes and claims the next batch in one round trip to the backend
+(``transport.claim(..., finished=...)``): one transaction per batch, not two. A heartbeat extends
+every lease this worker holds, so a long task is not handed to another worker while this one is
+alive.
 
 Stopping: the first SIGTERM/SIGINT stops claiming, hands the buffered (never started) tasks back
-at once, and gives running tasks ``grace`` seconds; a second signal, or the end of the grace
-period, hands the unfinished ones back too (their delivery counts) and returns.
+at once, and gives running tasks ``grace`` seconds, writing their outcomes as they finish; a
+second signal, or the end of the grace period, hands the unfinished ones back too (their
+delivery counts) and returns.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ IDLE_RECHECK = 1.0  # seconds; also how soon an expired lease of a dead worker i
 
 
 class Worker:
-    """Runs the tasks of ``app``. ``await Worker(app).run()`` returns after a signal drain."""
+    """Runs the tasks of ``app``. ``await Worker(app).run()`` returns after a stop and drain."""
 
     def __init__(self, app: BaseQueueTasks, *, concurrency: int | None = None,
                  grace: float | None = None, install_signals: bool = True) -> None:
@@ -51,11 +54,11 @@ class Worker:
         self.abandoned = 0
         self._buffer: list[Delivery] = []
         self._running: dict[asyncio.Task[None], Delivery] = {}
-        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._done: list[Outcome] = []
         self._stopping = asyncio.Event()
         self._hard = asyncio.Event()
         self._wakeup = asyncio.Event()
-        self._claim_backoff = 0.5
+        self._backoff = 0.5
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def request_stop(self) -> None:
@@ -77,7 +80,8 @@ class Worker:
     async def run(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         transport = self.app.transport
-        if self.install_signals and threading.current_thread() is threading.main_thread():
+        signals = self.install_signals and threading.current_thread() is threading.main_thread()
+        if signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         if self.app.config.delete_finished_tasks:
@@ -86,19 +90,16 @@ class Worker:
         await transport.heartbeat(self.id, self.lease, self._info())
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="qtasks-task")
         heartbeat = asyncio.create_task(self._heartbeat())
-        finisher = asyncio.create_task(self._finisher())
         log.info("worker %s ready: app %r, %s, concurrency %d", self.id, self.app.name,
                  self.app.backend.describe(), self.concurrency)
         try:
             await self._fetch(pool)
         finally:
             await self._drain()
-            await self._outcomes.join()
-            finisher.cancel()
             heartbeat.cancel()
             await transport.unregister(self.id)
             pool.shutdown(wait=False, cancel_futures=True)
-            if self.install_signals and threading.current_thread() is threading.main_thread():
+            if signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
             log.info("worker %s stopped", self.id)
@@ -107,33 +108,38 @@ class Worker:
         return {"concurrency": self.concurrency, "started_at": self.started_at}
 
     async def _fetch(self, pool: ThreadPoolExecutor) -> None:
-        transport = self.app.transport
         while not self._stopping.is_set():
             while self._buffer and len(self._running) < self.concurrency:
                 self._start(self._buffer.pop(0), pool)
             room = self.concurrency + self.prefetch - len(self._running) - len(self._buffer)
-            if room > 0:
-                claimed = await self._claim(room)
+            if room > 0 or self._done:
+                claimed = await self._exchange(max(room, 0))
                 if claimed:
                     self._buffer.extend(claimed)
                     self._buffer.sort(key=lambda d: d.priority)
+                if claimed or self._done:
                     continue
             self._wakeup.clear()
             if room > 0:
-                await self._first(transport.wait_for_work(IDLE_RECHECK), self._wakeup.wait())
+                await self._first(self.app.transport.wait_for_work(IDLE_RECHECK),
+                                  self._wakeup.wait())
             else:
                 await self._wakeup.wait()
 
-    async def _claim(self, room: int) -> list[Delivery]:
+    async def _exchange(self, room: int) -> list[Delivery]:
+        """Write finished outcomes and claim up to ``room`` more, in one backend round trip."""
+        finished, self._done = self._done, []
         try:
-            claimed = await self.app.transport.claim(self.id, room, self.lease)
+            claimed = await self.app.transport.claim(self.id, room, self.lease, finished)
         except Exception:
-            # The store is unavailable (locked, disk full, restarting): keep the worker alive.
-            log.exception("could not fetch tasks; retrying in %.1fs", self._claim_backoff)
-            await asyncio.sleep(self._claim_backoff)
-            self._claim_backoff = min(self._claim_backoff * 2, 10.0)
+            # The store is unavailable (locked, disk full, restarting): keep the outcomes and the
+            # worker; the leases are still ours while the heartbeat runs.
+            self._done[:0] = finished
+            log.exception("could not reach the backend; retrying in %.1fs", self._backoff)
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, 10.0)
             return []
-        self._claim_backoff = 0.5
+        self._backoff = 0.5
         return claimed
 
     @staticmethod
@@ -152,30 +158,11 @@ class Worker:
     async def _run_one(self, delivery: Delivery, pool: ThreadPoolExecutor) -> None:
         try:
             outcome = await execute(self.app, delivery, pool)
-            self._outcomes.put_nowait(outcome)
+            # appended after the await: _exchange swaps the list out while tasks run
+            self._done.append(outcome)
         finally:
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._wakeup.set()
-
-    async def _finisher(self) -> None:
-        transport = self.app.transport
-        while True:
-            batch = [await self._outcomes.get()]
-            while not self._outcomes.empty():
-                batch.append(self._outcomes.get_nowait())
-            delay = 0.1
-            while True:
-                try:
-                    await transport.finish(batch)
-                    break
-                except Exception:
-                    # Never drop an outcome: keep it and try again; the lease is still ours.
-                    log.exception("could not record %d task results; retrying in %.1fs",
-                                  len(batch), delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-            for _ in batch:
-                self._outcomes.task_done()
 
     async def _heartbeat(self) -> None:
         transport = self.app.transport
@@ -186,27 +173,31 @@ class Worker:
             except Exception:
                 log.exception("heartbeat failed; leases may expire")
 
+    async def _flush(self) -> None:
+        """Write every pending outcome, retrying until the backend takes them."""
+        while self._done:
+            await self._exchange(0)
+
     async def _drain(self) -> None:
         transport = self.app.transport
         if self._buffer:
             unstarted, self._buffer = self._buffer, []
             await transport.release(self.id, unstarted, counted=False)
             log.info("handed back %d tasks that had not started", len(unstarted))
-        if not self._running:
-            return
-        running = set(self._running)
+        pending = set(self._running)
         deadline = asyncio.create_task(asyncio.sleep(self.grace))
         hard = asyncio.create_task(self._hard.wait())
-        pending = running
         while pending and not deadline.done() and not hard.done():
             _, pending = await asyncio.wait(pending | {deadline, hard},
                                             return_when=asyncio.FIRST_COMPLETED)
             pending -= {deadline, hard}
+            await self._flush()  # record results as they come, not at the end of the grace
         deadline.cancel()
         hard.cancel()
         unfinished = [self._running[t] for t in pending if t in self._running]
         for task in pending:
             task.cancel()
+        await self._flush()
         if unfinished:
             self.abandoned = len(unfinished)
             await transport.release(self.id, unfinished, counted=True)

@@ -217,18 +217,19 @@ class SqliteAsyncTransport(AsyncTransport):
     async def ping(self) -> bool:
         return await self._call(store.ping)
 
-    async def claim(self, worker_id: str, limit: int, lease: float) -> list[Delivery]:
+    async def claim(self, worker_id: str, limit: int, lease: float,
+                    finished: list[Outcome] | tuple[()] = ()) -> list[Delivery]:
         # Remember what we have seen before reading, so a change that lands while the claim
         # runs still wakes the next wait_for_work.
         self._seen = self.backend.watcher.generation
-        return await self._call(store.claim, worker_id, limit, lease, self.backend.max_deliveries)
+        claimed = await self._call(store.claim, worker_id, limit, lease,
+                                   self.backend.max_deliveries, finished)
+        if finished:
+            self.backend.watcher.poke()
+        return claimed
 
     async def wait_for_work(self, timeout: float) -> None:
         await self.backend.watcher.wait_async(self._seen, timeout, eager=False)
-
-    async def finish(self, outcomes: list[Outcome]) -> None:
-        await self._call(store.finish, outcomes)
-        self.backend.watcher.poke()
 
     async def release(self, worker_id: str, deliveries: list[Delivery], counted: bool) -> None:
         await self._call(store.release, worker_id, deliveries, counted)

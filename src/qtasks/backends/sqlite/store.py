@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS queue (
     worker TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_order ON queue (app, queue, priority, id);
-CREATE INDEX IF NOT EXISTS queue_lease ON queue (lease_until) WHERE lease_until IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queue_lease ON queue (app, lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_worker ON queue (worker) WHERE worker IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
@@ -195,23 +195,29 @@ def _lost_worker_outcomes(
 
 def claim(
     conn: sqlite3.Connection, app: str, worker_id: str, limit: int, lease: float,
-    max_deliveries: int,
+    max_deliveries: int, finished: list[Outcome] | tuple[()] = (),
 ) -> list[Delivery]:
+    """Write ``finished`` outcomes, then lease up to ``limit`` ready messages: one transaction."""
     now = time.time()
     # A read first: an idle worker woken by an unrelated commit must not take the write lock.
-    ready = conn.execute(
+    ready = limit > 0 and conn.execute(
         f"SELECT 1 FROM queue WHERE {_READY} LIMIT 1", {"now": now, "app": app}
-    ).fetchone()
-    if ready is None or limit <= 0:
+    ).fetchone() is not None
+    if not ready and not finished:
         return []
+    rows: list[sqlite3.Row] = []
     with _Transaction(conn):
-        _lost_worker_outcomes(conn, app, now, max_deliveries)
-        rows = conn.execute(
-            "UPDATE queue SET lease_until = :until, worker = :worker, deliveries = deliveries + 1 "
-            f"WHERE id IN (SELECT id FROM queue WHERE {_READY} ORDER BY priority, id LIMIT :n) "
-            "RETURNING id, uuid, payload, deliveries, priority",
-            {"now": now, "until": now + lease, "worker": worker_id, "n": limit, "app": app},
-        ).fetchall()
+        if finished:
+            _write_outcomes(conn, app, finished, now)
+        if ready:
+            _lost_worker_outcomes(conn, app, now, max_deliveries)
+            rows = conn.execute(
+                "UPDATE queue SET lease_until = :until, worker = :worker, "
+                "deliveries = deliveries + 1 WHERE id IN "
+                f"(SELECT id FROM queue WHERE {_READY} ORDER BY priority, id LIMIT :n) "
+                "RETURNING id, uuid, payload, deliveries, priority",
+                {"now": now, "until": now + lease, "worker": worker_id, "n": limit, "app": app},
+            ).fetchall()
         if rows:
             conn.execute(
                 f"UPDATE records SET status = 'process', updated_at = ? "
@@ -222,29 +228,30 @@ def claim(
     return [Delivery(r["id"], r["uuid"], r["payload"], r["deliveries"], r["priority"]) for r in rows]
 
 
-def finish(conn: sqlite3.Connection, app: str, outcomes: list[Outcome]) -> None:
-    now = time.time()
-    with _Transaction(conn):
+def _write_outcomes(
+    conn: sqlite3.Connection, app: str, outcomes: list[Outcome], now: float
+) -> None:
+    """Final records (a record already final is left alone), queue rows gone, dead letters."""
+    conn.executemany(
+        f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, "
+        "\"returning\" = excluded.\"returning\", traceback = excluded.traceback, "
+        "extra = coalesce(excluded.extra, records.extra), updated_at = excluded.updated_at "
+        f"WHERE records.status NOT IN {_FINAL}",
+        [(app, o.uuid, o.task_name, o.priority, o.status, o.args_json, o.kwargs_json,
+          o.created_at or now, now, o.returning_json, o.traceback, o.extra_json)
+         for o in outcomes],
+    )
+    conn.executemany("DELETE FROM queue WHERE id = ?", [(o.delivery.tag,) for o in outcomes])
+    dead = [o for o in outcomes if o.dead_letter]
+    if dead:
         conn.executemany(
-            f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, "
-            "\"returning\" = excluded.\"returning\", traceback = excluded.traceback, "
-            "extra = coalesce(excluded.extra, records.extra), updated_at = excluded.updated_at "
-            f"WHERE records.status NOT IN {_FINAL}",
-            [(app, o.uuid, o.task_name, o.priority, o.status, o.args_json, o.kwargs_json,
-              o.created_at or now, now, o.returning_json, o.traceback, o.extra_json)
-             for o in outcomes],
+            "INSERT INTO dead_letters (app, uuid, task_name, reason, payload, deliveries, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(app, o.uuid, o.task_name, o.dead_letter, _text(o.delivery.payload),
+              o.delivery.deliveries, now) for o in dead],
         )
-        conn.executemany("DELETE FROM queue WHERE id = ?", [(o.delivery.tag,) for o in outcomes])
-        dead = [o for o in outcomes if o.dead_letter]
-        if dead:
-            conn.executemany(
-                "INSERT INTO dead_letters (app, uuid, task_name, reason, payload, deliveries, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(app, o.uuid, o.task_name, o.dead_letter, _text(o.delivery.payload),
-                  o.delivery.deliveries, now) for o in dead],
-            )
 
 
 def _text(payload: str | bytes) -> str:
