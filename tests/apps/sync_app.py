@@ -73,3 +73,8 @@ def router_late():
 @app.task
 def exits():
     raise SystemExit(4)
+
+
+@app.task
+def surrogate():
+    return "broken \ud800 text"

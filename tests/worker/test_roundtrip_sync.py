@@ -111,3 +111,12 @@ def test_system_exit_inside_a_task_is_that_tasks_error(worker):
     record = app.add_task("exits", timeout=10)
     assert record.status == "error" and "SystemExit: 4" in record.traceback
     assert app.add_task("add", 1, 1, timeout=10).returning == 2
+
+
+def test_result_the_store_rejects_becomes_an_error_record_and_others_proceed(worker):
+    bad = app.add_task("surrogate")
+    good = [app.add_task("add", i, 1) for i in range(5)]
+    record = app.wait_sync(bad.uuid, 10)
+    assert record.status == "error" and "could not be stored" in record.traceback
+    assert [app.wait_sync(t.uuid, 10).returning for t in good] == [1, 2, 3, 4, 5]
+    assert str(bad.uuid) in [d.uuid for d in app.client.dead_letters()]

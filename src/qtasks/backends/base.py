@@ -58,8 +58,8 @@ class Outcome:
     status: str
     task_name: str
     priority: int
-    args_json: str = "[]"
-    kwargs_json: str = "{}"
+    args_json: str | None = None  # None: the record exists already, keep its arguments
+    kwargs_json: str | None = None
     created_at: float = 0.0
     returning_json: str | None = None
     traceback: str | None = None

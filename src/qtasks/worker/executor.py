@@ -14,7 +14,7 @@ import functools
 import logging
 import traceback
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from qtasks.backends.base import Delivery, Outcome
@@ -41,14 +41,19 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor) -> Ou
     except MalformedMessage as exc:
         log.error("set aside a malformed message (queue id %s): %s", delivery.tag, exc)
         return _set_aside(delivery, f"MalformedMessage: {exc}")
-    base = {"uuid": str(env.uuid), "task_name": env.task_name, "args_json": dumps(env.args),
-            "kwargs_json": dumps(env.kwargs), "created_at": env.created_at}
+    # The record normally exists already (enqueue wrote it), so the arguments are sent again
+    # only with the rare outcomes that might have to create it.
+    base = {"uuid": str(env.uuid), "task_name": env.task_name, "created_at": env.created_at}
+
+    def full() -> dict[str, Any]:
+        return {**base, "args_json": dumps(env.args), "kwargs_json": dumps(env.kwargs)}
+
     definition = app.tasks.get(env.task_name)
     if definition is None:
         reason = (f"UnknownTaskError: task {env.task_name!r} is not registered in app "
                   f"{app.name!r} (is the module defining it imported by the worker?)")
         log.error("task %s: %s", env.uuid, reason)
-        return _set_aside(delivery, reason, **base)
+        return _set_aside(delivery, reason, **full())
 
     done = functools.partial(Outcome, delivery=delivery, priority=env.priority, **base)
     try:
@@ -71,5 +76,5 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor) -> Ou
     except TypeError as exc:
         reason = f"ResultEncodingError: {exc}"
         log.error("task %s (%s): %s", env.task_name, env.uuid, reason)
-        return _set_aside(delivery, reason, **base)
+        return _set_aside(delivery, reason, **full())
     return done(status="success", returning_json=returning)

@@ -173,10 +173,17 @@ class Worker:
             except Exception:
                 log.exception("heartbeat failed; leases may expire")
 
-    async def _flush(self) -> None:
-        """Write every pending outcome, retrying until the backend takes them."""
-        while self._done:
+    async def _flush(self, until: float) -> None:
+        """Write every pending outcome, retrying until the backend takes them or time is up.
+
+        Outcomes that cannot be written by then are not lost: their messages stay leased to
+        this worker, and run again once the lease expires.
+        """
+        while self._done and not self._hard.is_set() and time.monotonic() < until:
             await self._exchange(0)
+        if self._done:
+            log.error("could not record %d task results before stopping; those tasks will run "
+                      "again when their lease expires", len(self._done))
 
     async def _drain(self) -> None:
         transport = self.app.transport
@@ -185,19 +192,20 @@ class Worker:
             await transport.release(self.id, unstarted, counted=False)
             log.info("handed back %d tasks that had not started", len(unstarted))
         pending = set(self._running)
+        until = time.monotonic() + self.grace
         deadline = asyncio.create_task(asyncio.sleep(self.grace))
         hard = asyncio.create_task(self._hard.wait())
         while pending and not deadline.done() and not hard.done():
             _, pending = await asyncio.wait(pending | {deadline, hard},
                                             return_when=asyncio.FIRST_COMPLETED)
             pending -= {deadline, hard}
-            await self._flush()  # record results as they come, not at the end of the grace
+            await self._flush(until)  # record results as they come, not at the end
         deadline.cancel()
         hard.cancel()
         unfinished = [self._running[t] for t in pending if t in self._running]
         for task in pending:
             task.cancel()
-        await self._flush()
+        await self._flush(max(until, time.monotonic() + 5.0))
         if unfinished:
             self.abandoned = len(unfinished)
             await transport.release(self.id, unfinished, counted=True)

@@ -11,6 +11,7 @@ import os
 import socket
 import sqlite3
 import time
+from dataclasses import replace
 from typing import Any
 
 from qtasks.backends.base import DeadLetter, Delivery, NewTask, Outcome
@@ -208,7 +209,7 @@ def claim(
     rows: list[sqlite3.Row] = []
     with _Transaction(conn):
         if finished:
-            _write_outcomes(conn, app, finished, now)
+            _record_outcomes(conn, app, finished, now)
         if ready:
             _lost_worker_outcomes(conn, app, now, max_deliveries)
             rows = conn.execute(
@@ -228,13 +229,48 @@ def claim(
     return [Delivery(r["id"], r["uuid"], r["payload"], r["deliveries"], r["priority"]) for r in rows]
 
 
+# Errors that say "this value cannot be stored" (a lone surrogate in a string, a value too big),
+# as opposed to a busy or broken database, which is worth retrying.
+_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+                sqlite3.ProgrammingError, OverflowError, ValueError)
+
+
+def _record_outcomes(
+    conn: sqlite3.Connection, app: str, outcomes: list[Outcome], now: float
+) -> None:
+    """Write a batch; if some outcome cannot be stored, store an error record in its place.
+
+    One bad result must neither block the batch it came with nor be retried for ever.
+    """
+    conn.execute("SAVEPOINT batch")
+    try:
+        _write_outcomes(conn, app, outcomes, now)
+        conn.execute("RELEASE batch")
+        return
+    except _DATA_ERRORS:
+        conn.execute("ROLLBACK TO batch")
+        conn.execute("RELEASE batch")
+    for outcome in outcomes:
+        conn.execute("SAVEPOINT one")
+        try:
+            _write_outcomes(conn, app, [outcome], now)
+        except _DATA_ERRORS as exc:
+            conn.execute("ROLLBACK TO one")
+            reason = f"ResultStorageError: the outcome could not be stored: {exc!r}"
+            _write_outcomes(conn, app, [replace(
+                outcome, status="error", returning_json=None, traceback=reason,
+                extra_json=None, dead_letter=reason, args_json=None, kwargs_json=None,
+            )], now)
+        conn.execute("RELEASE one")
+
+
 def _write_outcomes(
     conn: sqlite3.Connection, app: str, outcomes: list[Outcome], now: float
 ) -> None:
     """Final records (a record already final is left alone), queue rows gone, dead letters."""
     conn.executemany(
         f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "VALUES (?, ?, ?, ?, ?, coalesce(?, '[]'), coalesce(?, '{}'), ?, ?, ?, ?, ?) "
         "ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, "
         "\"returning\" = excluded.\"returning\", traceback = excluded.traceback, "
         "extra = coalesce(excluded.extra, records.extra), updated_at = excluded.updated_at "
