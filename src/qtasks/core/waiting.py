@@ -2,14 +2,14 @@
 
 ``wait_for_final`` is a generator: it yields what it needs done (``FETCH`` a record, or
 ``PAUSE`` until the backend reports a change or the time runs out) and receives the answer. The
-sync client drives it with blocking calls, the async transport with awaits; the decisions (when to
-stop, what to return) live only here.
+decisions (when to stop, what to return) live only there. ``run_sync`` and ``run_async`` drive
+it with a backend's two I/O callables: ``fetch(uuid) -> row | None`` and ``pause(seconds)``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from qtasks.core.status import FINAL_STATUSES
@@ -38,3 +38,37 @@ def wait_for_final(
         if remaining is not None and remaining <= 0:
             return None
         yield (PAUSE, 1.0 if remaining is None else min(remaining, 1.0))
+
+
+Steps = Generator[Step, Any, Any]
+
+
+def run_sync(steps: Steps, fetch: Callable[[str], Any], pause: Callable[[float], object]) -> Any:
+    """Drive ``steps`` with blocking calls; return its result."""
+    answer: Any = None
+    try:
+        while True:
+            kind, arg = steps.send(answer)
+            if kind == FETCH:
+                answer = fetch(arg)
+            else:
+                pause(arg)
+                answer = None
+    except StopIteration as stop:
+        return stop.value
+
+
+async def run_async(steps: Steps, fetch: Callable[[str], Awaitable[Any]],
+                    pause: Callable[[float], Awaitable[object]]) -> Any:
+    """Drive ``steps`` with awaits; return its result."""
+    answer: Any = None
+    try:
+        while True:
+            kind, arg = steps.send(answer)
+            if kind == FETCH:
+                answer = await fetch(arg)
+            else:
+                await pause(arg)
+                answer = None
+    except StopIteration as stop:
+        return stop.value

@@ -30,7 +30,7 @@ from qtasks.backends.sqlite import store
 from qtasks.backends.sqlite.watcher import ChangeWatcher
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
-from qtasks.core.waiting import FETCH, wait_for_final
+from qtasks.core.waiting import run_async, run_sync, wait_for_final
 from qtasks.exceptions import BackendError
 
 T = TypeVar("T")
@@ -130,20 +130,16 @@ class SqliteSyncClient(SyncClient):
 
     def wait(self, uuid: str, timeout: float | None,
              final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
-        watcher, steps = self.backend.watcher, wait_for_final(uuid, timeout, final)
-        answer: Any = None
-        generation = watcher.generation
-        try:
-            while True:
-                kind, arg = steps.send(answer)
-                if kind == FETCH:
-                    generation = watcher.generation
-                    answer = store.get(self.conn, self.backend.app, arg)
-                else:
-                    watcher.wait(generation, arg)
-                    answer = None
-        except StopIteration as stop:
-            return stop.value
+        watcher = self.backend.watcher
+        seen = watcher.generation
+
+        def fetch(key: str) -> RecordRow | None:
+            nonlocal seen
+            seen = watcher.generation  # before reading, so no change slips between
+            return store.get(self.conn, self.backend.app, key)
+
+        return run_sync(wait_for_final(uuid, timeout, final), fetch,
+                        lambda seconds: watcher.wait(seen, seconds))
 
     def flush(self) -> None:
         store.flush(self.conn, self.backend.app)
@@ -195,20 +191,16 @@ class SqliteAsyncTransport(AsyncTransport):
 
     async def wait(self, uuid: str, timeout: float | None,
                    final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
-        watcher, steps = self.backend.watcher, wait_for_final(uuid, timeout, final)
-        answer: Any = None
-        generation = watcher.generation
-        try:
-            while True:
-                kind, arg = steps.send(answer)
-                if kind == FETCH:
-                    generation = watcher.generation
-                    answer = await self._call(store.get, arg)
-                else:
-                    await watcher.wait_async(generation, arg)
-                    answer = None
-        except StopIteration as stop:
-            return stop.value
+        watcher = self.backend.watcher
+        seen = watcher.generation
+
+        async def fetch(key: str) -> RecordRow | None:
+            nonlocal seen
+            seen = watcher.generation  # before reading, so no change slips between
+            return await self._call(store.get, key)
+
+        return await run_async(wait_for_final(uuid, timeout, final), fetch,
+                               lambda seconds: watcher.wait_async(seen, seconds))
 
     async def flush(self) -> None:
         await self._call(store.flush)
