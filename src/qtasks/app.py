@@ -54,6 +54,11 @@ class BaseQueueTasks:
         config: QueueConfig | None = None,
         events: Any = None,
     ) -> None:
+        if broker is not None and not isinstance(broker, Backend):
+            raise TypeError(
+                f"broker= takes a qtasks backend (qtasks.backends.Backend), not "
+                f"{type(broker).__name__}; for a URL use broker_url= (see docs/migration.md)"
+            )
         self.name = name
         self.version = __version__
         self.config = config or QueueConfig()

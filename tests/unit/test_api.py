@@ -349,3 +349,13 @@ def test_database_of_another_schema_version_is_a_clear_error(tmp_path):
     app = QueueTasks(name="old", broker_url=f"sqlite:///{path}")
     with pytest.raises(BackendError, match="schema 1"):
         app.get(str(__import__("uuid").uuid4()))
+
+
+def test_broker_must_be_a_qtasks_backend(tmp_path):
+    from qtasks.backends.sqlite import SqliteBackend
+
+    with pytest.raises(TypeError, match="broker_url"):
+        QueueTasks(broker=object())
+    backend = SqliteBackend(f"sqlite:///{tmp_path}/b.sqlite3", name="given")
+    app = QueueTasks(name="given", broker=backend)
+    assert app.backend is backend and app.add_task("x").status == "new"
