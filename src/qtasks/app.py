@@ -21,6 +21,7 @@ from qtasks.backends.base import NewTask
 from qtasks.core.codec import encode_arguments, encode_envelope
 from qtasks.core.config import QueueConfig
 from qtasks.core.definition import TaskDefinition, TaskTable, build_definition, task_decorator
+from qtasks.core.delays import start_at
 from qtasks.core.record import RecordRow, Task, record_from_row
 from qtasks.exceptions import NotYetSupported
 from qtasks.shared import registry as shared_registry
@@ -152,7 +153,7 @@ class BaseQueueTasks:
     # -- shared halves of the I/O methods -----------------------------------------------------
 
     def _prepare(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 priority: int | None) -> NewTask:
+                 priority: int | None, when: float | None = None) -> NewTask:
         if not isinstance(task_name, str) or not task_name:
             raise ValueError("Task name is not specified.")
         if priority is None:
@@ -161,8 +162,8 @@ class BaseQueueTasks:
         args_json, kwargs_json = encode_arguments(task_name, args, kwargs)
         uuid, now = uuid4(), time.time()
         envelope = encode_envelope(uuid, task_name, priority, args_json, kwargs_json, now)
-        new = NewTask(str(uuid), task_name, int(priority), args_json, kwargs_json, now, envelope)
-        new.uuid_obj = uuid
+        new = NewTask(str(uuid), task_name, int(priority), args_json, kwargs_json, now, envelope,
+                      eta=when, uuid_obj=uuid)
         return new
 
     def _new_record(self, new: NewTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
@@ -179,8 +180,9 @@ class BaseQueueTasks:
         return record_from_row(row, self) if row is not None else None
 
     def _add_task_sync(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                       priority: int | None, timeout: float | None) -> Task | None:
-        new = self._prepare(task_name, args, kwargs, priority)
+                       priority: int | None, timeout: float | None,
+                       when: float | None = None) -> Task | None:
+        new = self._prepare(task_name, args, kwargs, priority, when)
         self.client.enqueue(new)
         if timeout is None:
             return self._new_record(new, args, kwargs)
@@ -188,8 +190,8 @@ class BaseQueueTasks:
 
     async def _add_task_async(self, task_name: str, args: tuple[Any, ...],
                               kwargs: dict[str, Any], priority: int | None,
-                              timeout: float | None) -> Task | None:
-        new = self._prepare(task_name, args, kwargs, priority)
+                              timeout: float | None, when: float | None = None) -> Task | None:
+        new = self._prepare(task_name, args, kwargs, priority, when)
         await self.transport.enqueue(new)
         if timeout is None:
             return self._new_record(new, args, kwargs)
@@ -248,14 +250,20 @@ class QueueTasks(BaseQueueTasks):
     """
 
     def add_task(self, task_name: str, *args: Any, priority: int | None = None,
-                 timeout: float | None = None, **kwargs: Any) -> Task | None:
+                 timeout: float | None = None, delay: float | None = None,
+                 eta: datetime | float | None = None, **kwargs: Any) -> Task | None:
         """Enqueue ``task_name(*args, **kwargs)``.
 
         Returns the new record (status ``new``); with ``timeout``, waits and returns the final
-        record, or ``None`` if it is not final in time. Arguments must be JSON values
+        record, or ``None`` if it is not final in time. ``delay`` (seconds) or ``eta`` (an aware
+        datetime or epoch seconds) hold the task back until then. Arguments must be JSON values
         (``TypeError`` otherwise, nothing enqueued).
         """
-        return self._add_task_sync(task_name, args, kwargs, priority, timeout)
+        return self._add_task_sync(task_name, args, kwargs, priority, timeout, start_at(delay, eta))
+
+    def cancel(self, uuid: UUID | str, reason: str = "") -> bool:
+        """Cancel a task no worker has started; it will never run. False if too late/unknown."""
+        return self.client.cancel(_as_uuid(uuid), reason or "cancelled before it started")
 
     def get(self, uuid: UUID | str) -> Task | None:
         """The task's record, or ``None`` if unknown. A malformed uuid string raises ValueError."""
@@ -280,9 +288,16 @@ class AsyncQueueTasks(BaseQueueTasks):
     _flavour = "async"
 
     async def add_task(self, task_name: str, *args: Any, priority: int | None = None,
-                       timeout: float | None = None, **kwargs: Any) -> Task | None:
+                       timeout: float | None = None, delay: float | None = None,
+                       eta: datetime | float | None = None, **kwargs: Any) -> Task | None:
         """Enqueue; see ``QueueTasks.add_task``."""
-        return await self._add_task_async(task_name, args, kwargs, priority, timeout)
+        return await self._add_task_async(task_name, args, kwargs, priority, timeout,
+                                          start_at(delay, eta))
+
+    async def cancel(self, uuid: UUID | str, reason: str = "") -> bool:
+        """Cancel a task no worker has started; it will never run. False if too late/unknown."""
+        return await self.transport.cancel(_as_uuid(uuid),
+                                           reason or "cancelled before it started")
 
     async def get(self, uuid: UUID | str) -> Task | None:
         """The task's record, or ``None`` if unknown."""

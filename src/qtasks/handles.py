@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from qtasks.core.definition import TaskDefinition
+from qtasks.core.delays import start_at
 
 if TYPE_CHECKING:
     from qtasks.app import BaseQueueTasks
@@ -92,11 +94,15 @@ class SyncTask(_Handle):
     """Handle whose ``add_task`` blocks."""
 
     def add_task(self, *args: Any, priority: int | None = None, timeout: float | None = None,
-                 task_name: str | None = None, **kwargs: Any) -> Task | None:
-        """Enqueue; with ``timeout``, wait for and return the final record (``None`` on timeout)."""
+                 task_name: str | None = None, delay: float | None = None,
+                 eta: datetime | float | None = None, **kwargs: Any) -> Task | None:
+        """Enqueue; with ``timeout``, wait for and return the final record (``None`` on timeout).
+
+        ``delay``/``eta`` as in ``QueueTasks.add_task``.
+        """
         app, name = self._target(task_name)
         prio = self.priority if priority is None and name == self.task_name else priority
-        return app._add_task_sync(name, args, kwargs, prio, timeout)
+        return app._add_task_sync(name, args, kwargs, prio, timeout, start_at(delay, eta))
 
     def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
                  task_name: str | None = None, **kwargs: Any) -> SyncTaskCls:
@@ -112,11 +118,15 @@ class AsyncTask(_Handle):
 
     async def add_task(self, *args: Any, priority: int | None = None,
                        timeout: float | None = None, task_name: str | None = None,
+                       delay: float | None = None, eta: datetime | float | None = None,
                        **kwargs: Any) -> Task | None:
-        """Enqueue; with ``timeout``, wait for and return the final record (``None`` on timeout)."""
+        """Enqueue; with ``timeout``, wait for and return the final record (``None`` on timeout).
+
+        ``delay``/``eta`` as in ``QueueTasks.add_task``.
+        """
         app, name = self._target(task_name)
         prio = self.priority if priority is None and name == self.task_name else priority
-        return await app._add_task_async(name, args, kwargs, prio, timeout)
+        return await app._add_task_async(name, args, kwargs, prio, timeout, start_at(delay, eta))
 
     def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
                  task_name: str | None = None, **kwargs: Any) -> AsyncTaskCls:

@@ -4,7 +4,8 @@ import asyncio
 import os
 import time
 
-from qtasks import AsyncRouter
+from apps.marks import mark
+from qtasks import AsyncRouter, TaskCancelError
 from qtasks.asyncio import QueueTasks
 
 app = QueueTasks(name="tasync", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tasync.sqlite3")
@@ -54,3 +55,71 @@ app.include_router(router)
 @router.task
 async def routed_later(x):
     return f"routed {x}"
+
+
+# -- run options (issue 3) ------------------------------------------------------------------
+
+
+@app.task(retry=2)
+async def flaky(tag):
+    mark(f"flaky {tag}")
+    raise KeyError(tag)
+
+
+@app.task(retry=5, retry_on_exc=[LookupError])
+async def picky(kind, tag):
+    mark(f"picky {tag}")
+    raise (KeyError if kind == "key" else ZeroDivisionError)(tag)
+
+
+@app.task(retry=2, retry_delay=0.3)
+async def backoff(tag):
+    mark(f"backoff {tag} {time.time()}")
+    raise ValueError(tag)
+
+
+@app.task(retry=3)
+async def lucky(tag, succeed_on=2):
+    from helpers import marks
+
+    mark(f"lucky {tag}")
+    if marks().count(f"lucky {tag}") < succeed_on:
+        raise RuntimeError("not yet")
+    return {"tag": tag}
+
+
+@app.task(max_time=0.5)
+async def too_slow():
+    await asyncio.sleep(3)
+    return 1
+
+
+async def add_two(v):
+    return v + 2
+
+
+@app.task(generate_handler=add_two)
+async def doubles(n):  # the docs' yield example: n + 1 .. n + 5, each plus 2
+    for i in range(1, 6):
+        yield n + i
+
+
+@app.task(generate_handler=lambda v: v + 100)
+async def gen_async_handler(n):
+    for i in range(n):
+        yield i
+
+
+@app.task(decode=lambda r: f'{{"wrapped": {r}}}')
+async def decoded(x):
+    return x
+
+
+@app.task(decode=lambda r: "not json")
+async def bad_decode():
+    return 1
+
+
+@app.task
+async def cancel_me(reason):
+    raise TaskCancelError(reason)

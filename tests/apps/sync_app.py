@@ -2,18 +2,11 @@
 
 import os
 import time
-from pathlib import Path
 
-from qtasks import QueueTasks, SyncRouter
+from apps.marks import mark
+from qtasks import QueueTasks, SyncRouter, TaskCancelError
 
 app = QueueTasks(name="tsync", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tsync.sqlite3")
-MARKS = Path(os.environ["QTASKS_TEST_DIR"]) / "marks"
-
-
-def mark(line: str) -> None:
-    MARKS.mkdir(exist_ok=True)
-    with open(MARKS / f"{os.getpid()}.log", "a") as fh:
-        fh.write(line + "\n")
 
 
 @app.task(name="test")
@@ -78,3 +71,69 @@ def exits():
 @app.task
 def surrogate():
     return "broken \ud800 text"
+
+
+# -- run options (issue 3) ------------------------------------------------------------------
+
+
+@app.task(retry=2)
+def flaky(tag):
+    mark(f"flaky {tag}")
+    raise KeyError(tag)
+
+
+@app.task(retry=5, retry_on_exc=[LookupError])
+def picky(kind, tag):
+    mark(f"picky {tag}")
+    raise (KeyError if kind == "key" else ZeroDivisionError)(tag)
+
+
+@app.task(retry=2, retry_delay=0.3)
+def backoff(tag):
+    mark(f"backoff {tag} {time.time()}")
+    raise ValueError(tag)
+
+
+@app.task(retry=3)
+def lucky(tag, succeed_on=2):
+    from helpers import marks
+
+    mark(f"lucky {tag}")
+    if marks().count(f"lucky {tag}") < succeed_on:
+        raise RuntimeError("not yet")
+    return {"tag": tag}
+
+
+@app.task(max_time=0.5)
+def too_slow():
+    time.sleep(3)
+    return 1
+
+
+@app.task(generate_handler=lambda v: v * 2)
+def doubles(n):
+    yield from range(1, n + 1)
+
+
+async def plus_hundred(v):
+    return v + 100
+
+
+@app.task(generate_handler=plus_hundred)
+def gen_async_handler(n):
+    yield from range(n)
+
+
+@app.task(decode=lambda r: f'{{"wrapped": {r}}}')
+def decoded(x):
+    return x
+
+
+@app.task(decode=lambda r: "not json")
+def bad_decode():
+    return 1
+
+
+@app.task
+def cancel_me(reason):
+    raise TaskCancelError(reason)

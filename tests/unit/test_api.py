@@ -92,8 +92,8 @@ def test_bare_router_decorator_returns_a_handle():
 
 
 @pytest.mark.parametrize("option", [
-    {"echo": True}, {"max_time": 1.0}, {"retry": 2}, {"retry_on_exc": [KeyError]},
-    {"decode": str}, {"generate_handler": str}, {"middlewares_before": [object]},
+    {"echo": True}, {"executor": object}, {"middlewares_before": [object]},
+    {"middlewares_after": [object]},
 ])
 def test_options_of_later_releases_are_refused(option):
     app = memory_app()
@@ -104,13 +104,33 @@ def test_options_of_later_releases_are_refused(option):
             return 1
 
 
-def test_generator_tasks_are_refused():
+@pytest.mark.parametrize(("option", "error"), [
+    ({"max_time": 0}, ValueError), ({"max_time": "1"}, ValueError), ({"retry": -1}, ValueError),
+    ({"retry": 1.5}, ValueError), ({"retry_on_exc": [42]}, TypeError),
+    ({"retry_delay": -1}, ValueError), ({"decode": "json"}, TypeError),
+    ({"generate_handler": str}, ValueError),
+])
+def test_bad_run_options_are_refused_at_registration(option, error):
     app = memory_app()
-    with pytest.raises(NotYetSupported, match="generator"):
+    with pytest.raises(error):
 
-        @app.task
-        def gen():
-            yield 1
+        @app.task(**option)
+        def task():
+            return 1
+
+
+def test_generator_functions_are_detected():
+    app = memory_app()
+
+    @app.task(generate_handler=str)
+    def gen():
+        yield 1
+
+    @app.task
+    async def agen():
+        yield 1
+
+    assert app.tasks["gen"].generating == "sync" and app.tasks["agen"].generating == "async"
 
 
 def test_tags_description_and_extra_are_kept():

@@ -34,7 +34,10 @@ class NewTask:
     created_at: float
     envelope: str
     eta: float | None = None
+    """Epoch seconds before which no worker may start it (delayed tasks, retry backoff)."""
     queue: str = "default"
+    extra_json: str | None = None
+    """Extra record fields at creation (a retry's ``retry`` and ``retry_parent_uuid``)."""
     uuid_obj: Any = None  # the UUID object itself, kept to build the returned record cheaply
 
 
@@ -64,7 +67,10 @@ class Outcome:
     returning_json: str | None = None
     traceback: str | None = None
     extra_json: str | None = None
+    """Extra record fields, merged into those the record has."""
     dead_letter: str | None = None
+    follow_up: NewTask | None = None
+    """A task to enqueue in the same transaction (the next attempt of a retried task)."""
 
 
 @dataclass(slots=True)
@@ -103,6 +109,10 @@ class SyncClient(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> bool:
         """Whether a worker of this app has reported itself alive recently."""
+
+    @abc.abstractmethod
+    def cancel(self, uuid: str, reason: str) -> bool:
+        """Cancel a task that no worker has started: record ``cancel``, drop the message."""
 
     @abc.abstractmethod
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
@@ -148,6 +158,14 @@ class AsyncTransport(abc.ABC):
     @abc.abstractmethod
     async def wait_for_work(self, timeout: float) -> None:
         """Return when new work may be ready, or after ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    async def next_due(self) -> float | None:
+        """Epoch seconds at which the earliest delayed message becomes ready, if any."""
+
+    @abc.abstractmethod
+    async def cancel(self, uuid: str, reason: str) -> bool:
+        """Cancel a task that no worker has started: record ``cancel``, drop the message."""
 
     @abc.abstractmethod
     async def release(self, worker_id: str, deliveries: list[Delivery], counted: bool) -> None:

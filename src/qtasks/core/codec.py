@@ -84,16 +84,20 @@ class Envelope:
     args: list[Any]
     kwargs: dict[str, Any]
     created_at: float
+    retry: int | None = None
+    """Retries left, on a message that is itself a retry; ``None`` on a first attempt."""
 
 
 def encode_envelope(
-    uuid: UUID, task_name: str, priority: int, args_json: str, kwargs_json: str, created_at: float
+    uuid: UUID | str, task_name: str, priority: int, args_json: str, kwargs_json: str,
+    created_at: float, retry: int | None = None,
 ) -> str:
     """Build the envelope text from already-encoded arguments (no second encoding pass)."""
+    tail = "" if retry is None else f',"retry":{int(retry)}'
     return (
         f'{{"v":{ENVELOPE_VERSION},"uuid":"{uuid}","task":{dumps(task_name)},'
         f'"priority":{int(priority)},"created_at":{created_at!r},'
-        f'"args":{args_json},"kwargs":{kwargs_json}}}'
+        f'"args":{args_json},"kwargs":{kwargs_json}{tail}}}'
     )
 
 
@@ -123,4 +127,7 @@ def decode_envelope(raw: str | bytes) -> Envelope:
         raise MalformedMessage("message 'priority' is not an integer")
     if not isinstance(created_at, int | float):
         raise MalformedMessage("message 'created_at' is not a number")
-    return Envelope(uuid, name, priority, args, kwargs, float(created_at))
+    retry = data.get("retry")
+    if retry is not None and (not isinstance(retry, int) or isinstance(retry, bool) or retry < 0):
+        raise MalformedMessage("message 'retry' is not a whole number >= 0")
+    return Envelope(uuid, name, priority, args, kwargs, float(created_at), retry)

@@ -17,15 +17,12 @@ from qtasks.exceptions import NotYetSupported
 # with a clear error rather than accepted and ignored.
 _PENDING_OPTIONS = (
     "echo",
-    "max_time",
-    "retry",
-    "retry_on_exc",
-    "decode",
-    "generate_handler",
     "executor",
     "middlewares_before",
     "middlewares_after",
 )
+# Options that change how the worker runs the task, all validated here.
+_RUN_OPTIONS = ("max_time", "retry", "retry_on_exc", "retry_delay", "decode", "generate_handler")
 
 
 @dataclass
@@ -41,6 +38,7 @@ class TaskDefinition:
     max_time: float | None = None
     retry: int | None = None
     retry_on_exc: list[type[Exception]] | None = None
+    retry_delay: float | Callable[[int], float] | None = None
     decode: Callable[..., Any] | None = None
     tags: list[str] | None = None
     description: str | None = None
@@ -71,22 +69,49 @@ def build_definition(
                 f"task {task_name!r}: the {option}= option is not implemented in this qtasks "
                 f"release; remove it for now (see docs/migration.md, 'Not yet available')."
             )
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-        raise NotYetSupported(
-            f"task {task_name!r}: generator tasks are not implemented in this qtasks release "
-            f"(see docs/migration.md, 'Not yet available')."
-        )
-    known = {"tags", "description", "awaiting", *_PENDING_OPTIONS}
+    generating: Literal["async", "sync", False] = (
+        "async" if inspect.isasyncgenfunction(func)
+        else "sync" if inspect.isgeneratorfunction(func) else False
+    )
+    run = {k: options.get(k) for k in _RUN_OPTIONS}
+    _check_run_options(task_name, run, generating)
+    known = {"tags", "description", "awaiting", *_PENDING_OPTIONS, *_RUN_OPTIONS}
     extra = {k: v for k, v in options.items() if k not in known}
     return TaskDefinition(
         priority=int(priority),
         name=task_name,
         func=func,
         awaiting=inspect.iscoroutinefunction(func),
+        generating=generating,
         tags=options.get("tags"),
         description=options.get("description"),
         extra=extra,
+        **run,
     )
+
+
+def _check_run_options(name: str, run: dict[str, Any], generating: object) -> None:
+    max_time, retry = run["max_time"], run["retry"]
+    if max_time is not None and (not isinstance(max_time, int | float) or max_time <= 0):
+        raise ValueError(f"task {name!r}: max_time must be a positive number of seconds")
+    if retry is not None and (not isinstance(retry, int) or isinstance(retry, bool) or retry < 0):
+        raise ValueError(f"task {name!r}: retry must be a whole number >= 0 (extra attempts)")
+    on_exc = run["retry_on_exc"]
+    if on_exc is not None:
+        if isinstance(on_exc, type):
+            on_exc = run["retry_on_exc"] = [on_exc]
+        if not all(isinstance(e, type) and issubclass(e, BaseException) for e in on_exc):
+            raise TypeError(f"task {name!r}: retry_on_exc must list exception classes")
+    delay = run["retry_delay"]
+    if delay is not None and not callable(delay) and (
+        not isinstance(delay, int | float) or delay < 0
+    ):
+        raise ValueError(f"task {name!r}: retry_delay must be seconds >= 0 or a function")
+    for option in ("decode", "generate_handler"):
+        if run[option] is not None and not callable(run[option]):
+            raise TypeError(f"task {name!r}: {option} must be callable")
+    if run["generate_handler"] is not None and not generating:
+        raise ValueError(f"task {name!r}: generate_handler needs a generator function (yield)")
 
 
 def task_decorator(

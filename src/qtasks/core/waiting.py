@@ -8,6 +8,7 @@ it with a backend's two I/O callables: ``fetch(uuid) -> row | None`` and ``pause
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
@@ -34,6 +35,10 @@ def wait_for_final(
             return None
         if row["status"] in final:
             return row
+        child = _retry_child(row)
+        if child is not None:
+            uuid = child  # a retried task: its outcome is the outcome of its last attempt
+            continue
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             return None
@@ -72,3 +77,10 @@ async def run_async(steps: Steps, fetch: Callable[[str], Awaitable[Any]],
                 answer = None
     except StopIteration as stop:
         return stop.value
+
+
+def _retry_child(row: Any) -> str | None:
+    if row["status"] != "retry" or not row.get("extra"):
+        return None
+    child = json.loads(row["extra"]).get("retry_child_uuid")
+    return str(child) if child else None

@@ -1,9 +1,16 @@
 """Running one delivery to an :class:`Outcome`. Never raises for anything a task or message does.
 
-Malformed messages, unknown task names and results JSON cannot carry become ``error`` records
-that are also dead-lettered; an exception raised by the task is an ordinary ``error`` record with
-its traceback; ``TaskCancelError`` gives ``cancel``. Task names are looked up only in the app's
-own registry; nothing in a message is ever imported.
+Malformed messages, unknown task names and results that cannot be stored become ``error``
+records that are also dead-lettered; an exception raised by the task is an ordinary ``error``
+record with its traceback, or, if the task has retries left for it, a ``retry`` record whose
+next attempt is enqueued with the outcome (same transaction). ``TaskCancelError`` gives
+``cancel``. Task names are looked up only in the app's own registry; nothing in a message is
+ever imported.
+
+Plain functions (and plain generators) run in the worker's thread pool; ``max_time`` stops
+waiting for them at the deadline and records the timeout, but a thread cannot be interrupted:
+it runs on in the background, its result is dropped, and it occupies a pool thread until it
+returns. Coroutines are cancelled at the deadline.
 """
 
 from __future__ import annotations
@@ -11,14 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import logging
+import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
-from qtasks.backends.base import Delivery, Outcome
-from qtasks.core.codec import decode_envelope, dumps, encode_result
+from qtasks.backends.base import Delivery, NewTask, Outcome
+from qtasks.core.codec import Envelope, decode_envelope, dumps, encode_envelope, encode_result, loads
+from qtasks.core.definition import TaskDefinition
+from qtasks.core.retry import remaining_attempts, retry_delay, should_retry
 from qtasks.exceptions import MalformedMessage, TaskCancelError
 
 if TYPE_CHECKING:
@@ -57,24 +69,113 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor) -> Ou
 
     done = functools.partial(Outcome, delivery=delivery, priority=env.priority, **base)
     try:
-        if definition.awaiting:
-            result = await definition.func(*env.args, **env.kwargs)
-        else:
-            call = functools.partial(definition.func, *env.args, **env.kwargs)
-            ctx = contextvars.copy_context()
-            result = await asyncio.get_running_loop().run_in_executor(pool, ctx.run, call)
+        result = await _call(definition, env, pool)
     except TaskCancelError as exc:
         reason = str(exc) or f"{env.task_name}.cancel"
         return done(status="cancel", extra_json=dumps({"cancel_reason": reason}))
-    except (Exception, SystemExit, KeyboardInterrupt):
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
         # SystemExit/KeyboardInterrupt raised *by the task* are its failure, not the worker's.
         text = traceback.format_exc()
+        remaining = remaining_attempts(definition, env.retry)
+        if should_retry(definition, remaining, exc):
+            return _retry(definition, env, done, text, remaining)
         log.error("task %s (%s) failed:\n%s", env.task_name, env.uuid, text)
-        return done(status="error", traceback=text)
+        extra = None if definition.retry is None else dumps({"retry": 0})
+        return done(status="error", traceback=text, extra_json=extra)
     try:
-        returning = encode_result(result)
+        returning = _encode(definition, result)
     except TypeError as exc:
         reason = f"ResultEncodingError: {exc}"
         log.error("task %s (%s): %s", env.task_name, env.uuid, reason)
         return _set_aside(delivery, reason, **full())
     return done(status="success", returning_json=returning)
+
+
+async def _call(definition: TaskDefinition, env: Envelope, pool: Executor) -> Any:
+    """Run the task function (or drain its generator), under ``max_time`` if it has one."""
+    func, args, kwargs = definition.func, env.args, env.kwargs
+    if definition.generating == "async":
+        run: Any = _drain_async(func(*args, **kwargs), definition.generate_handler)
+    elif definition.awaiting:
+        run = func(*args, **kwargs)
+    else:
+        loop = asyncio.get_running_loop()
+        if definition.generating == "sync":
+            call = functools.partial(_drain_sync, func, args, kwargs,
+                                     definition.generate_handler, loop)
+        else:
+            call = functools.partial(func, *args, **kwargs)
+        run = loop.run_in_executor(pool, contextvars.copy_context().run, call)
+    if definition.max_time is None:
+        return await run
+    try:
+        return await asyncio.wait_for(run, definition.max_time)
+    except TimeoutError:
+        raise TimeoutError(
+            f"Time limit exceeded for task {definition.name}: {definition.max_time} seconds"
+        ) from None
+
+
+async def _drain_async(gen: Any, handler: Callable[[Any], Any] | None) -> list[Any]:
+    values = []
+    async for value in gen:
+        if handler is not None:
+            value = handler(value)
+            if inspect.isawaitable(value):
+                value = await value
+        values.append(value)
+    return values
+
+
+def _drain_sync(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
+                handler: Callable[[Any], Any] | None, loop: asyncio.AbstractEventLoop) -> list[Any]:
+    # Runs in a pool thread; an async handler is run on the worker's loop, which is free.
+    values = []
+    for value in func(*args, **kwargs):
+        if handler is not None:
+            value = handler(value)
+            if inspect.isawaitable(value):
+                value = asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
+        values.append(value)
+    return values
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _encode(definition: TaskDefinition, result: Any) -> str:
+    """The stored form of a result: JSON, or what the task's ``decode`` returns (JSON text)."""
+    if definition.decode is None:
+        return encode_result(result)
+    text = definition.decode(result)
+    if not isinstance(text, str):
+        raise TypeError(f"decode of task {definition.name!r} returned a {type(text).__name__}; "
+                        f"it must return JSON text (a str)")
+    try:
+        loads(text)
+    except ValueError:
+        raise TypeError(f"decode of task {definition.name!r} returned text that is not JSON: "
+                        f"{text[:80]!r}") from None
+    return text
+
+
+def _retry(definition: TaskDefinition, env: Envelope, done: Callable[..., Outcome], text: str,
+           remaining: int) -> Outcome:
+    """A ``retry`` record linked to the next attempt, which is enqueued with it."""
+    attempt = (definition.retry or 0) - remaining
+    wait = retry_delay(definition, max(attempt, 0))
+    child, now = str(uuid4()), time.time()
+    args_json, kwargs_json = dumps(env.args), dumps(env.kwargs)
+    follow_up = NewTask(
+        uuid=child, task_name=env.task_name, priority=env.priority, args_json=args_json,
+        kwargs_json=kwargs_json, created_at=now,
+        envelope=encode_envelope(child, env.task_name, env.priority, args_json, kwargs_json, now,
+                                 retry=remaining - 1),
+        eta=now + wait if wait > 0 else None,
+        extra_json=dumps({"retry": remaining - 1, "retry_parent_uuid": str(env.uuid)}),
+    )
+    log.warning("task %s (%s) failed; retrying as %s in %.2fs (%d retries left after it)",
+                env.task_name, env.uuid, child, wait, remaining - 1)
+    return done(status="retry", traceback=text, follow_up=follow_up,
+                extra_json=dumps({"retry": remaining, "retry_child_uuid": child}))

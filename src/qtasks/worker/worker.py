@@ -121,7 +121,7 @@ class Worker:
                     continue
             self._wakeup.clear()
             if room > 0:
-                await self._first(self.app.transport.wait_for_work(IDLE_RECHECK),
+                await self._first(self.app.transport.wait_for_work(await self._idle_wait()),
                                   self._wakeup.wait())
             else:
                 await self._wakeup.wait()
@@ -141,6 +141,15 @@ class Worker:
             return []
         self._backoff = 0.5
         return claimed
+
+    async def _idle_wait(self) -> float:
+        """How long to sleep when nothing is ready: until the next delayed task is due."""
+        try:
+            due = await self.app.transport.next_due()
+        except Exception:
+            log.exception("could not read the next due time")
+            return IDLE_RECHECK
+        return IDLE_RECHECK if due is None else max(0.0, min(IDLE_RECHECK, due - time.time()))
 
     @staticmethod
     async def _first(*aws: object) -> None:

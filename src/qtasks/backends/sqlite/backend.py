@@ -148,6 +148,11 @@ class SqliteSyncClient(SyncClient):
     def ping(self) -> bool:
         return store.ping(self.conn, self.backend.app)
 
+    def cancel(self, uuid: str, reason: str) -> bool:
+        done = store.cancel(self.conn, self.backend.app, uuid, reason)
+        self.backend.watcher.poke()
+        return done
+
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return store.dead_letters(self.conn, self.backend.app, limit)
 
@@ -208,6 +213,14 @@ class SqliteAsyncTransport(AsyncTransport):
 
     async def ping(self) -> bool:
         return await self._call(store.ping)
+
+    async def cancel(self, uuid: str, reason: str) -> bool:
+        done = await self._call(store.cancel, uuid, reason)
+        self.backend.watcher.poke()
+        return done
+
+    async def next_due(self) -> float | None:
+        return await self._call(store.next_due)
 
     async def claim(self, worker_id: str, limit: int, lease: float,
                     finished: list[Outcome] | tuple[()] = ()) -> list[Delivery]:

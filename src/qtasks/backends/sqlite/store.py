@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS queue (
 CREATE INDEX IF NOT EXISTS queue_order ON queue (app, queue, priority, id);
 CREATE INDEX IF NOT EXISTS queue_lease ON queue (app, lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_worker ON queue (worker) WHERE worker IS NOT NULL;
+CREATE INDEX IF NOT EXISTS queue_delayed ON queue (app, eta) WHERE eta > 0;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     app TEXT NOT NULL,
@@ -144,16 +145,46 @@ class _Transaction:
 
 def enqueue(conn: sqlite3.Connection, app: str, tasks: list[NewTask]) -> None:
     with _Transaction(conn):
-        conn.executemany(
-            f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, NULL, NULL, NULL)",
-            [(app, t.uuid, t.task_name, t.priority, t.args_json, t.kwargs_json, t.created_at,
-              t.created_at) for t in tasks],
+        _insert_tasks(conn, app, tasks)
+
+
+def _insert_tasks(conn: sqlite3.Connection, app: str, tasks: list[NewTask]) -> None:
+    conn.executemany(
+        f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, NULL, NULL, ?)",
+        [(app, t.uuid, t.task_name, t.priority, t.args_json, t.kwargs_json, t.created_at,
+          t.created_at, t.extra_json) for t in tasks],
+    )
+    conn.executemany(
+        "INSERT INTO queue (app, uuid, queue, priority, eta, payload) VALUES (?, ?, ?, ?, ?, ?)",
+        [(app, t.uuid, t.queue, t.priority, t.eta or 0.0, t.envelope) for t in tasks],
+    )
+
+
+def next_due(conn: sqlite3.Connection, app: str) -> float | None:
+    row = conn.execute(
+        "SELECT min(eta) FROM queue WHERE app = ? AND eta > ? AND lease_until IS NULL",
+        (app, time.time()),
+    ).fetchone()
+    return row[0]
+
+
+def cancel(conn: sqlite3.Connection, app: str, uuid: str, reason: str) -> bool:
+    """Cancel a task no worker holds. False if it is running, finished or unknown."""
+    now = time.time()
+    with _Transaction(conn):
+        gone = conn.execute(
+            "DELETE FROM queue WHERE app = ? AND uuid = ? AND lease_until IS NULL", (app, uuid)
+        ).rowcount
+        if not gone:
+            return False
+        conn.execute(
+            "UPDATE records SET status = 'cancel', updated_at = ?, extra = json_patch("
+            "coalesce(extra, '{}'), json_object('cancel_reason', ?)) "
+            f"WHERE app = ? AND uuid = ? AND status NOT IN {_FINAL}",
+            (now, reason, app, uuid),
         )
-        conn.executemany(
-            "INSERT INTO queue (app, uuid, queue, priority, eta, payload) VALUES (?, ?, ?, ?, ?, ?)",
-            [(app, t.uuid, t.queue, t.priority, t.eta or 0.0, t.envelope) for t in tasks],
-        )
+    return True
 
 
 def get(conn: sqlite3.Connection, app: str, uuid: str) -> RecordRow | None:
@@ -273,13 +304,18 @@ def _write_outcomes(
         "VALUES (?, ?, ?, ?, ?, coalesce(?, '[]'), coalesce(?, '{}'), ?, ?, ?, ?, ?) "
         "ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, "
         "\"returning\" = excluded.\"returning\", traceback = excluded.traceback, "
-        "extra = coalesce(excluded.extra, records.extra), updated_at = excluded.updated_at "
+        "extra = CASE WHEN excluded.extra IS NULL THEN records.extra "
+        "WHEN records.extra IS NULL THEN excluded.extra "
+        "ELSE json_patch(records.extra, excluded.extra) END, updated_at = excluded.updated_at "
         f"WHERE records.status NOT IN {_FINAL}",
         [(app, o.uuid, o.task_name, o.priority, o.status, o.args_json, o.kwargs_json,
           o.created_at or now, now, o.returning_json, o.traceback, o.extra_json)
          for o in outcomes],
     )
     conn.executemany("DELETE FROM queue WHERE id = ?", [(o.delivery.tag,) for o in outcomes])
+    follow_ups = [o.follow_up for o in outcomes if o.follow_up is not None]
+    if follow_ups:
+        _insert_tasks(conn, app, follow_ups)
     dead = [o for o in outcomes if o.dead_letter]
     if dead:
         conn.executemany(
