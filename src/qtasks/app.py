@@ -26,6 +26,7 @@ from qtasks.core.record import RecordRow, Task, record_from_row
 from qtasks.exceptions import NotYetSupported
 from qtasks.shared import registry as shared_registry
 from qtasks.version import __version__
+from qtasks.worker.lending import slot_lent
 
 
 def resolve_app(app: BaseQueueTasks | None) -> BaseQueueTasks:
@@ -186,7 +187,8 @@ class BaseQueueTasks:
         self.client.enqueue(new)
         if timeout is None:
             return self._new_record(new, args, kwargs)
-        return self._record(self.client.wait(new.uuid, timeout, self._final))
+        with slot_lent():  # inside a task: do not hold a worker slot while waiting
+            return self._record(self.client.wait(new.uuid, timeout, self._final))
 
     async def _add_task_async(self, task_name: str, args: tuple[Any, ...],
                               kwargs: dict[str, Any], priority: int | None,
@@ -195,15 +197,26 @@ class BaseQueueTasks:
         await self.transport.enqueue(new)
         if timeout is None:
             return self._new_record(new, args, kwargs)
-        return self._record(await self.transport.wait(new.uuid, timeout, self._final))
+        with slot_lent():  # inside a task: do not hold a worker slot while waiting
+            return self._record(await self.transport.wait(new.uuid, timeout, self._final))
 
     def wait_sync(self, uuid: UUID | str, timeout: float | None) -> Task | None:
         """Block until the task is final; ``None`` when unknown or on timeout."""
-        return self._record(self.client.wait(_as_uuid(uuid), timeout, self._final))
+        with slot_lent():
+            return self._record(self.client.wait(_as_uuid(uuid), timeout, self._final))
 
     async def wait_async(self, uuid: UUID | str, timeout: float | None) -> Task | None:
         """Await the task's final record; ``None`` when unknown or on timeout."""
-        return self._record(await self.transport.wait(_as_uuid(uuid), timeout, self._final))
+        with slot_lent():
+            return self._record(await self.transport.wait(_as_uuid(uuid), timeout, self._final))
+
+    def get_sync(self, uuid: UUID | str) -> Task | None:
+        """``get`` with a blocking call, whatever the app's flavour."""
+        return self._record(self.client.get(_as_uuid(uuid)))
+
+    async def get_async(self, uuid: UUID | str) -> Task | None:
+        """``get`` awaited, whatever the app's flavour."""
+        return self._record(await self.transport.get(_as_uuid(uuid)))
 
     # -- running a worker ---------------------------------------------------------------------
 
@@ -267,7 +280,7 @@ class QueueTasks(BaseQueueTasks):
 
     def get(self, uuid: UUID | str) -> Task | None:
         """The task's record, or ``None`` if unknown. A malformed uuid string raises ValueError."""
-        return self._record(self.client.get(_as_uuid(uuid)))
+        return self.get_sync(uuid)
 
     def ping(self, server: bool = True) -> bool:
         """Whether a worker of this app is alive (``server=False``: always True)."""
@@ -301,7 +314,7 @@ class AsyncQueueTasks(BaseQueueTasks):
 
     async def get(self, uuid: UUID | str) -> Task | None:
         """The task's record, or ``None`` if unknown."""
-        return self._record(await self.transport.get(_as_uuid(uuid)))
+        return await self.get_async(uuid)
 
     async def ping(self, server: bool = True) -> bool:
         """Whether a worker of this app is alive (``server=False``: always True)."""

@@ -123,3 +123,25 @@ async def bad_decode():
 @app.task
 async def cancel_me(reason):
     raise TaskCancelError(reason)
+
+
+# -- echo and ctx ---------------------------------------------------------------------------
+
+
+@app.task(echo=True)
+async def who(self):
+    meta = await self.ctx.get_metadata()
+    return [str(self.ctx.task_uuid), self.task_name, type(self.ctx.get_config()).__name__,
+            meta.status, type(self.ctx.get_component("config")).__name__,
+            self.ctx.get_logger().name, type(self).__name__]
+
+
+@app.task(echo=True)
+async def parent(self, x):
+    child = await self.add_task(x, task_name="add", timeout=30)
+    return child.returning * 10
+
+
+@app.task(echo=True)
+async def self_cancel(self, reason):
+    self.ctx.cancel(reason)

@@ -137,3 +137,25 @@ def bad_decode():
 @app.task
 def cancel_me(reason):
     raise TaskCancelError(reason)
+
+
+# -- echo and ctx ---------------------------------------------------------------------------
+
+
+@app.task(echo=True)
+def who(self):
+    meta = self.ctx.get_metadata()
+    return [str(self.ctx.task_uuid), self.task_name, type(self.ctx.get_config()).__name__,
+            meta.status, type(self.ctx.get_component("config")).__name__,
+            self.ctx.get_logger().name, type(self).__name__]
+
+
+@app.task(echo=True)
+def parent(self, x):
+    child = self.add_task(x, task_name="add", timeout=30)
+    return child.returning * 10
+
+
+@app.task(echo=True)
+def self_cancel(self, reason):
+    self.ctx.cancel(reason)

@@ -16,13 +16,14 @@ from qtasks.exceptions import NotYetSupported
 # Options QTasks documents whose behaviour this release does not implement. They are refused
 # with a clear error rather than accepted and ignored.
 _PENDING_OPTIONS = (
-    "echo",
     "executor",
     "middlewares_before",
     "middlewares_after",
 )
 # Options that change how the worker runs the task, all validated here.
-_RUN_OPTIONS = ("max_time", "retry", "retry_on_exc", "retry_delay", "decode", "generate_handler")
+_RUN_OPTIONS = (
+    "echo", "max_time", "retry", "retry_on_exc", "retry_delay", "decode", "generate_handler",
+)
 
 
 @dataclass
@@ -86,7 +87,8 @@ def build_definition(
         tags=options.get("tags"),
         description=options.get("description"),
         extra=extra,
-        **run,
+        **{k: v for k, v in run.items() if k != "echo"},
+        echo=bool(run["echo"]),
     )
 
 

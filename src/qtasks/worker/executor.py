@@ -68,8 +68,9 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor) -> Ou
         return _set_aside(delivery, reason, **full())
 
     done = functools.partial(Outcome, delivery=delivery, priority=env.priority, **base)
+    args = [_echo_handle(app, definition, env), *env.args] if definition.echo else env.args
     try:
-        result = await _call(definition, env, pool)
+        result = await _call(definition, args, env.kwargs, pool)
     except TaskCancelError as exc:
         reason = str(exc) or f"{env.task_name}.cancel"
         return done(status="cancel", extra_json=dumps({"cancel_reason": reason}))
@@ -91,9 +92,32 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor) -> Ou
     return done(status="success", returning_json=returning)
 
 
-async def _call(definition: TaskDefinition, env: Envelope, pool: Executor) -> Any:
+def _echo_handle(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope) -> Any:
+    """The handle an ``echo=True`` task gets first: bound to this app, with a live ``ctx``.
+
+    Its flavour follows the function: ``async def`` gets an ``AsyncTask`` (``await
+    self.add_task``), a plain function a ``SyncTask``, whatever the app's flavour.
+    """
+    from qtasks.context import AsyncContext, SyncContext
+    from qtasks.handles import AsyncTask, SyncTask
+
+    is_async = definition.awaiting or definition.generating == "async"
+    handle = (AsyncTask if is_async else SyncTask)(
+        task_name=definition.name, priority=env.priority, echo=True,
+        max_time=definition.max_time, retry=definition.retry,
+        retry_on_exc=definition.retry_on_exc, decode=definition.decode, tags=definition.tags,
+        description=definition.description, generate_handler=definition.generate_handler,
+        extra=definition.extra, app=app, func=definition.func,
+    )
+    context = AsyncContext if is_async else SyncContext
+    handle.ctx = context(app, definition.name, env.uuid, definition.generate_handler)
+    return handle
+
+
+async def _call(definition: TaskDefinition, args: list[Any], kwargs: dict[str, Any],
+                pool: Executor) -> Any:
     """Run the task function (or drain its generator), under ``max_time`` if it has one."""
-    func, args, kwargs = definition.func, env.args, env.kwargs
+    func = definition.func
     if definition.generating == "async":
         run: Any = _drain_async(func(*args, **kwargs), definition.generate_handler)
     elif definition.awaiting:

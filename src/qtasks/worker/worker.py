@@ -28,6 +28,7 @@ from uuid import uuid4
 
 from qtasks.backends.base import Delivery, Outcome
 from qtasks.worker.executor import execute
+from qtasks.worker.lending import MAX_LENT, current_lender
 
 if TYPE_CHECKING:
     from qtasks.app import BaseQueueTasks
@@ -60,11 +61,27 @@ class Worker:
         self._wakeup = asyncio.Event()
         self._backoff = 0.5
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lent = 0  # slots lent back by tasks that wait for other tasks (see lending.py)
+        self._lent_lock = threading.Lock()
 
     def request_stop(self) -> None:
         """``stop()`` from any thread."""
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.stop)
+
+    def lend(self) -> bool:
+        """A running task waits for another: let one more task start (any thread)."""
+        with self._lent_lock:
+            if self._lent >= MAX_LENT:
+                return False
+            self._lent += 1
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+        return True
+
+    def take_back(self) -> None:
+        with self._lent_lock:
+            self._lent -= 1
 
     def stop(self) -> None:
         """Begin a graceful stop (what the first SIGTERM does); a second call stops hard."""
@@ -88,7 +105,9 @@ class Worker:
             removed = await transport.delete_finished()
             log.info("deleted %d finished task records", removed)
         await transport.heartbeat(self.id, self.lease, self._info())
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="qtasks-task")
+        # Threads are made on demand; the headroom serves tasks that lent their slot while they
+        # wait, and threads that max_time stopped waiting for.
+        pool = ThreadPoolExecutor(self.concurrency + MAX_LENT, thread_name_prefix="qtasks-task")
         heartbeat = asyncio.create_task(self._heartbeat())
         log.info("worker %s ready: app %r, %s, concurrency %d", self.id, self.app.name,
                  self.app.backend.describe(), self.concurrency)
@@ -109,9 +128,10 @@ class Worker:
 
     async def _fetch(self, pool: ThreadPoolExecutor) -> None:
         while not self._stopping.is_set():
-            while self._buffer and len(self._running) < self.concurrency:
+            slots = self.concurrency + self._lent
+            while self._buffer and len(self._running) < slots:
                 self._start(self._buffer.pop(0), pool)
-            room = self.concurrency + self.prefetch - len(self._running) - len(self._buffer)
+            room = slots + self.prefetch - len(self._running) - len(self._buffer)
             if room > 0 or self._done:
                 claimed = await self._exchange(max(room, 0))
                 if claimed:
@@ -165,6 +185,7 @@ class Worker:
         self._running[task] = delivery
 
     async def _run_one(self, delivery: Delivery, pool: ThreadPoolExecutor) -> None:
+        current_lender.set(self)  # this asyncio task's own context, copied into its thread
         try:
             outcome = await execute(self.app, delivery, pool)
             # appended after the await: _exchange swaps the list out while tasks run
