@@ -92,7 +92,7 @@ def test_bare_router_decorator_returns_a_handle():
 
 
 @pytest.mark.parametrize("option", [
-    {"echo": True}, {"executor": object}, {"middlewares_before": [object]},
+    {"executor": object}, {"middlewares_before": [object]},
     {"middlewares_after": [object]},
 ])
 def test_options_of_later_releases_are_refused(option):
