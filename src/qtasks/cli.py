@@ -3,6 +3,7 @@
     qtasks -A module:app run [--concurrency N] [--processes N] [--grace S]
     qtasks -A module:app info
     qtasks -A module:app dead-letters [--limit N] [--json]
+    qtasks -A module:app stats inspect app|tasks|task [NAME ...] [json=true]
 
 ``-A``/``--app``/``-app`` may come before or after the sub-command. ``module:attr`` is imported
 with the current directory on ``sys.path``; if ``attr`` is a function it is called to build the
@@ -20,6 +21,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from qtasks.exceptions import BackendError
 from qtasks.version import __version__
 
 
@@ -70,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--grace", type=float, default=None,
                      help="seconds running tasks get after SIGTERM (default 30)")
     sub.add_parser("info", parents=[app_opt], help="show the app, its backend and its queue")
+    stats = sub.add_parser("stats", parents=[app_opt], help="introspection (stats inspect ...)")
+    stats.add_argument("--stats-app", default=None, metavar="MODULE:OBJ",
+                       help="a SyncStats object to use instead of SyncStats(app)")
+    stats.add_argument("action", choices=["inspect"])
+    stats.add_argument("target", choices=["app", "tasks", "task"])
+    stats.add_argument("extra", nargs="*", help="task names, and key=value options: json=true")
     dead = sub.add_parser("dead-letters", parents=[app_opt], help="list dead-lettered tasks")
     dead.add_argument("--limit", type=int, default=20)
     dead.add_argument("--json", action="store_true", help="print JSON lines")
@@ -99,6 +107,36 @@ def _dead_letters(app: Any, limit: int, as_json: bool) -> None:
         else:
             print(f"{when}  {d.uuid or '-'}  {d.task_name or '-'}  deliveries={d.deliveries}\n"
                   f"    {d.reason}")
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low in {"true", "false"}:
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _stats(app: Any, stats_spec: str | None, target: str, extra: list[str]) -> str:
+    from qtasks.stats import SyncStats
+
+    stats = SyncStats(app)
+    if stats_spec:
+        module_name, _, attr = stats_spec.partition(":")
+        stats = getattr(importlib.import_module(module_name), attr or "stats")
+    positional = [e for e in extra if "=" not in e]
+    options = {k: _value(v) for k, _, v in (e.partition("=") for e in extra if "=" in e)}
+    inspected = stats.inspect()
+    try:
+        return getattr(inspected, target)(*positional, **options)
+    except KeyError as exc:
+        raise CommandError(str(exc.args[0])) from None
+    except TypeError as exc:
+        raise CommandError(f"stats inspect {target}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             _info(app)
         elif args.command == "dead-letters":
             _dead_letters(app, args.limit, args.json)
-    except CommandError as exc:
+        elif args.command == "stats":
+            print(_stats(app, args.stats_app, args.target, args.extra))
+    except (CommandError, BackendError) as exc:
         print(f"qtasks: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -160,6 +160,10 @@ class AsyncTransport(abc.ABC):
         """Return when new work may be ready, or after ``timeout`` seconds."""
 
     @abc.abstractmethod
+    async def stats(self) -> dict[str, Any]:
+        """Counts for introspection, as ``SyncClient.stats``."""
+
+    @abc.abstractmethod
     async def next_due(self) -> float | None:
         """Epoch seconds at which the earliest delayed message becomes ready, if any."""
 

@@ -3,6 +3,7 @@
 from typing import Any
 
 from qtasks import _state
+from qtasks.chains import AsyncTaskUtils, SyncTaskUtils
 from qtasks.shared import shared_task
 
 
@@ -11,4 +12,4 @@ def get_app() -> Any:
     return _state.app_main
 
 
-__all__ = ["get_app", "shared_task"]
+__all__ = ["AsyncTaskUtils", "SyncTaskUtils", "get_app", "shared_task"]

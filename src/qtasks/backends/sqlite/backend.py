@@ -219,6 +219,9 @@ class SqliteAsyncTransport(AsyncTransport):
         self.backend.watcher.poke()
         return done
 
+    async def stats(self) -> dict[str, Any]:
+        return await self._call(store.stats)
+
     async def next_due(self) -> float | None:
         return await self._call(store.next_due)
 
