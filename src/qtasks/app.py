@@ -77,6 +77,7 @@ class BaseQueueTasks:
         self._client: SyncClient | None = None
         self._transport: AsyncTransport | None = None
         self._worker: Any = None  # the Worker that run_forever is running, if any
+        self._timers: list[Any] = []  # timers created for this app (qtasks.timers)
         _state.app_main = self
         _state.apps.add(self)
 
@@ -221,17 +222,18 @@ class BaseQueueTasks:
     # -- running a worker ---------------------------------------------------------------------
 
     def run_forever(self, concurrency: int | None = None, grace: float | None = None,
-                    **_compat: Any) -> None:
+                    timers: bool = False, **_compat: Any) -> None:
         """Run a worker for this app in this process until SIGTERM/SIGINT or ``stop()``.
 
         Blocking. After a hard stop (second signal, or grace period over) that leaves plain
         functions running in threads, the process exits at once with status 1: their tasks are
-        already back in the queue. QTasks' ``starter``/``num_workers`` arguments are accepted
-        and ignored (``concurrency`` is the number of tasks run at once).
+        already back in the queue. With ``timers=True`` the app's timers (``qtasks.timers``)
+        run inside this worker. QTasks' ``starter``/``num_workers`` arguments are accepted and
+        ignored (``concurrency`` is the number of tasks run at once).
         """
         from qtasks.worker import run_worker
 
-        run_worker(self, concurrency, grace)
+        run_worker(self, concurrency, grace, timers)
 
     def _stop_worker(self) -> None:
         worker = self._worker

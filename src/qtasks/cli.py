@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="worker processes under a supervisor that restarts dead ones")
     run.add_argument("--grace", type=float, default=None,
                      help="seconds running tasks get after SIGTERM (default 30)")
+    run.add_argument("--timers", action="store_true",
+                     help="also run the app's timers in this worker (in one process only)")
     sub.add_parser("info", parents=[app_opt], help="show the app, its backend and its queue")
     stats = sub.add_parser("stats", parents=[app_opt], help="introspection (stats inspect ...)")
     stats.add_argument("--stats-app", default=None, metavar="MODULE:OBJ",
@@ -160,12 +162,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.grace is not None:
                 child += ["--grace", str(args.grace)]
             grace = args.grace if args.grace is not None else 30.0
-            return Supervisor(args.app, args.processes, child, grace).run()
+            first_only = ["--timers"] if args.timers else []
+            return Supervisor(args.app, args.processes, child, grace, first_only).run()
         app = load_app(args.app)
         if args.command == "run":
             from qtasks.worker import run_worker
 
-            run_worker(app, args.concurrency, args.grace)
+            run_worker(app, args.concurrency, args.grace, args.timers)
         if args.command == "info":
             _info(app)
         elif args.command == "dead-letters":

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def run_worker(app: BaseQueueTasks, concurrency: int | None = None,
-               grace: float | None = None) -> None:
+               grace: float | None = None, timers: bool = False) -> None:
     """Run a worker in this process until it is stopped (the CLI and ``run_forever`` use this).
 
     If a hard stop left plain-function tasks running in their threads, their messages have
@@ -24,7 +24,7 @@ def run_worker(app: BaseQueueTasks, concurrency: int | None = None,
     from qtasks import _state
 
     _state.app_main = app
-    worker = Worker(app, concurrency=concurrency, grace=grace)
+    worker = Worker(app, concurrency=concurrency, grace=grace, timers=timers)
     app._worker = worker
     try:
         asyncio.run(worker.run())

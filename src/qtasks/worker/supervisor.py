@@ -19,8 +19,10 @@ YOUNG = 10.0  # a child that dies younger than this counts as crash-looping
 
 
 class Supervisor:
-    def __init__(self, app_spec: str, processes: int, child_args: list[str], grace: float) -> None:
+    def __init__(self, app_spec: str, processes: int, child_args: list[str], grace: float,
+                 first_only: list[str] | None = None) -> None:
         self.command = [sys.executable, "-m", "qtasks", "-A", app_spec, "run", *child_args]
+        self.first_only = first_only or []  # options for process 0 alone (--timers)
         self.processes = processes
         self.grace = grace
         self.children: list[subprocess.Popen[bytes] | None] = [None] * processes
@@ -30,7 +32,8 @@ class Supervisor:
         self.stopping = 0
 
     def _spawn(self, slot: int) -> None:
-        self.children[slot] = subprocess.Popen(self.command)
+        self.children[slot] = subprocess.Popen(self.command + (self.first_only if slot == 0
+                                                               else []))
         self.started[slot] = time.monotonic()
         log.info("supervisor: started worker process %d (pid %d)", slot,
                  self.children[slot].pid)  # type: ignore[union-attr]

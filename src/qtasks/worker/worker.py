@@ -42,8 +42,10 @@ class Worker:
     """Runs the tasks of ``app``. ``await Worker(app).run()`` returns after a stop and drain."""
 
     def __init__(self, app: BaseQueueTasks, *, concurrency: int | None = None,
-                 grace: float | None = None, install_signals: bool = True) -> None:
+                 grace: float | None = None, install_signals: bool = True,
+                 timers: bool = False) -> None:
         self.app = app
+        self.timers = timers
         config = app.config
         self.concurrency = max(1, concurrency or config.max_tasks_process)
         self.prefetch = config.prefetch(self.concurrency)
@@ -109,11 +111,18 @@ class Worker:
         # wait, and threads that max_time stopped waiting for.
         pool = ThreadPoolExecutor(self.concurrency + MAX_LENT, thread_name_prefix="qtasks-task")
         heartbeat = asyncio.create_task(self._heartbeat())
+        timers = list(self.app._timers) if self.timers else []
+        for timer in timers:
+            timer.start()
+        if self.timers:
+            log.info("running %d timers in this worker", len(timers))
         log.info("worker %s ready: app %r, %s, concurrency %d", self.id, self.app.name,
                  self.app.backend.describe(), self.concurrency)
         try:
             await self._fetch(pool)
         finally:
+            for timer in timers:
+                timer.stop()
             await self._drain()
             heartbeat.cancel()
             await transport.unregister(self.id)

@@ -1,0 +1,59 @@
+"""Timers enqueue ordinary tasks on APScheduler triggers, inside a worker or beside it."""
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from apscheduler.job import Job
+
+from helpers import wait_until
+
+TESTS = Path(__file__).parent.parent
+
+
+def _done(app, value):
+    conn = sqlite3.connect(app.backend.path)
+    rows = conn.execute("SELECT args, \"returning\" FROM records WHERE task_name = 'test' "
+                        "AND status = 'success'").fetchall()
+    conn.close()
+    assert all(args == "[5]" and ret == str(value) for args, ret in rows)
+    return len(rows)
+
+
+def test_timer_inside_a_worker(start_worker):
+    from apps import timer_app
+
+    assert isinstance(timer_app.job, Job)
+    timer_app.app.flush_all()
+    start_worker("apps.timer_app:app", "--timers")
+    wait_until(lambda: _done(timer_app.app, 10) >= 3, timeout=20, what="three timer firings")
+
+
+def test_worker_without_timers_flag_runs_no_timer(start_worker):
+    from apps import timer_app
+
+    timer_app.app.flush_all()
+    start_worker("apps.timer_app:app")
+    time.sleep(1.5)
+    assert timer_app.app.client.stats()["records"] == 0
+
+
+def test_async_timer_standalone_beside_a_worker(start_worker):
+    from apps import async_timer_app
+
+    asyncio.run(async_timer_app.app.flush_all())
+    start_worker("apps.async_timer_app:app")
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    proc = subprocess.Popen([sys.executable, "-m", "apps.async_timer_app"], cwd=TESTS, env=env)
+    try:
+        wait_until(lambda: _done(async_timer_app.app, 6) >= 2, timeout=20,
+                   what="two timer firings")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert proc.returncode == 0
