@@ -28,6 +28,8 @@ from qtasks.shared import registry as shared_registry
 from qtasks.version import __version__
 from qtasks.worker.lending import slot_lent
 
+EAGER_WAIT = 60.0  # seconds an eager add_task waits for its task's final record
+
 
 def resolve_app(app: BaseQueueTasks | None) -> BaseQueueTasks:
     """``app`` itself, else the most recently created app; ``ImportError`` if there is none."""
@@ -78,6 +80,7 @@ class BaseQueueTasks:
         self._transport: AsyncTransport | None = None
         self._worker: Any = None  # the Worker that run_forever is running, if any
         self._timers: list[Any] = []  # timers created for this app (qtasks.timers)
+        self._background: Any = None  # (worker, thread) of eager mode and test cases
         _state.app_main = self
         _state.apps.add(self)
 
@@ -186,6 +189,8 @@ class BaseQueueTasks:
                        when: float | None = None) -> Task | None:
         new = self._prepare(task_name, args, kwargs, priority, when)
         self.client.enqueue(new)
+        if self.config.eager:
+            timeout = self._start_eager_worker() if timeout is None else timeout
         if timeout is None:
             return self._new_record(new, args, kwargs)
         with slot_lent():  # inside a task: do not hold a worker slot while waiting
@@ -196,6 +201,8 @@ class BaseQueueTasks:
                               timeout: float | None, when: float | None = None) -> Task | None:
         new = self._prepare(task_name, args, kwargs, priority, when)
         await self.transport.enqueue(new)
+        if self.config.eager:
+            timeout = self._start_eager_worker() if timeout is None else timeout
         if timeout is None:
             return self._new_record(new, args, kwargs)
         with slot_lent():  # inside a task: do not hold a worker slot while waiting
@@ -235,7 +242,23 @@ class BaseQueueTasks:
 
         run_worker(self, concurrency, grace, timers)
 
+    def _start_eager_worker(self) -> float:
+        """Eager mode: make sure an in-process worker runs; return how long to wait for results.
+
+        The worker is the real one, on a thread of its own, so an eager task goes through the
+        same encoding, execution and storage as in production.
+        """
+        from qtasks.testing.eager import ensure_worker
+
+        ensure_worker(self)
+        return EAGER_WAIT
+
     def _stop_worker(self) -> None:
+        if self._background is not None:  # eager mode / test case worker: stop and join it
+            from qtasks.testing.eager import stop_worker
+
+            stop_worker(self)
+            return
         worker = self._worker
         if worker is not None:
             worker.request_stop()

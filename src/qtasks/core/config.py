@@ -85,6 +85,8 @@ class QueueConfig:
     """Seconds running tasks get to finish after SIGTERM before the worker stops hard."""
     poll_interval_max: float = 0.002
     """Embedded backend: the longest pause between two checks for another process's change."""
+    eager: bool = False
+    """Run each task at once, in-process, when it is enqueued (tests; see qtasks.testing)."""
     poll_interval_idle: float = 0.02
     """Embedded backend: that pause once nothing has changed for a second (idle workers)."""
 

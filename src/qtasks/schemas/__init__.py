@@ -3,4 +3,13 @@
 from qtasks.core.definition import TaskDefinition as TaskExecSchema
 from qtasks.core.record import Task
 
-__all__ = ["Task", "TaskExecSchema"]
+
+def __getattr__(name: str) -> object:
+    if name == "TestConfig":  # imported lazily: it pulls in the worker
+        from qtasks.testing import TestConfig
+
+        return TestConfig
+    raise AttributeError(name)
+
+
+__all__ = ["Task", "TaskExecSchema", "TestConfig"]
