@@ -20,9 +20,16 @@ from qtasks.backends import AsyncTransport, Backend, SyncClient, backend_from_ur
 from qtasks.backends.base import NewTask
 from qtasks.core.codec import encode_arguments, encode_envelope
 from qtasks.core.config import QueueConfig
-from qtasks.core.definition import TaskDefinition, TaskTable, build_definition, task_decorator
+from qtasks.core.definition import (
+    TaskDefinition,
+    TaskTable,
+    build_definition,
+    check_middleware,
+    task_decorator,
+)
 from qtasks.core.delays import start_at
 from qtasks.core.record import RecordRow, Task, record_from_row
+from qtasks.events import Events
 from qtasks.exceptions import NotYetSupported
 from qtasks.shared import registry as shared_registry
 from qtasks.version import __version__
@@ -70,7 +77,9 @@ class BaseQueueTasks:
         self._backend = broker
         self.worker = worker
         self.log = log or logging.getLogger(f"qtasks.{name}")
-        self.events = events
+        self.events = events if events is not None else Events()
+        self.middlewares_before: list[Any] = []
+        self.middlewares_after: list[Any] = []
         self.starter = None
         self.plugins: dict[str, list[Any]] = {}
         self.routers: list[Any] = []
@@ -269,10 +278,17 @@ class BaseQueueTasks:
         raise NotYetSupported("add_plugin is not implemented in this qtasks release "
                               "(see docs/migration.md, 'Not yet available').")
 
-    def add_middleware(self, middleware: Any, **kwargs: Any) -> None:
-        """Middlewares arrive in a later release; refused rather than ignored."""
-        raise NotYetSupported("add_middleware is not implemented in this qtasks release "
-                              "(see docs/migration.md, 'Not yet available').")
+    def add_middleware(self, middleware: Any, position: str = "before", **kwargs: Any) -> None:
+        """Run a ``TaskMiddleware`` subclass around every task of this app.
+
+        ``position`` is ``"before"`` (default) or ``"after"`` the task function.
+        """
+        check_middleware(middleware, "add_middleware")
+        if position not in ("before", "after"):
+            raise ValueError(f"position must be 'before' or 'after', not {position!r}")
+        target = self.middlewares_before if position == "before" else self.middlewares_after
+        if middleware not in target:
+            target.append(middleware)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -15,14 +15,11 @@ from qtasks.exceptions import NotYetSupported
 
 # Options QTasks documents whose behaviour this release does not implement. They are refused
 # with a clear error rather than accepted and ignored.
-_PENDING_OPTIONS = (
-    "executor",
-    "middlewares_before",
-    "middlewares_after",
-)
+_PENDING_OPTIONS = ("executor",)
 # Options that change how the worker runs the task, all validated here.
 _RUN_OPTIONS = (
     "echo", "max_time", "retry", "retry_on_exc", "retry_delay", "decode", "generate_handler",
+    "middlewares_before", "middlewares_after",
 )
 
 
@@ -87,9 +84,14 @@ def build_definition(
         tags=options.get("tags"),
         description=options.get("description"),
         extra=extra,
-        **{k: v for k, v in run.items() if k != "echo"},
+        **{k: v for k, v in run.items() if k not in _FLAGS},
         echo=bool(run["echo"]),
+        middlewares_before=list(run["middlewares_before"] or []),
+        middlewares_after=list(run["middlewares_after"] or []),
     )
+
+
+_FLAGS = ("echo", "middlewares_before", "middlewares_after")
 
 
 def _check_run_options(name: str, run: dict[str, Any], generating: object) -> None:
@@ -112,6 +114,9 @@ def _check_run_options(name: str, run: dict[str, Any], generating: object) -> No
     for option in ("decode", "generate_handler"):
         if run[option] is not None and not callable(run[option]):
             raise TypeError(f"task {name!r}: {option} must be callable")
+    for option in ("middlewares_before", "middlewares_after"):
+        for middleware in run[option] or []:
+            check_middleware(middleware, f"task {name!r}: {option}")
     if run["generate_handler"] is not None and not generating:
         raise ValueError(f"task {name!r}: generate_handler needs a generator function (yield)")
 
@@ -138,3 +143,11 @@ class TaskTable(dict[str, TaskDefinition]):
         if current is not None and not current.same_function(definition):
             raise ValueError(f"Task with name {definition.name} is already registered in {owner}!")
         self[definition.name] = definition
+
+
+def check_middleware(middleware: Any, where: str) -> None:
+    """``TypeError`` unless ``middleware`` is a ``TaskMiddleware`` subclass."""
+    from qtasks.middlewares import TaskMiddleware
+
+    if not (isinstance(middleware, type) and issubclass(middleware, TaskMiddleware)):
+        raise TypeError(f"{where}: {middleware!r} is not a TaskMiddleware subclass")

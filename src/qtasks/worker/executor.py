@@ -24,14 +24,17 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from qtasks.backends.base import Delivery, NewTask, Outcome
 from qtasks.core.codec import Envelope, decode_envelope, dumps, encode_envelope, encode_result, loads
 from qtasks.core.definition import TaskDefinition
+from qtasks.core.record import Task
 from qtasks.core.retry import remaining_attempts, retry_delay, should_retry
 from qtasks.exceptions import MalformedMessage, TaskCancelError
+from qtasks.middlewares import TaskRun
 
 if TYPE_CHECKING:
     from qtasks.app import BaseQueueTasks
@@ -46,31 +49,47 @@ def _set_aside(delivery: Delivery, reason: str, **fields: object) -> Outcome:
                    priority=delivery.priority, **fields)  # type: ignore[arg-type]
 
 
-async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor) -> Outcome:
+async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
+                  worker: Any = None) -> Outcome:
     """Decode, look up, run and encode one delivery."""
     try:
         env = decode_envelope(delivery.payload)
     except MalformedMessage as exc:
         log.error("set aside a malformed message (queue id %s): %s", delivery.tag, exc)
         return _set_aside(delivery, f"MalformedMessage: {exc}")
-    # The record normally exists already (enqueue wrote it), so the arguments are sent again
-    # only with the rare outcomes that might have to create it.
-    base = {"uuid": str(env.uuid), "task_name": env.task_name, "created_at": env.created_at}
-
-    def full() -> dict[str, Any]:
-        return {**base, "args_json": dumps(env.args), "kwargs_json": dumps(env.kwargs)}
-
     definition = app.tasks.get(env.task_name)
     if definition is None:
         reason = (f"UnknownTaskError: task {env.task_name!r} is not registered in app "
                   f"{app.name!r} (is the module defining it imported by the worker?)")
         log.error("task %s: %s", env.uuid, reason)
-        return _set_aside(delivery, reason, **full())
+        return _set_aside(delivery, reason, **_fields(env, with_args=True))
+    events = app.events
+    if events.has("task_running"):
+        await events.fire("task_running", worker=worker, task_func=definition, task_broker=env)
+    outcome = await _outcome(app, definition, env, delivery, pool)
+    await _announce(app, worker, definition, env, outcome)
+    return outcome
 
-    done = functools.partial(Outcome, delivery=delivery, priority=env.priority, **base)
-    args = [_echo_handle(app, definition, env), *env.args] if definition.echo else env.args
+
+def _fields(env: Envelope, with_args: bool = False) -> dict[str, Any]:
+    # The record normally exists already (enqueue wrote it), so the arguments are sent again
+    # only with the rare outcomes that might have to create it.
+    fields: dict[str, Any] = {"uuid": str(env.uuid), "task_name": env.task_name,
+                              "created_at": env.created_at}
+    if with_args:
+        fields.update(args_json=dumps(env.args), kwargs_json=dumps(env.kwargs))
+    return fields
+
+
+async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope,
+                   delivery: Delivery, pool: Executor) -> Outcome:
+    done = functools.partial(Outcome, delivery=delivery, priority=env.priority, **_fields(env))
+    args = [_echo_handle(app, definition, env), *env.args] if definition.echo else list(env.args)
+    run = TaskRun(task_func=definition, task_broker=env, args=args, kwargs=dict(env.kwargs))
     try:
-        result = await _call(definition, args, env.kwargs, pool)
+        await _middlewares([*app.middlewares_before, *definition.middlewares_before], run)
+        run.result = await _call(definition, run.args, run.kwargs, pool)
+        await _middlewares([*definition.middlewares_after, *app.middlewares_after][::-1], run)
     except TaskCancelError as exc:
         reason = str(exc) or f"{env.task_name}.cancel"
         return done(status="cancel", extra_json=dumps({"cancel_reason": reason}))
@@ -84,12 +103,44 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor) -> Ou
         extra = None if definition.retry is None else dumps({"retry": 0})
         return done(status="error", traceback=text, extra_json=extra)
     try:
-        returning = _encode(definition, result)
+        returning = _encode(definition, run.result)
     except TypeError as exc:
         reason = f"ResultEncodingError: {exc}"
         log.error("task %s (%s): %s", env.task_name, env.uuid, reason)
-        return _set_aside(delivery, reason, **full())
+        return _set_aside(delivery, reason, **_fields(env, with_args=True))
     return done(status="success", returning_json=returning)
+
+
+async def _middlewares(classes: list[Any], run: TaskRun) -> None:
+    for cls in classes:
+        result = cls(run)()
+        if inspect.isawaitable(result):
+            await result
+
+
+_FINAL_EVENTS = {"success": "task_success", "error": "task_error", "cancel": "task_cancel"}
+
+
+async def _announce(app: BaseQueueTasks, worker: Any, definition: TaskDefinition,
+                    env: Envelope, outcome: Outcome) -> None:
+    """Fire task_stopping and task_success/error/cancel, building the record only if needed."""
+    events = app.events
+    named = _FINAL_EVENTS.get(outcome.status)
+    wanted = [n for n in ("task_stopping", named) if n and events.has(n)]
+    if not wanted:
+        return
+    now = datetime.now(UTC)
+    extra = loads(outcome.extra_json) if outcome.extra_json else {}
+    model = Task(
+        status=outcome.status, uuid=env.uuid, priority=env.priority, task_name=env.task_name,
+        args=tuple(env.args), kwargs=env.kwargs,
+        created_at=datetime.fromtimestamp(env.created_at, tz=UTC), updated_at=now,
+        returning=loads(outcome.returning_json) if outcome.returning_json else None,
+        traceback=outcome.traceback, retry=extra.pop("retry", None), extra=extra, _app=app,
+    )
+    for name in wanted:
+        await events.fire(name, worker=worker, task_func=definition, task_broker=env,
+                          model=model)
 
 
 def _echo_handle(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope) -> Any:

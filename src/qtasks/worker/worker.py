@@ -114,6 +114,9 @@ class Worker:
         timers = list(self.app._timers) if self.timers else []
         for timer in timers:
             timer.start()
+        events = self.app.events
+        await events.fire("starting", starter=None, worker=self, broker=self.app.backend)
+        await events.fire("worker_running", worker=self, number=0)
         if self.timers:
             log.info("running %d timers in this worker", len(timers))
         log.info("worker %s ready: app %r, %s, concurrency %d", self.id, self.app.name,
@@ -124,6 +127,8 @@ class Worker:
             for timer in timers:
                 timer.stop()
             await self._drain()
+            await events.fire("worker_stopping", worker=self, number=0)
+            await events.fire("stopping", starter=None, worker=self, broker=self.app.backend)
             heartbeat.cancel()
             await transport.unregister(self.id)
             pool.shutdown(wait=False, cancel_futures=True)
@@ -196,7 +201,7 @@ class Worker:
     async def _run_one(self, delivery: Delivery, pool: ThreadPoolExecutor) -> None:
         current_lender.set(self)  # this asyncio task's own context, copied into its thread
         try:
-            outcome = await execute(self.app, delivery, pool)
+            outcome = await execute(self.app, delivery, pool, self)
             # appended after the await: _exchange swaps the list out while tasks run
             self._done.append(outcome)
         finally:
