@@ -19,7 +19,7 @@ class Client:
     def _do(self, result: Any) -> Any:
         return asyncio.run(result) if self.is_async else result
 
-    def add(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def add(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
         async def go() -> Any:
             return await self.app.add_task(name, *args, **kwargs)
 

@@ -10,6 +10,7 @@ from qtasks.core.record import Task
 from qtasks.core.status import TaskStatusEnum
 from qtasks.exceptions import TaskCancelError
 from qtasks.handles import AsyncTask, SyncTask
+from qtasks.injection import Depends
 from qtasks.routers import AsyncRouter, SyncRouter
 from qtasks.shared import shared_task
 from qtasks.version import __version__
@@ -17,6 +18,7 @@ from qtasks.version import __version__
 __all__ = [
     "AsyncRouter",
     "AsyncTask",
+    "Depends",
     "QueueConfig",
     "QueueTasks",
     "SyncRouter",

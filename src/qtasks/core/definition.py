@@ -45,6 +45,8 @@ class TaskDefinition:
     middlewares_before: list[Any] = field(default_factory=list)
     middlewares_after: list[Any] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    inject: tuple[Any, ...] = ()
+    """Parameters the worker fills in (Depends, states, a pydantic model); see qtasks.injection."""
 
     def same_function(self, other: TaskDefinition) -> bool:
         """True when ``other`` is this function defined again (a module imported twice)."""
@@ -73,6 +75,8 @@ def build_definition(
     )
     run = {k: options.get(k) for k in _RUN_OPTIONS}
     _check_run_options(task_name, run, generating)
+    from qtasks.injection import plan_injections
+
     known = {"tags", "description", "awaiting", *_PENDING_OPTIONS, *_RUN_OPTIONS}
     extra = {k: v for k, v in options.items() if k not in known}
     return TaskDefinition(
@@ -88,6 +92,7 @@ def build_definition(
         echo=bool(run["echo"]),
         middlewares_before=list(run["middlewares_before"] or []),
         middlewares_after=list(run["middlewares_after"] or []),
+        inject=plan_injections(func),
     )
 
 

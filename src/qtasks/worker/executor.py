@@ -34,6 +34,7 @@ from qtasks.core.definition import TaskDefinition
 from qtasks.core.record import Task
 from qtasks.core.retry import remaining_attempts, retry_delay, should_retry
 from qtasks.exceptions import MalformedMessage, TaskCancelError
+from qtasks.injection import Scope, inject
 from qtasks.middlewares import TaskRun
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
     events = app.events
     if events.has("task_running"):
         await events.fire("task_running", worker=worker, task_func=definition, task_broker=env)
-    outcome = await _outcome(app, definition, env, delivery, pool)
+    outcome = await _outcome(app, definition, env, delivery, pool, worker)
     await _announce(app, worker, definition, env, outcome)
     return outcome
 
@@ -82,13 +83,24 @@ def _fields(env: Envelope, with_args: bool = False) -> dict[str, Any]:
 
 
 async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope,
-                   delivery: Delivery, pool: Executor) -> Outcome:
+                   delivery: Delivery, pool: Executor, worker: Any) -> Outcome:
     done = functools.partial(Outcome, delivery=delivery, priority=env.priority, **_fields(env))
     args = [_echo_handle(app, definition, env), *env.args] if definition.echo else list(env.args)
     run = TaskRun(task_func=definition, task_broker=env, args=args, kwargs=dict(env.kwargs))
+    task_scope = Scope() if definition.inject else None
     try:
         await _middlewares([*app.middlewares_before, *definition.middlewares_before], run)
-        run.result = await _call(definition, run.args, run.kwargs, pool)
+        if task_scope is not None:
+            shared = worker.shared_scope if worker is not None else Scope()
+            head = run.args[:1] if definition.echo else []
+            rest = await inject(definition.inject, run.args[len(head):], run.kwargs,
+                                task_scope, shared)
+            run.args = [*head, *rest]
+        try:
+            run.result = await _call(definition, run.args, run.kwargs, pool)
+        finally:
+            if task_scope is not None:
+                await task_scope.close()  # this run's task-scoped dependencies only
         await _middlewares([*definition.middlewares_after, *app.middlewares_after][::-1], run)
     except TaskCancelError as exc:
         reason = str(exc) or f"{env.task_name}.cancel"
@@ -221,6 +233,8 @@ async def _awaited(awaitable: Any) -> Any:
 
 def _encode(definition: TaskDefinition, result: Any) -> str:
     """The stored form of a result: JSON, or what the task's ``decode`` returns (JSON text)."""
+    if hasattr(result, "model_dump") and hasattr(type(result), "model_fields"):
+        result = result.model_dump(mode="json")  # a pydantic model
     if definition.decode is None:
         return encode_result(result)
     text = definition.decode(result)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from uuid import uuid4
 
 from qtasks.backends.base import Delivery, Outcome
+from qtasks.injection import Scope
 from qtasks.worker.executor import execute
 from qtasks.worker.lending import MAX_LENT, current_lender
 
@@ -63,6 +64,7 @@ class Worker:
         self._wakeup = asyncio.Event()
         self._backoff = 0.5
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.shared_scope = Scope()  # dependencies with a scope wider than one task
         self._lent = 0  # slots lent back by tasks that wait for other tasks (see lending.py)
         self._lent_lock = threading.Lock()
 
@@ -128,6 +130,10 @@ class Worker:
                 timer.stop()
             await self._drain()
             await events.fire("worker_stopping", worker=self, number=0)
+            try:
+                await self.shared_scope.close()
+            except Exception:
+                log.exception("closing worker-scoped dependencies failed")
             await events.fire("stopping", starter=None, worker=self, broker=self.app.backend)
             heartbeat.cancel()
             await transport.unregister(self.id)

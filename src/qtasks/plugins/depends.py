@@ -1,0 +1,5 @@
+"""QTasks import path ``qtasks.plugins.depends``."""
+
+from qtasks.injection import Depends, ScopeEnum
+
+__all__ = ["Depends", "ScopeEnum"]
