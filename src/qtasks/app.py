@@ -28,9 +28,10 @@ from qtasks.core.definition import (
     task_decorator,
 )
 from qtasks.core.delays import start_at
+from qtasks.core.plugins import PluginRegistry
 from qtasks.core.record import RecordRow, Task, record_from_row
 from qtasks.events import Events
-from qtasks.exceptions import NotYetSupported
+from qtasks.plugins.runner import trigger_async, trigger_sync
 from qtasks.shared import registry as shared_registry
 from qtasks.version import __version__
 from qtasks.worker.lending import slot_lent
@@ -81,7 +82,8 @@ class BaseQueueTasks:
         self.middlewares_before: list[Any] = []
         self.middlewares_after: list[Any] = []
         self.starter = None
-        self.plugins: dict[str, list[Any]] = {}
+        self.plugins: dict[str, list[Any]] = {}  # trigger name (or "Globals") -> plugins
+        self._plugins = PluginRegistry()
         self.routers: list[Any] = []
         self._own_tasks = TaskTable()
         self.tasks: ChainMap[str, TaskDefinition] = ChainMap(self._own_tasks, shared_registry)
@@ -193,11 +195,28 @@ class BaseQueueTasks:
     def _record(self, row: RecordRow | None) -> Task | None:
         return record_from_row(row, self) if row is not None else None
 
+    def _before_enqueue(self, merged: dict[str, Any], task_name: str, args: tuple[Any, ...],
+                        kwargs: dict[str, Any], priority: int | None
+                        ) -> tuple[str, tuple[Any, ...], dict[str, Any], int | None]:
+        """Apply what ``qtasks_add_task_before_broker`` plugins returned, key by key."""
+        return (merged.get("task_name", task_name), tuple(merged.get("args", args)),
+                dict(merged.get("kw", kwargs)), merged.get("priority", priority))
+
     def _add_task_sync(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                        priority: int | None, timeout: float | None,
                        when: float | None = None) -> Task | None:
+        if self._plugins:
+            merged = trigger_sync(self._plugins, "qtasks_add_task_before_broker", qtasks=self,
+                                  broker=self.backend, task_name=task_name, priority=priority,
+                                  args=args, kw=kwargs)
+            task_name, args, kwargs, priority = self._before_enqueue(merged, task_name, args,
+                                                                     kwargs, priority)
         new = self._prepare(task_name, args, kwargs, priority, when)
         self.client.enqueue(new)
+        if self._plugins:
+            trigger_sync(self._plugins, "qtasks_add_task_after_broker", qtasks=self,
+                         broker=self.backend, task_name=task_name, priority=new.priority,
+                         args=args, kw=kwargs, task=self._new_record(new, args, kwargs))
         if self.config.eager:
             timeout = self._start_eager_worker() if timeout is None else timeout
         if timeout is None:
@@ -208,8 +227,18 @@ class BaseQueueTasks:
     async def _add_task_async(self, task_name: str, args: tuple[Any, ...],
                               kwargs: dict[str, Any], priority: int | None,
                               timeout: float | None, when: float | None = None) -> Task | None:
+        if self._plugins:
+            merged = await trigger_async(self._plugins, "qtasks_add_task_before_broker",
+                                         qtasks=self, broker=self.backend, task_name=task_name,
+                                         priority=priority, args=args, kw=kwargs)
+            task_name, args, kwargs, priority = self._before_enqueue(merged, task_name, args,
+                                                                     kwargs, priority)
         new = self._prepare(task_name, args, kwargs, priority, when)
         await self.transport.enqueue(new)
+        if self._plugins:
+            await trigger_async(self._plugins, "qtasks_add_task_after_broker", qtasks=self,
+                                broker=self.backend, task_name=task_name, priority=new.priority,
+                                args=args, kw=kwargs, task=self._new_record(new, args, kwargs))
         if self.config.eager:
             timeout = self._start_eager_worker() if timeout is None else timeout
         if timeout is None:
@@ -229,11 +258,21 @@ class BaseQueueTasks:
 
     def get_sync(self, uuid: UUID | str) -> Task | None:
         """``get`` with a blocking call, whatever the app's flavour."""
-        return self._record(self.client.get(_as_uuid(uuid)))
+        task = self._record(self.client.get(_as_uuid(uuid)))
+        if self._plugins:
+            merged = trigger_sync(self._plugins, "qtasks_get", qtasks=self, broker=self.backend,
+                                  task=task)
+            task = merged.get("task", task)
+        return task
 
     async def get_async(self, uuid: UUID | str) -> Task | None:
         """``get`` awaited, whatever the app's flavour."""
-        return self._record(await self.transport.get(_as_uuid(uuid)))
+        task = self._record(await self.transport.get(_as_uuid(uuid)))
+        if self._plugins:
+            merged = await trigger_async(self._plugins, "qtasks_get", qtasks=self,
+                                         broker=self.backend, task=task)
+            task = merged.get("task", task)
+        return task
 
     # -- running a worker ---------------------------------------------------------------------
 
@@ -274,9 +313,12 @@ class BaseQueueTasks:
 
     def add_plugin(self, plugin: Any, trigger_names: list[str] | None = None,
                    component: str | None = None) -> None:
-        """Plugins arrive in a later release; refused rather than ignored."""
-        raise NotYetSupported("add_plugin is not implemented in this qtasks release "
-                              "(see docs/migration.md, 'Not yet available').")
+        """Call ``plugin`` at these triggers of ``component`` (see ``qtasks.plugins.base``)."""
+        if not callable(getattr(plugin, "trigger", None)):
+            raise TypeError(f"{plugin!r} is not a plugin: it has no trigger() method")
+        self._plugins.add(plugin, trigger_names, component)
+        for name in trigger_names or ["Globals"]:
+            self.plugins.setdefault(name, []).append(plugin)
 
     def add_middleware(self, middleware: Any, position: str = "before", **kwargs: Any) -> None:
         """Run a ``TaskMiddleware`` subclass around every task of this app.
@@ -325,14 +367,17 @@ class QueueTasks(BaseQueueTasks):
 
     def ping(self, server: bool = True) -> bool:
         """Whether a worker of this app is alive (``server=False``: always True)."""
+        trigger_sync(self._plugins, "qtasks_ping", qtasks=self, global_config=None)
         return self.client.ping() if server else True
 
     def flush_all(self) -> None:
         """Delete every record, queued task and dead letter of this app."""
+        trigger_sync(self._plugins, "qtasks_flush_all", qtasks=self, broker=self.backend)
         self.client.flush()
 
     def stop(self) -> None:
         """Ask the worker that ``run_forever`` runs in this process to stop gracefully."""
+        trigger_sync(self._plugins, "qtasks_stop", qtasks=self, starter=None)
         self._stop_worker()
 
 
@@ -359,12 +404,15 @@ class AsyncQueueTasks(BaseQueueTasks):
 
     async def ping(self, server: bool = True) -> bool:
         """Whether a worker of this app is alive (``server=False``: always True)."""
+        await trigger_async(self._plugins, "qtasks_ping", qtasks=self, global_config=None)
         return await self.transport.ping() if server else True
 
     async def flush_all(self) -> None:
         """Delete every record, queued task and dead letter of this app."""
+        await trigger_async(self._plugins, "qtasks_flush_all", qtasks=self, broker=self.backend)
         await self.transport.flush()
 
     async def stop(self) -> None:
         """Ask the worker that ``run_forever`` runs in this process to stop gracefully."""
+        await trigger_async(self._plugins, "qtasks_stop", qtasks=self, starter=None)
         self._stop_worker()

@@ -82,6 +82,9 @@ class SyncStats:
         self.app = app
 
     def inspect(self) -> InspectStats:
+        from qtasks.plugins.runner import trigger_sync
+
+        trigger_sync(self.app._plugins, "stats_inspect", stats=self)
         return InspectStats(self.app, self.app.client.stats())
 
 
@@ -90,6 +93,9 @@ class AsyncStats:
         self.app = app
 
     async def inspect(self) -> InspectStats:
+        from qtasks.plugins.runner import trigger_async
+
+        await trigger_async(self.app._plugins, "stats_inspect", stats=self)
         return InspectStats(self.app, await self.app.transport.stats())
 
 

@@ -323,10 +323,14 @@ def test_shared_task_clashing_with_an_app_task_raises():
             return 2
 
 
-def test_plugins_are_refused_until_implemented_and_middlewares_checked():
+def test_plugins_and_middlewares_are_checked():
+    from qtasks.plugins.base import BasePlugin
+
     app = memory_app()
-    with pytest.raises(NotYetSupported):
+    with pytest.raises(TypeError, match="not a plugin"):
         app.add_plugin(object())
+    with pytest.raises(KeyError, match="Unable to get component nope"):
+        app.add_plugin(BasePlugin(), component="nope")
     with pytest.raises(TypeError, match="TaskMiddleware"):
         app.add_middleware(object)
 

@@ -33,9 +33,10 @@ from qtasks.core.codec import Envelope, decode_envelope, dumps, encode_envelope,
 from qtasks.core.definition import TaskDefinition
 from qtasks.core.record import Task
 from qtasks.core.retry import remaining_attempts, retry_delay, should_retry
-from qtasks.exceptions import MalformedMessage, TaskCancelError
+from qtasks.exceptions import MalformedMessage, TaskCancelError, TaskPluginTriggerError
 from qtasks.injection import Scope, inject
 from qtasks.middlewares import TaskRun
+from qtasks.plugins.runner import trigger_async
 
 if TYPE_CHECKING:
     from qtasks.app import BaseQueueTasks
@@ -69,6 +70,9 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
         await events.fire("task_running", worker=worker, task_func=definition, task_broker=env)
     outcome = await _outcome(app, definition, env, delivery, pool, worker)
     await _announce(app, worker, definition, env, outcome)
+    if app._plugins:
+        await trigger_async(app._plugins, "worker_execute_after", task_func=definition,
+                            task_broker=env, model=outcome)
     return outcome
 
 
@@ -88,8 +92,11 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
     args = [_echo_handle(app, definition, env), *env.args] if definition.echo else list(env.args)
     run = TaskRun(task_func=definition, task_broker=env, args=args, kwargs=dict(env.kwargs))
     task_scope = Scope() if definition.inject else None
+    plugins = app._plugins
     try:
         await _middlewares([*app.middlewares_before, *definition.middlewares_before], run)
+        if plugins:
+            await _plugins_before(plugins, run, worker)
         if task_scope is not None:
             shared = worker.shared_scope if worker is not None else Scope()
             head = run.args[:1] if definition.echo else []
@@ -98,10 +105,20 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
             run.args = [*head, *rest]
         try:
             run.result = await _call(definition, run.args, run.kwargs, pool)
+        except TaskPluginTriggerError as exc:
+            run.result = await _plugin_decides(plugins, run, exc)
         finally:
             if task_scope is not None:
                 await task_scope.close()  # this run's task-scoped dependencies only
+            if plugins:
+                await trigger_async(plugins, "task_executor_task_close", task_executor=run,
+                                    task_func=definition, task_broker=env)
         await _middlewares([*definition.middlewares_after, *app.middlewares_after][::-1], run)
+        if plugins:
+            await trigger_async(plugins, "task_executor_after_execute", task_executor=run)
+            merged = await trigger_async(plugins, "task_executor_after_execute_result_replace",
+                                         task_executor=run, result=run.result)
+            run.result = merged.get("result", run.result)
     except TaskCancelError as exc:
         reason = str(exc) or f"{env.task_name}.cancel"
         return done(status="cancel", extra_json=dumps({"cancel_reason": reason}))
@@ -121,6 +138,27 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
         log.error("task %s (%s): %s", env.task_name, env.uuid, reason)
         return _set_aside(delivery, reason, **_fields(env, with_args=True))
     return done(status="success", returning_json=returning)
+
+
+async def _plugins_before(plugins: Any, run: TaskRun, worker: Any) -> None:
+    await trigger_async(plugins, "worker_execute_before", worker=worker,
+                        task_broker=run.task_broker, task_func=run.task_func, model=None)
+    merged = await trigger_async(plugins, "task_executor_args_replace", task_executor=run,
+                                 args=run.args, kw=run.kwargs, args_info=None)
+    run.args = list(merged.get("args", run.args))
+    run.kwargs = dict(merged.get("kw", run.kwargs))
+    await trigger_async(plugins, "task_executor_before_execute", task_executor=run)
+
+
+async def _plugin_decides(plugins: Any, run: TaskRun, exc: TaskPluginTriggerError) -> Any:
+    """A task raised TaskPluginTriggerError: a plugin returning {"result": x} makes x its
+    result; without one, the error stands."""
+    merged = await trigger_async(plugins, "task_executor_run_task_trigger_error",
+                                 task_executor=run, task_func=run.task_func,
+                                 task_broker=run.task_broker, e=exc)
+    if "result" not in merged:
+        raise exc
+    return merged["result"]
 
 
 async def _middlewares(classes: list[Any], run: TaskRun) -> None:

@@ -16,6 +16,7 @@ delivery counts) and returns.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from uuid import uuid4
 
 from qtasks.backends.base import Delivery, Outcome
 from qtasks.injection import Scope
+from qtasks.plugins.runner import trigger_async
 from qtasks.worker.executor import execute
 from qtasks.worker.lending import MAX_LENT, current_lender
 
@@ -116,6 +118,11 @@ class Worker:
         timers = list(self.app._timers) if self.timers else []
         for timer in timers:
             timer.start()
+        plugins = self.app._plugins
+        for plugin in plugins.plugins:
+            await _maybe_await(plugin.start())
+        await trigger_async(plugins, "starter_start", starter=None)
+        await trigger_async(plugins, "worker_start", worker=self)
         events = self.app.events
         await events.fire("starting", starter=None, worker=self, broker=self.app.backend)
         await events.fire("worker_running", worker=self, number=0)
@@ -135,6 +142,13 @@ class Worker:
             except Exception:
                 log.exception("closing worker-scoped dependencies failed")
             await events.fire("stopping", starter=None, worker=self, broker=self.app.backend)
+            await trigger_async(plugins, "worker_stop", worker=self)
+            await trigger_async(plugins, "starter_stop", starter=None)
+            for plugin in plugins.plugins:
+                try:
+                    await _maybe_await(plugin.stop())
+                except Exception:
+                    log.exception("plugin %r failed to stop", plugin)
             heartbeat.cancel()
             await transport.unregister(self.id)
             pool.shutdown(wait=False, cancel_futures=True)
@@ -261,3 +275,8 @@ class Worker:
             await transport.release(self.id, unfinished, counted=True)
             log.warning("handed back %d tasks still running at the end of the grace period",
                         len(unfinished))
+
+
+async def _maybe_await(value: object) -> None:
+    if inspect.isawaitable(value):
+        await value

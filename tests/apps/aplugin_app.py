@@ -1,0 +1,30 @@
+"""Plugins on the async app."""
+
+import os
+
+from apps.plugin_common import install
+from qtasks.asyncio import QueueTasks
+
+app = QueueTasks(name="taplugin",
+                 broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/taplugin.sqlite3")
+install(app)
+
+
+@app.task
+async def prio(a, b=None):
+    return [a, b]
+
+
+@app.task
+async def doubled(x):
+    return x
+
+
+@app.task
+async def resulted(text):
+    return text
+
+
+@app.task(echo=True)
+async def decided(self):
+    self.ctx.plugin_error(why="async")
