@@ -202,6 +202,22 @@ class BaseQueueTasks:
         return (merged.get("task_name", task_name), tuple(merged.get("args", args)),
                 dict(merged.get("kw", kwargs)), merged.get("priority", priority))
 
+    def _flush_triggers(self) -> list[tuple[str, dict[str, Any]]]:
+        if not self._plugins:
+            return []
+        backend = self.backend
+        return [("qtasks_flush_all", {"qtasks": self, "broker": backend}),
+                ("broker_flush_all", {"broker": backend}),
+                ("storage_flush_all", {"storage": backend})]
+
+    def _enqueue_triggers(self, new: NewTask, before: bool) -> list[tuple[str, dict[str, Any]]]:
+        """The backend-side triggers around an enqueue (the backend is broker and storage)."""
+        backend = self.backend
+        if before:
+            return [("broker_add_before", {"broker": backend, "storage": backend, "model": new})]
+        return [("storage_add", {"storage": backend, "uuid": new.uuid, "task_status": new}),
+                ("broker_add_after", {"broker": backend, "storage": backend, "model": new})]
+
     def _add_task_sync(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                        priority: int | None, timeout: float | None,
                        when: float | None = None) -> Task | None:
@@ -212,8 +228,13 @@ class BaseQueueTasks:
             task_name, args, kwargs, priority = self._before_enqueue(merged, task_name, args,
                                                                      kwargs, priority)
         new = self._prepare(task_name, args, kwargs, priority, when)
+        if self._plugins:
+            for name, extra in self._enqueue_triggers(new, before=True):
+                trigger_sync(self._plugins, name, **extra)
         self.client.enqueue(new)
         if self._plugins:
+            for name, extra in self._enqueue_triggers(new, before=False):
+                trigger_sync(self._plugins, name, **extra)
             trigger_sync(self._plugins, "qtasks_add_task_after_broker", qtasks=self,
                          broker=self.backend, task_name=task_name, priority=new.priority,
                          args=args, kw=kwargs, task=self._new_record(new, args, kwargs))
@@ -234,8 +255,13 @@ class BaseQueueTasks:
             task_name, args, kwargs, priority = self._before_enqueue(merged, task_name, args,
                                                                      kwargs, priority)
         new = self._prepare(task_name, args, kwargs, priority, when)
+        if self._plugins:
+            for name, extra in self._enqueue_triggers(new, before=True):
+                await trigger_async(self._plugins, name, **extra)
         await self.transport.enqueue(new)
         if self._plugins:
+            for name, extra in self._enqueue_triggers(new, before=False):
+                await trigger_async(self._plugins, name, **extra)
             await trigger_async(self._plugins, "qtasks_add_task_after_broker", qtasks=self,
                                 broker=self.backend, task_name=task_name, priority=new.priority,
                                 args=args, kw=kwargs, task=self._new_record(new, args, kwargs))
@@ -260,18 +286,24 @@ class BaseQueueTasks:
         """``get`` with a blocking call, whatever the app's flavour."""
         task = self._record(self.client.get(_as_uuid(uuid)))
         if self._plugins:
-            merged = trigger_sync(self._plugins, "qtasks_get", qtasks=self, broker=self.backend,
-                                  task=task)
-            task = merged.get("task", task)
+            task = trigger_sync(self._plugins, "storage_get", storage=self.backend,
+                                result=task).get("result", task)
+            task = trigger_sync(self._plugins, "broker_get", broker=self.backend,
+                                task=task).get("task", task)
+            task = trigger_sync(self._plugins, "qtasks_get", qtasks=self, broker=self.backend,
+                                task=task).get("task", task)
         return task
 
     async def get_async(self, uuid: UUID | str) -> Task | None:
         """``get`` awaited, whatever the app's flavour."""
         task = self._record(await self.transport.get(_as_uuid(uuid)))
         if self._plugins:
-            merged = await trigger_async(self._plugins, "qtasks_get", qtasks=self,
-                                         broker=self.backend, task=task)
-            task = merged.get("task", task)
+            task = (await trigger_async(self._plugins, "storage_get", storage=self.backend,
+                                        result=task)).get("result", task)
+            task = (await trigger_async(self._plugins, "broker_get", broker=self.backend,
+                                        task=task)).get("task", task)
+            task = (await trigger_async(self._plugins, "qtasks_get", qtasks=self,
+                                        broker=self.backend, task=task)).get("task", task)
         return task
 
     # -- running a worker ---------------------------------------------------------------------
@@ -372,7 +404,8 @@ class QueueTasks(BaseQueueTasks):
 
     def flush_all(self) -> None:
         """Delete every record, queued task and dead letter of this app."""
-        trigger_sync(self._plugins, "qtasks_flush_all", qtasks=self, broker=self.backend)
+        for name, extra in self._flush_triggers():
+            trigger_sync(self._plugins, name, **extra)
         self.client.flush()
 
     def stop(self) -> None:
@@ -409,7 +442,8 @@ class AsyncQueueTasks(BaseQueueTasks):
 
     async def flush_all(self) -> None:
         """Delete every record, queued task and dead letter of this app."""
-        await trigger_async(self._plugins, "qtasks_flush_all", qtasks=self, broker=self.backend)
+        for name, extra in self._flush_triggers():
+            await trigger_async(self._plugins, name, **extra)
         await self.transport.flush()
 
     async def stop(self) -> None:

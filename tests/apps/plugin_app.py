@@ -2,11 +2,12 @@
 
 import os
 
-from apps.plugin_common import install
+from apps.plugin_common import install, install_recorder
 from qtasks import QueueTasks
 
 app = QueueTasks(name="tplugin", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tplugin.sqlite3")
 install(app)
+install_recorder(app)
 
 
 @app.task

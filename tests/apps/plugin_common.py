@@ -48,3 +48,17 @@ def install(app):
     app.add_plugin(Exclaim(), ["task_executor_after_execute_result_replace"], component="worker")
     app.add_plugin(Decide(), ["task_executor_run_task_trigger_error"], component="worker")
     app.add_plugin(Broken(), ["worker_execute_before"], component="worker")
+
+
+class Recorder(BasePlugin):
+    """Writes down every trigger it sees (in whichever process fires it)."""
+
+    def trigger(self, name, **kwargs):
+        from apps.marks import mark
+
+        mark(f"trigger {name}")
+
+
+def install_recorder(app):
+    for component in (None, "worker", "broker", "storage", "global_config"):
+        app.add_plugin(Recorder(), component=component)

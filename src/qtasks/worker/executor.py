@@ -65,14 +65,25 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
                   f"{app.name!r} (is the module defining it imported by the worker?)")
         log.error("task %s: %s", env.uuid, reason)
         return _set_aside(delivery, reason, **_fields(env, with_args=True))
+    if app._plugins:
+        await trigger_async(app._plugins, "worker_add", worker=worker, task_name=env.task_name,
+                            uuid=env.uuid, priority=env.priority, args=env.args, kw=env.kwargs,
+                            created_at=env.created_at)
     events = app.events
     if events.has("task_running"):
         await events.fire("task_running", worker=worker, task_func=definition, task_broker=env)
     outcome = await _outcome(app, definition, env, delivery, pool, worker)
     await _announce(app, worker, definition, env, outcome)
     if app._plugins:
-        await trigger_async(app._plugins, "worker_execute_after", task_func=definition,
-                            task_broker=env, model=outcome)
+        backend = app.backend
+        for name, extra in (
+            ("worker_execute_after", {"task_func": definition, "task_broker": env}),
+            ("worker_remove_finished_task", {"worker": worker, "broker": backend,
+                                             "task_func": definition, "task_broker": env}),
+            ("broker_remove_finished_task", {"broker": backend, "storage": backend}),
+            ("storage_remove_finished_task", {"storage": backend, "task_broker": env}),
+        ):
+            await trigger_async(app._plugins, name, model=outcome, **extra)
     return outcome
 
 
@@ -94,7 +105,12 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
     task_scope = Scope() if definition.inject else None
     plugins = app._plugins
     try:
-        await _middlewares([*app.middlewares_before, *definition.middlewares_before], run)
+        before = [*app.middlewares_before, *definition.middlewares_before]
+        after = [*definition.middlewares_after, *app.middlewares_after][::-1]
+        if plugins:
+            await trigger_async(plugins, "task_executor_middlewares_execute", task_executor=run,
+                                middlewares_before=before)
+        await _middlewares(before, run)
         if plugins:
             await _plugins_before(plugins, run, worker)
         if task_scope is not None:
@@ -104,7 +120,16 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
                                 task_scope, shared)
             run.args = [*head, *rest]
         try:
+            if plugins:
+                await trigger_async(plugins, "worker_run_task_before", worker=worker,
+                                    task_func=definition, task_broker=env)
             run.result = await _call(definition, run.args, run.kwargs, pool)
+            if plugins:
+                name, key = (("task_executor_run_task_gen", "results") if definition.generating
+                             else ("task_executor_run_task", "result"))
+                merged = await trigger_async(plugins, name, task_executor=run,
+                                             **{key: run.result})
+                run.result = merged.get(key, run.result)
         except TaskPluginTriggerError as exc:
             run.result = await _plugin_decides(plugins, run, exc)
         finally:
@@ -113,7 +138,10 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
             if plugins:
                 await trigger_async(plugins, "task_executor_task_close", task_executor=run,
                                     task_func=definition, task_broker=env)
-        await _middlewares([*definition.middlewares_after, *app.middlewares_after][::-1], run)
+        if plugins:
+            await trigger_async(plugins, "task_executor_middlewares_execute", task_executor=run,
+                                middlewares_after=after)
+        await _middlewares(after, run)
         if plugins:
             await trigger_async(plugins, "task_executor_after_execute", task_executor=run)
             merged = await trigger_async(plugins, "task_executor_after_execute_result_replace",
@@ -127,10 +155,17 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
         text = traceback.format_exc()
         remaining = remaining_attempts(definition, env.retry)
         if should_retry(definition, remaining, exc):
+            if plugins:
+                await trigger_async(plugins, "worker_task_error_retry", broker=app.backend,
+                                    task_func=definition, task_broker=env, trace=text)
             return _retry(definition, env, done, text, remaining)
         log.error("task %s (%s) failed:\n%s", env.task_name, env.uuid, text)
         extra = None if definition.retry is None else dumps({"retry": 0})
         return done(status="error", traceback=text, extra_json=extra)
+    if plugins:
+        merged = await trigger_async(plugins, "task_executor_decode", task_executor=run,
+                                     result=run.result)
+        run.result = merged.get("result", run.result)
     try:
         returning = _encode(definition, run.result)
     except TypeError as exc:

@@ -121,8 +121,14 @@ class Worker:
         plugins = self.app._plugins
         for plugin in plugins.plugins:
             await _maybe_await(plugin.start())
-        await trigger_async(plugins, "starter_start", starter=None)
-        await trigger_async(plugins, "worker_start", worker=self)
+        backend = self.app.backend
+        for name, extra in (("starter_start", {"starter": None}),
+                            ("storage_start", {"storage": backend}),
+                            ("global_config_start", {"global_config": None}),
+                            ("broker_start", {"broker": backend, "worker": self}),
+                            ("worker_start", {"worker": self}),
+                            ("broker_listen_start", {"broker": backend, "worker": self})):
+            await trigger_async(plugins, name, **extra)
         events = self.app.events
         await events.fire("starting", starter=None, worker=self, broker=self.app.backend)
         await events.fire("worker_running", worker=self, number=0)
@@ -142,8 +148,12 @@ class Worker:
             except Exception:
                 log.exception("closing worker-scoped dependencies failed")
             await events.fire("stopping", starter=None, worker=self, broker=self.app.backend)
-            await trigger_async(plugins, "worker_stop", worker=self)
-            await trigger_async(plugins, "starter_stop", starter=None)
+            for name, extra in (("worker_stop", {"worker": self}),
+                                ("broker_stop", {"broker": backend}),
+                                ("storage_stop", {"storage": backend}),
+                                ("global_config_stop", {"global_config": None}),
+                                ("starter_stop", {"starter": None})):
+                await trigger_async(plugins, name, **extra)
             for plugin in plugins.plugins:
                 try:
                     await _maybe_await(plugin.stop())
