@@ -77,3 +77,18 @@ def cancel(worker, task_func, task_broker, model):
 @app.events.on.task_stopping()
 def broken_handler(worker, task_func, task_broker, model):
     raise RuntimeError("a broken handler must not break the task")
+
+
+@app.events.on.starting()
+def starting(starter, worker, broker):
+    mark(f"event starting {type(broker).__name__}")
+
+
+@app.events.on.worker_stopping()
+def worker_stopping(worker, number):
+    mark("event worker_stopping")
+
+
+@app.events.on.stopping()
+def stopping(starter, worker, broker):
+    mark("event stopping")

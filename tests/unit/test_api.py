@@ -211,6 +211,12 @@ def test_compat_import_paths():
     assert TaskStatusEnum.SUCCESS == "success" and issubclass(TaskCancelError, RuntimeError)
     assert TaskPluginTriggerError("x", a=1).kwargs == {"a": 1}
     assert SyncResult and AsyncResult
+    from qtasks.plugins import BasePlugin as P1
+    from qtasks.plugins.base import BasePlugin as P2
+
+    assert P1 is P2
+    with pytest.raises(ImportError):
+        from qtasks.plugins import NoSuchPlugin  # noqa: F401  (QTasks returned None here)
 
 
 def test_public_surface():

@@ -26,6 +26,10 @@ def test_sync_middlewares_and_events(start_worker):
     assert "event task_cancel cancels stop here" in seen
     # a handler that raises is logged with its traceback; the task was not affected
     assert "RuntimeError: a broken handler must not break the task" in worker.output
+    assert "event starting SqliteBackend" in seen
+    worker.stop()
+    seen = marks()
+    assert seen.index("event worker_stopping") < seen.index("event stopping")
 
 
 def test_async_middlewares_and_events(start_worker):
