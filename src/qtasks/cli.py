@@ -37,6 +37,14 @@ def load_app(spec: str) -> Any:
     attr = attr or "app"
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if os.environ.get("DJANGO_SETTINGS_MODULE"):
+        # a Django project: load its apps first, as manage.py would
+        try:
+            import django
+        except ImportError:
+            raise CommandError("DJANGO_SETTINGS_MODULE is set but Django is not installed "
+                               "(pip install 'qtasks[django]')") from None
+        django.setup()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

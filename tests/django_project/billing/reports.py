@@ -1,0 +1,6 @@
+from proj.qtasks import reports
+
+
+@reports.task
+def monthly():
+    return "report"

@@ -1,0 +1,21 @@
+"""A small Django project for the integration tests."""
+
+import os
+
+SECRET_KEY = "tests-only"
+DEBUG = False
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "proj.apps.ProjConfig",
+    "shop",
+    "billing.apps.BillingConfig",
+    "notasks",
+    "broken",
+]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.path.join(os.environ["QTASKS_TEST_DIR"], "django.sqlite3"),
+    }
+}

@@ -1,0 +1,6 @@
+from proj.qtasks import app
+
+
+@app.task
+def add(a, b):
+    return a + b

@@ -1,0 +1,104 @@
+"""autodiscover_tasks against a real Django project (tests/django_project), in subprocesses
+so that each one sets Django up on its own."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("django")
+
+PROJECT = Path(__file__).parent / "django_project"
+
+
+def run_python(code: str, settings: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    if settings:
+        env["DJANGO_SETTINGS_MODULE"] = "proj.settings"
+    else:
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+    return subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+SETUP = "import django, json\ndjango.setup()\nfrom proj.qtasks import app, reports\n"
+
+
+def test_each_app_gets_the_tasks_of_its_own_modules():
+    result = run_python(SETUP + "print(json.dumps({'app': sorted(app._own_tasks), "
+                        "'reports': sorted(reports._own_tasks), 'found': app._discovered, "
+                        "'found_reports': reports._discovered}))")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["app"] == ["add", "charge"]  # shop.tasks, and billing's (label "payments")
+    assert data["reports"] == ["monthly"]
+    assert data["found"] == ["shop.tasks", "billing.tasks"]
+    assert data["found_reports"] == ["billing.reports"]
+
+
+def test_returns_none_and_a_second_call_is_harmless():
+    code = SETUP + ("from qtasks.contrib.django import autodiscover_tasks\n"
+                    "before = dict(app._own_tasks)\n"
+                    "assert autodiscover_tasks(app) is None\n"
+                    "assert autodiscover_tasks(app, ['tasks']) is None\n"
+                    "assert dict(app._own_tasks) == before\n"
+                    "from qtasks import _state\n"
+                    "print('ok')")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_a_module_that_fails_to_import_is_an_error_naming_app_and_module():
+    code = SETUP + ("from qtasks.contrib.django import autodiscover_tasks\n"
+                    "autodiscover_tasks(app, ['oops'])\n")
+    result = run_python(code)
+    assert result.returncode != 0
+    assert "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'" in result.stderr
+    assert "importing module 'oops' of Django app 'broken' (broken.oops) failed" in result.stderr
+
+
+def test_called_before_django_is_ready_it_says_so():
+    code = ("import django\nfrom django.conf import settings\n"
+            "from qtasks import QueueTasks\n"
+            "from qtasks.contrib.django import autodiscover_tasks\n"
+            "autodiscover_tasks(QueueTasks(name='early', broker_url='memory://early'))\n")
+    result = run_python(code)
+    assert result.returncode != 0
+    assert "AppRegistryNotReady" in result.stderr and "django.setup()" in result.stderr
+
+
+def test_wrong_arguments():
+    code = SETUP + ("from qtasks.contrib.django import autodiscover_tasks\n"
+                    "for bad in [(None,), (app, 'tasks')]:\n"
+                    "    try:\n"
+                    "        autodiscover_tasks(*bad)\n"
+                    "    except TypeError as exc:\n"
+                    "        print('TypeError')\n")
+    result = run_python(code)
+    assert result.stdout.split() == ["TypeError", "TypeError"], result.stderr
+
+
+def test_import_qtasks_does_not_import_django():
+    result = run_python("import sys, qtasks, qtasks.asyncio\nprint('django' in sys.modules)",
+                        settings=False)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_plain_qtasks_worker_runs_django_project_tasks(start_worker):
+    import importlib
+
+    sys.path.insert(0, str(PROJECT))
+    try:
+        project_qtasks = importlib.import_module("proj.qtasks")
+    finally:
+        sys.path.remove(str(PROJECT))
+    app = project_qtasks.app
+    app.flush_all()
+    env = {"DJANGO_SETTINGS_MODULE": "proj.settings", "PYTHONPATH": str(PROJECT)}
+    start_worker("proj.qtasks:app", env=env)
+    assert app.add_task("add", 2, 3, timeout=10).returning == 5
+    assert app.add_task("charge", 250, timeout=10).returning == "charged 250"
