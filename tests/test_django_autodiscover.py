@@ -102,3 +102,20 @@ def test_plain_qtasks_worker_runs_django_project_tasks(start_worker):
     start_worker("proj.qtasks:app", env=env)
     assert app.add_task("add", 2, 3, timeout=10).returning == 5
     assert app.add_task("charge", 250, timeout=10).returning == "charged 250"
+
+
+def test_model_instances_and_requests_are_refused_with_advice():
+    code = SETUP + ("from django.test import RequestFactory\n"
+                    "from shop.models import Order\n"
+                    "for value in (Order(pk=5, total=3), RequestFactory().get('/')):\n"
+                    "    try:\n"
+                    "        app.add_task('add', value, 1)\n"
+                    "    except TypeError as exc:\n"
+                    "        print(exc)\n"
+                    "print(app.client.stats()['queued'])\n")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    order_line, request_line, queued = result.stdout.strip().splitlines()
+    assert "positional argument 0 (Order)" in order_line and "primary key (5)" in order_line
+    assert "request cannot travel to a worker" in request_line
+    assert queued == "0"

@@ -9,6 +9,7 @@ non-string dict keys become strings, exactly as in ``json``.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from dataclasses import dataclass
@@ -36,29 +37,36 @@ def _why(value: Any) -> str:
     return "cannot be encoded as JSON"
 
 
+def _hint(value: Any) -> str:
+    """What to pass instead, for the values people most often try."""
+    meta = getattr(type(value), "_meta", None)
+    if meta is not None and hasattr(meta, "model_name") and hasattr(value, "pk"):
+        return (f"A {type(value).__name__} is a database row: pass its primary key "
+                f"({value.pk!r}) and load it inside the task, so the task sees current data.")
+    if hasattr(value, "META") and hasattr(value, "method"):
+        return ("A request cannot travel to a worker: pass the values the task needs "
+                "(a user id, a path, form fields) instead.")
+    if isinstance(value, datetime.date | datetime.time):
+        return "Pass value.isoformat() and parse it inside the task."
+    return ("Pass plain JSON values (str, int, float, bool, None, list, dict), e.g. an ISO "
+            "string for a datetime or a primary key for a model.")
+
+
 def encode_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
     """Return ``(args_json, kwargs_json)`` or raise ``TypeError`` naming the bad argument."""
     try:
         return dumps(list(args)), dumps(kwargs)
     except (TypeError, ValueError, RecursionError):
         pass  # locate the culprit below for a precise message
-    for index, value in enumerate(args):
+    labelled = [(f"positional argument {i}", v) for i, v in enumerate(args)]
+    labelled += [(f"argument {k!r}", v) for k, v in kwargs.items()]
+    for label, value in labelled:
         try:
             dumps(value)
         except (TypeError, ValueError, RecursionError):
             raise TypeError(
-                f"task {task_name!r}: positional argument {index} ({type(value).__name__}) is not "
-                f"JSON-serialisable: {_why(value)}. Pass plain JSON values (str, int, float, bool, "
-                f"None, list, dict), e.g. an ISO string for a datetime or a primary key for a model."
-            ) from None
-    for key, value in kwargs.items():
-        try:
-            dumps(value)
-        except (TypeError, ValueError, RecursionError):
-            raise TypeError(
-                f"task {task_name!r}: argument {key!r} ({type(value).__name__}) is not "
-                f"JSON-serialisable: {_why(value)}. Pass plain JSON values (str, int, float, bool, "
-                f"None, list, dict), e.g. an ISO string for a datetime or a primary key for a model."
+                f"task {task_name!r}: {label} ({type(value).__name__}) is not "
+                f"JSON-serialisable: {_why(value)}. {_hint(value)}"
             ) from None
     raise TypeError(f"task {task_name!r}: arguments are not JSON-serialisable")
 

@@ -5,6 +5,7 @@ import os
 SECRET_KEY = "tests-only"
 DEBUG = False
 USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "proj.apps.ProjConfig",
