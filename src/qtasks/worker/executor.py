@@ -123,7 +123,8 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
             if plugins:
                 await trigger_async(plugins, "worker_run_task_before", worker=worker,
                                     task_func=definition, task_broker=env)
-            run.result = await _call(definition, run.args, run.kwargs, pool)
+            db = getattr(worker, "db", None)
+            run.result = await _call(definition, run.args, run.kwargs, pool, db)
             if plugins:
                 name, key = (("task_executor_run_task_gen", "results") if definition.generating
                              else ("task_executor_run_task", "result"))
@@ -251,9 +252,18 @@ def _echo_handle(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope)
 
 
 async def _call(definition: TaskDefinition, args: list[Any], kwargs: dict[str, Any],
-                pool: Executor) -> Any:
-    """Run the task function (or drain its generator), under ``max_time`` if it has one."""
+                pool: Executor, db: Any = None) -> Any:
+    """Run the task function (or drain its generator), under ``max_time`` if it has one.
+
+    ``db`` is the worker's Django connection hygiene, if Django is set up.
+    """
     func = definition.func
+    if db is not None and (definition.awaiting or definition.generating == "async"):
+        await db.before_async()
+        try:
+            return await _call(definition, args, kwargs, pool)
+        finally:
+            await db.after_async()
     if definition.generating == "async":
         run: Any = _drain_async(func(*args, **kwargs), definition.generate_handler)
     elif definition.awaiting:
@@ -265,6 +275,8 @@ async def _call(definition: TaskDefinition, args: list[Any], kwargs: dict[str, A
                                      definition.generate_handler, loop)
         else:
             call = functools.partial(func, *args, **kwargs)
+        if db is not None:
+            call = db.wrap(call)
         run = loop.run_in_executor(pool, contextvars.copy_context().run, call)
     if definition.max_time is None:
         return await run

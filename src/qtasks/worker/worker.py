@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,7 @@ class Worker:
         self._backoff = 0.5
         self._loop: asyncio.AbstractEventLoop | None = None
         self.shared_scope = Scope()  # dependencies with a scope wider than one task
+        self.db = _database_hygiene()  # Django's connection clean-up, when Django is set up
         self._lent = 0  # slots lent back by tasks that wait for other tasks (see lending.py)
         self._lent_lock = threading.Lock()
 
@@ -161,6 +163,9 @@ class Worker:
                     log.exception("plugin %r failed to stop", plugin)
             heartbeat.cancel()
             await transport.unregister(self.id)
+            if self.db is not None:
+                await loop.run_in_executor(None, self.db.close_in_pool, pool)
+                await self.db.close_async()
             pool.shutdown(wait=False, cancel_futures=True)
             if signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -290,3 +295,16 @@ class Worker:
 async def _maybe_await(value: object) -> None:
     if inspect.isawaitable(value):
         await value
+
+
+def _database_hygiene() -> object | None:
+    if "django" not in sys.modules:  # never import Django into a process that does not use it
+        return None
+    from qtasks.contrib.django.db import django_ready
+
+    if not django_ready():
+        return None
+    from qtasks.contrib.django.db import DatabaseHygiene
+
+    log.info("Django is set up: database connections are cleaned up around every task")
+    return DatabaseHygiene()
