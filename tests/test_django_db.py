@@ -67,3 +67,66 @@ def test_the_orm_works_in_tasks(pg, app, start_worker):
     assert app.add_task("count_orders", timeout=20).returning >= 0
     worker.stop()
     assert "could not close the database connections" not in worker.output
+
+
+ON_COMMIT = """
+import asyncio, django, logging
+django.setup()
+from django.db import transaction
+from proj.qtasks import app
+from shop.tasks import add, abackend_pid
+
+app.flush_all()
+with transaction.atomic():
+    inside = add.add_task_on_commit(2, 3)
+    assert inside.status == "new" and inside.uuid
+    assert app.get(inside.uuid) is None, "enqueued before the commit"
+assert app.get(inside.uuid).status == "new", "not enqueued after the commit"
+
+try:
+    with transaction.atomic():
+        rolled = add.add_task_on_commit(1, 1)
+        raise RuntimeError("roll back")
+except RuntimeError:
+    pass
+assert app.get(rolled.uuid) is None, "enqueued although the transaction rolled back"
+
+with transaction.atomic(using="default"):
+    named = add.add_task_on_commit(5, 5, using="default")
+assert app.get(named.uuid) is not None
+
+outside = add.add_task_on_commit(7, 7)  # no transaction: at once
+assert app.get(outside.uuid) is not None
+
+from asgiref.sync import async_to_sync
+from qtasks.handles import AsyncTask
+ahandle = AsyncTask(task_name="add", app=app)
+
+def in_transaction():
+    # async code called from inside a transaction (the bridge Django itself uses): the
+    # on-commit hook lands in the transaction's thread
+    with transaction.atomic():
+        record = async_to_sync(ahandle.add_task_on_commit)(4, 4)
+        assert app.get(record.uuid) is None
+    return record
+
+record = in_transaction()
+assert app.get(record.uuid) is not None
+
+from django.conf import settings
+settings.DEBUG = True
+logging.basicConfig(level=logging.WARNING)
+with transaction.atomic():
+    add.add_task(1, 2)
+print("ok")
+"""
+
+
+def test_add_task_on_commit(pg):
+    result = subprocess.run([sys.executable, "-c", ON_COMMIT], cwd=PROJECT,
+                            env={**os.environ, **ENV}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    assert "add_task('add') inside a transaction" in result.stderr
+    assert "Use add_task_on_commit(...)" in result.stderr

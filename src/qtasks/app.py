@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import ChainMap
 from collections.abc import Callable
@@ -35,6 +36,17 @@ from qtasks.plugins.runner import trigger_async, trigger_sync
 from qtasks.shared import registry as shared_registry
 from qtasks.version import __version__
 from qtasks.worker.lending import slot_lent
+
+
+def _django_transaction_check(task_name: str) -> None:
+    """In a configured Django project with DEBUG on, warn about add_task inside atomic()."""
+    from django.apps import apps
+
+    if apps.ready:
+        from qtasks.contrib.django.transactions import warn_if_in_transaction
+
+        warn_if_in_transaction(task_name)
+
 
 EAGER_WAIT = 60.0  # seconds an eager add_task waits for its task's final record
 
@@ -231,6 +243,8 @@ class BaseQueueTasks:
         if self._plugins:
             for name, extra in self._enqueue_triggers(new, before=True):
                 trigger_sync(self._plugins, name, **extra)
+        if "django" in sys.modules:
+            _django_transaction_check(task_name)
         self.client.enqueue(new)
         if self._plugins:
             for name, extra in self._enqueue_triggers(new, before=False):

@@ -104,6 +104,21 @@ class SyncTask(_Handle):
         prio = self.priority if priority is None and name == self.task_name else priority
         return app._add_task_sync(name, args, kwargs, prio, timeout, start_at(delay, eta))
 
+    def add_task_on_commit(self, *args: Any, priority: int | None = None,
+                           task_name: str | None = None, using: str | None = None,
+                           delay: float | None = None, eta: datetime | float | None = None,
+                           **kwargs: Any) -> Task:
+        """Django: enqueue when the transaction of database ``using`` commits.
+
+        Returns the task's record (status ``new``, uuid known) at once; after a rollback the
+        task is never enqueued. See ``qtasks.contrib.django.transactions``.
+        """
+        from qtasks.contrib.django.transactions import enqueue_on_commit
+
+        app, name = self._target(task_name)
+        prio = self.priority if priority is None and name == self.task_name else priority
+        return enqueue_on_commit(app, name, args, kwargs, prio, start_at(delay, eta), using)
+
     def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
                  task_name: str | None = None, **kwargs: Any) -> SyncTaskCls:
         """Build the call without enqueuing it; ``.add_task()`` on the result enqueues."""
@@ -127,6 +142,18 @@ class AsyncTask(_Handle):
         app, name = self._target(task_name)
         prio = self.priority if priority is None and name == self.task_name else priority
         return await app._add_task_async(name, args, kwargs, prio, timeout, start_at(delay, eta))
+
+    async def add_task_on_commit(self, *args: Any, priority: int | None = None,
+                                 task_name: str | None = None, using: str | None = None,
+                                 delay: float | None = None,
+                                 eta: datetime | float | None = None, **kwargs: Any) -> Task:
+        """Django: as ``SyncTask.add_task_on_commit``, awaited."""
+        from qtasks.contrib.django.transactions import aenqueue_on_commit
+
+        app, name = self._target(task_name)
+        prio = self.priority if priority is None and name == self.task_name else priority
+        return await aenqueue_on_commit(app, name, args, kwargs, prio, start_at(delay, eta),
+                                        using)
 
     def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
                  task_name: str | None = None, **kwargs: Any) -> AsyncTaskCls:

@@ -1,0 +1,48 @@
+"""Enqueue when the surrounding database transaction commits.
+
+``handle.add_task_on_commit(...)`` prepares the task at once (its uuid is known, its arguments
+checked) and returns its record, but puts it in the queue only when the transaction commits, so
+a worker never runs a task for a row that another connection cannot see yet, or that a rollback
+removed. Outside a transaction it is enqueued at once, as Django's ``on_commit`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import connections, transaction
+
+log = logging.getLogger("qtasks.contrib.django")
+
+
+def enqueue_on_commit(app: Any, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      priority: int | None, when: float | None, using: str | None) -> Any:
+    """Register the enqueue with the transaction of ``using``; return the ``new`` record."""
+    new = app._prepare(task_name, args, kwargs, priority, when)
+    transaction.on_commit(lambda: app.client.enqueue(new), using=using)
+    return app._new_record(new, args, kwargs)
+
+
+async def aenqueue_on_commit(app: Any, task_name: str, args: tuple[Any, ...],
+                             kwargs: dict[str, Any], priority: int | None, when: float | None,
+                             using: str | None) -> Any:
+    from asgiref.sync import sync_to_async
+
+    # transactions live in asgiref's ORM thread; register there
+    return await sync_to_async(enqueue_on_commit)(app, task_name, args, kwargs, priority, when,
+                                                  using)
+
+
+def warn_if_in_transaction(task_name: str) -> None:
+    """DEBUG only: a plain add_task inside atomic() may run before its data is committed."""
+    if not settings.DEBUG:
+        return
+    for connection in connections.all(initialized_only=True):
+        if connection.in_atomic_block:
+            log.warning(
+                "add_task(%r) inside a transaction (database %r): a worker may run it before "
+                "the transaction commits, or after a rollback. Use add_task_on_commit(...) to "
+                "enqueue when it commits.", task_name, connection.alias)
+            return
