@@ -20,8 +20,10 @@ YOUNG = 10.0  # a child that dies younger than this counts as crash-looping
 
 class Supervisor:
     def __init__(self, app_spec: str, processes: int, child_args: list[str], grace: float,
-                 first_only: list[str] | None = None) -> None:
-        self.command = [sys.executable, "-m", "qtasks", "-A", app_spec, "run", *child_args]
+                 first_only: list[str] | None = None, command: list[str] | None = None) -> None:
+        # the children: ``qtasks -A spec run ...``, or a given command (manage.py qtasks worker)
+        self.command = command or [sys.executable, "-m", "qtasks", "-A", app_spec, "run",
+                                   *child_args]
         self.first_only = first_only or []  # options for process 0 alone (--timers)
         self.processes = processes
         self.grace = grace

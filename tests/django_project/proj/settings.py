@@ -13,7 +13,13 @@ INSTALLED_APPS = [
     "billing.apps.BillingConfig",
     "notasks",
     "broken",
+    "qtasks.contrib.django",
 ]
+QTASKS = {
+    "default": "proj.qtasks:app",
+    "reports": {"APP": "proj.qtasks:reports", "MODULES": ["reports"]},
+    "scratch": {"NAME": "scratch", "BROKER_URL": "memory://scratch", "MODULES": ["reports"]},
+}
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",

@@ -1,0 +1,104 @@
+"""The Django app ``qtasks.contrib.django``: qtasks apps configured from ``settings.QTASKS``.
+
+```text
+INSTALLED_APPS = [..., "qtasks.contrib.django"]
+QTASKS = {
+    "default": "proj.qtasks:app",                 # an app you create yourself, or
+    "reports": {"APP": "proj.qtasks:reports", "MODULES": ["reports"]},
+    "scratch": {"NAME": "scratch", "BROKER_URL": "sqlite:///scratch.db"},
+}
+```
+
+Each entry is ``module:attribute`` naming a qtasks app; or ``{"APP": "module:attribute",
+"MODULES": [...], "AUTODISCOVER": bool}`` to choose the modules searched for it; or a dict of
+options from which the app is created: ``BROKER_URL`` (required), ``NAME``, ``MODULES``
+(default ``["tasks"]``), ``AUTODISCOVER`` (default True), ``CONFIG`` (``QueueConfig`` fields).
+Unknown keys and a missing ``BROKER_URL`` raise ``ImproperlyConfigured``. When Django is
+ready, every app's task modules are discovered (``autodiscover_tasks``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+_OPTIONS = {"APP", "NAME", "BROKER_URL", "MODULES", "AUTODISCOVER", "CONFIG"}
+_apps: dict[str, Any] = {}
+_modules: dict[str, list[str]] = {}
+
+
+def _load(alias: str, entry: Any) -> tuple[Any, list[str], bool]:
+    from qtasks import QueueConfig, QueueTasks
+    from qtasks.app import BaseQueueTasks
+
+    if isinstance(entry, dict) and "APP" in entry:
+        extra = set(entry) - {"APP", "MODULES", "AUTODISCOVER"}
+        if extra:
+            raise ImproperlyConfigured(f"QTASKS[{alias!r}]: with APP, only MODULES and "
+                                       f"AUTODISCOVER may be given, not {sorted(extra)}")
+        app, _, _ = _load(alias, entry["APP"])
+        return app, list(entry.get("MODULES", ["tasks"])), bool(entry.get("AUTODISCOVER", True))
+    if isinstance(entry, str):
+        module_name, _, attr = entry.partition(":")
+        try:
+            app = getattr(importlib.import_module(module_name), attr or "app")
+        except (ImportError, AttributeError) as exc:
+            raise ImproperlyConfigured(f"QTASKS[{alias!r}] = {entry!r}: {exc}") from exc
+        if not isinstance(app, BaseQueueTasks):
+            raise ImproperlyConfigured(f"QTASKS[{alias!r}] = {entry!r} is not a qtasks app")
+        return app, ["tasks"], True
+    if not isinstance(entry, dict):
+        raise ImproperlyConfigured(f"QTASKS[{alias!r}] must be 'module:app' or a dict of options")
+    unknown = set(entry) - _OPTIONS
+    if unknown:
+        raise ImproperlyConfigured(f"QTASKS[{alias!r}]: unknown keys {sorted(unknown)}; "
+                                   f"known: {sorted(_OPTIONS)}")
+    if not entry.get("BROKER_URL"):
+        raise ImproperlyConfigured(f"QTASKS[{alias!r}] needs a BROKER_URL (for example "
+                                   "'sqlite:///qtasks.sqlite3' or 'memory://')")
+    try:
+        config = QueueConfig(**entry.get("CONFIG", {}))
+    except TypeError as exc:
+        raise ImproperlyConfigured(f"QTASKS[{alias!r}]['CONFIG']: {exc}") from exc
+    app = QueueTasks(name=entry.get("NAME", alias), broker_url=entry["BROKER_URL"],
+                     config=config)
+    return app, list(entry.get("MODULES", ["tasks"])), bool(entry.get("AUTODISCOVER", True))
+
+
+def get_app(alias: str = "default") -> Any:
+    """The qtasks app configured as ``settings.QTASKS[alias]``."""
+    try:
+        return _apps[alias]
+    except KeyError:
+        raise ImproperlyConfigured(f"no qtasks app {alias!r} in settings.QTASKS "
+                                   f"(configured: {sorted(_apps)})") from None
+
+
+def configured() -> dict[str, Any]:
+    """Every configured qtasks app by alias."""
+    return dict(_apps)
+
+
+class QTasksConfig(AppConfig):
+    name = "qtasks.contrib.django"
+    label = "qtasks"
+    verbose_name = "qtasks"
+
+    def ready(self) -> None:
+        from qtasks.contrib.django.autodiscover import autodiscover_tasks
+
+        entries = getattr(settings, "QTASKS", None)
+        if entries is None:
+            return
+        if not isinstance(entries, dict):
+            raise ImproperlyConfigured("settings.QTASKS must be a dict: alias -> app")
+        for alias, entry in entries.items():
+            app, modules, discover = _load(alias, entry)
+            _apps[alias] = app
+            _modules[alias] = modules
+            if discover:
+                autodiscover_tasks(app, modules)
