@@ -38,6 +38,22 @@ from qtasks.version import __version__
 from qtasks.worker.lending import slot_lent
 
 
+def _run_inline(app: BaseQueueTasks, new: NewTask) -> Task:
+    from qtasks.testing.capture import Captured
+
+    captured = Captured(app)
+    captured.tasks.append(new)
+    return captured.run()[0]
+
+
+async def _arun_inline(app: BaseQueueTasks, new: NewTask) -> Task:
+    from qtasks.testing.capture import Captured
+
+    captured = Captured(app)
+    captured.tasks.append(new)
+    return (await captured.arun())[0]
+
+
 def _django_transaction_check(task_name: str) -> None:
     """In a configured Django project with DEBUG on, warn about add_task inside atomic()."""
     from django.apps import apps
@@ -104,6 +120,8 @@ class BaseQueueTasks:
         self._worker: Any = None  # the Worker that run_forever is running, if any
         self._timers: list[Any] = []  # timers created for this app (qtasks.timers)
         self._background: Any = None  # (worker, thread) of eager mode and test cases
+        self._capture: list[NewTask] | None = None  # capture mode (qtasks.testing.capture)
+        self._immediate = False  # immediate mode: run inline at enqueue (qtasks.testing)
         _state.app_main = self
         _state.apps.add(self)
 
@@ -245,6 +263,11 @@ class BaseQueueTasks:
                 trigger_sync(self._plugins, name, **extra)
         if "django" in sys.modules:
             _django_transaction_check(task_name)
+        if self._capture is not None:
+            self._capture.append(new)
+            return self._new_record(new, args, kwargs)
+        if self._immediate:
+            return _run_inline(self, new)
         self.client.enqueue(new)
         if self._plugins:
             for name, extra in self._enqueue_triggers(new, before=False):
@@ -272,6 +295,11 @@ class BaseQueueTasks:
         if self._plugins:
             for name, extra in self._enqueue_triggers(new, before=True):
                 await trigger_async(self._plugins, name, **extra)
+        if self._capture is not None:
+            self._capture.append(new)
+            return self._new_record(new, args, kwargs)
+        if self._immediate:
+            return await _arun_inline(self, new)
         await self.transport.enqueue(new)
         if self._plugins:
             for name, extra in self._enqueue_triggers(new, before=False):

@@ -5,6 +5,8 @@
   ``add_task`` returns the final record. Undone after the test.
 - ``qtasks_worker(app, concurrency=None)``: runs a real worker for ``app`` (its own backend)
   on a thread for the rest of the test; stopped after it.
+- ``qtasks_capture(app)``: for the rest of the test, ``app``'s enqueues are captured; returns
+  the ``Captured`` (``assert_enqueued``, ``run()``), see ``qtasks.testing.capture``.
 """
 
 from __future__ import annotations
@@ -53,3 +55,19 @@ def qtasks_worker() -> Iterator[Callable[..., Any]]:
     yield start
     for app in started:
         stop_worker(app)
+
+
+@pytest.fixture
+def qtasks_capture() -> Iterator[Callable[[Any], Any]]:
+    from qtasks.testing.capture import capture_tasks
+
+    blocks: list[Any] = []
+
+    def start(app: Any) -> Any:
+        block = capture_tasks(app)
+        blocks.append(block)
+        return block.__enter__()
+
+    yield start
+    for block in reversed(blocks):
+        block.__exit__(None, None, None)

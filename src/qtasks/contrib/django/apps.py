@@ -15,6 +15,11 @@ options from which the app is created: ``BROKER_URL`` (required), ``NAME``, ``MO
 (default ``["tasks"]``), ``AUTODISCOVER`` (default True), ``CONFIG`` (``QueueConfig`` fields).
 Unknown keys and a missing ``BROKER_URL`` raise ``ImproperlyConfigured``. When Django is
 ready, every app's task modules are discovered (``autodiscover_tasks``).
+
+``QTASKS_IMMEDIATE = True`` (for test settings; never implied by ``DEBUG``) makes every
+configured app run each task inline when it is enqueued, in the caller's thread (and so in the
+test's transaction), with the arguments and result encoded as in production; ``add_task``
+returns the final record. Such records are not stored in the backend.
 """
 
 from __future__ import annotations
@@ -96,8 +101,10 @@ class QTasksConfig(AppConfig):
             return
         if not isinstance(entries, dict):
             raise ImproperlyConfigured("settings.QTASKS must be a dict: alias -> app")
+        immediate = getattr(settings, "QTASKS_IMMEDIATE", False) is True
         for alias, entry in entries.items():
             app, modules, discover = _load(alias, entry)
+            app._immediate = immediate  # tests: run inline at enqueue (never implied by DEBUG)
             _apps[alias] = app
             _modules[alias] = modules
             if discover:

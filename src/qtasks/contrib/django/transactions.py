@@ -21,7 +21,14 @@ def enqueue_on_commit(app: Any, task_name: str, args: tuple[Any, ...], kwargs: d
                       priority: int | None, when: float | None, using: str | None) -> Any:
     """Register the enqueue with the transaction of ``using``; return the ``new`` record."""
     new = app._prepare(task_name, args, kwargs, priority, when)
-    transaction.on_commit(lambda: app.client.enqueue(new), using=using)
+
+    def enqueue() -> None:
+        if app._capture is not None:  # capture mode (tests): record instead of sending
+            app._capture.append(new)
+        else:
+            app.client.enqueue(new)
+
+    transaction.on_commit(enqueue, using=using)
     return app._new_record(new, args, kwargs)
 
 
