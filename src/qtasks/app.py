@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections import ChainMap
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -248,71 +248,85 @@ class BaseQueueTasks:
         return [("storage_add", {"storage": backend, "uuid": new.uuid, "task_status": new}),
                 ("broker_add_after", {"broker": backend, "storage": backend, "model": new})]
 
-    def _add_task_sync(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                       priority: int | None, timeout: float | None,
-                       when: float | None = None) -> Task | None:
+    def _add_task_steps(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                        priority: int | None, timeout: float | None,
+                        when: float | None) -> Generator[tuple[Any, ...], Any, Task | None]:
+        """What ``add_task`` does, written once for both flavours.
+
+        Yields the I/O it needs: ``("trigger", name, kwargs)`` -> merged plugin result,
+        ``("enqueue", new)``, ``("inline", new)`` -> final record (immediate mode),
+        ``("wait", uuid, timeout)`` -> stored row or None. ``_add_task_sync`` and
+        ``_add_task_async`` carry them out with blocking calls or awaits.
+        """
         if self._plugins:
-            merged = trigger_sync(self._plugins, "qtasks_add_task_before_broker", qtasks=self,
-                                  broker=self.backend, task_name=task_name, priority=priority,
-                                  args=args, kw=kwargs)
+            merged = yield ("trigger", "qtasks_add_task_before_broker",
+                            {"qtasks": self, "broker": self.backend, "task_name": task_name,
+                             "priority": priority, "args": args, "kw": kwargs})
             task_name, args, kwargs, priority = self._before_enqueue(merged, task_name, args,
                                                                      kwargs, priority)
         new = self._prepare(task_name, args, kwargs, priority, when)
-        if self._plugins:
-            for name, extra in self._enqueue_triggers(new, before=True):
-                trigger_sync(self._plugins, name, **extra)
+        for name, extra in self._enqueue_triggers(new, before=True) if self._plugins else ():
+            yield ("trigger", name, extra)
         if "django" in sys.modules:
             _django_transaction_check(task_name)
-        if self._capture is not None:
+        if self._capture is not None:  # capture mode: recorded, not sent
             self._capture.append(new)
             return self._new_record(new, args, kwargs)
-        if self._immediate:
-            return _run_inline(self, new)
-        self.client.enqueue(new)
+        if self._immediate:  # immediate mode: run inline, now
+            return (yield ("inline", new))
+        yield ("enqueue", new)
         if self._plugins:
             for name, extra in self._enqueue_triggers(new, before=False):
-                trigger_sync(self._plugins, name, **extra)
-            trigger_sync(self._plugins, "qtasks_add_task_after_broker", qtasks=self,
-                         broker=self.backend, task_name=task_name, priority=new.priority,
-                         args=args, kw=kwargs, task=self._new_record(new, args, kwargs))
+                yield ("trigger", name, extra)
+            yield ("trigger", "qtasks_add_task_after_broker",
+                   {"qtasks": self, "broker": self.backend, "task_name": task_name,
+                    "priority": new.priority, "args": args, "kw": kwargs,
+                    "task": self._new_record(new, args, kwargs)})
         if self.config.eager:
             timeout = self._start_eager_worker() if timeout is None else timeout
         if timeout is None:
             return self._new_record(new, args, kwargs)
-        with slot_lent():  # inside a task: do not hold a worker slot while waiting
-            return self._record(self.client.wait(new.uuid, timeout, self._final))
+        return self._record((yield ("wait", new.uuid, timeout)))
+
+    def _add_task_sync(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       priority: int | None, timeout: float | None,
+                       when: float | None = None) -> Task | None:
+        steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when)
+        answer: Any = None
+        try:
+            while True:
+                step = steps.send(answer)
+                if step[0] == "trigger":
+                    answer = trigger_sync(self._plugins, step[1], **step[2])
+                elif step[0] == "enqueue":
+                    answer = self.client.enqueue(step[1])
+                elif step[0] == "inline":
+                    answer = _run_inline(self, step[1])
+                else:
+                    with slot_lent():  # inside a task: do not hold a worker slot while waiting
+                        answer = self.client.wait(step[1], step[2], self._final)
+        except StopIteration as stop:
+            return stop.value
 
     async def _add_task_async(self, task_name: str, args: tuple[Any, ...],
                               kwargs: dict[str, Any], priority: int | None,
                               timeout: float | None, when: float | None = None) -> Task | None:
-        if self._plugins:
-            merged = await trigger_async(self._plugins, "qtasks_add_task_before_broker",
-                                         qtasks=self, broker=self.backend, task_name=task_name,
-                                         priority=priority, args=args, kw=kwargs)
-            task_name, args, kwargs, priority = self._before_enqueue(merged, task_name, args,
-                                                                     kwargs, priority)
-        new = self._prepare(task_name, args, kwargs, priority, when)
-        if self._plugins:
-            for name, extra in self._enqueue_triggers(new, before=True):
-                await trigger_async(self._plugins, name, **extra)
-        if self._capture is not None:
-            self._capture.append(new)
-            return self._new_record(new, args, kwargs)
-        if self._immediate:
-            return await _arun_inline(self, new)
-        await self.transport.enqueue(new)
-        if self._plugins:
-            for name, extra in self._enqueue_triggers(new, before=False):
-                await trigger_async(self._plugins, name, **extra)
-            await trigger_async(self._plugins, "qtasks_add_task_after_broker", qtasks=self,
-                                broker=self.backend, task_name=task_name, priority=new.priority,
-                                args=args, kw=kwargs, task=self._new_record(new, args, kwargs))
-        if self.config.eager:
-            timeout = self._start_eager_worker() if timeout is None else timeout
-        if timeout is None:
-            return self._new_record(new, args, kwargs)
-        with slot_lent():  # inside a task: do not hold a worker slot while waiting
-            return self._record(await self.transport.wait(new.uuid, timeout, self._final))
+        steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when)
+        answer: Any = None
+        try:
+            while True:
+                step = steps.send(answer)
+                if step[0] == "trigger":
+                    answer = await trigger_async(self._plugins, step[1], **step[2])
+                elif step[0] == "enqueue":
+                    answer = await self.transport.enqueue(step[1])
+                elif step[0] == "inline":
+                    answer = await _arun_inline(self, step[1])
+                else:
+                    with slot_lent():  # inside a task: do not hold a worker slot while waiting
+                        answer = await self.transport.wait(step[1], step[2], self._final)
+        except StopIteration as stop:
+            return stop.value
 
     def wait_sync(self, uuid: UUID | str, timeout: float | None) -> Task | None:
         """Block until the task is final; ``None`` when unknown or on timeout."""
