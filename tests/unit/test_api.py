@@ -211,6 +211,10 @@ def test_compat_import_paths():
     assert TaskStatusEnum.SUCCESS == "success" and issubclass(TaskCancelError, RuntimeError)
     assert TaskPluginTriggerError("x", a=1).kwargs == {"a": 1}
     assert SyncResult and AsyncResult
+    from qtasks.stats import InspectStats
+    from qtasks.stats.inspect import InspectStats as IS2
+
+    assert InspectStats is IS2
     from qtasks.plugins import BasePlugin as P1
     from qtasks.plugins.base import BasePlugin as P2
 
