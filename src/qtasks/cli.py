@@ -127,7 +127,7 @@ def _value(text: str) -> Any:
         try:
             return kind(text)
         except ValueError:
-            pass
+            continue  # not this kind of number; try the next, else keep the text
     return text
 
 

@@ -1,12 +1,11 @@
 """Plugin registration and dispatch: who is called for a trigger, and how results merge.
 
-Pure bookkeeping; calling the plugins (which may be coroutines) is left to the caller through
-:meth:`PluginRegistry.steps`.
+Pure bookkeeping; calling the plugins (which may be coroutines) is left to
+``qtasks.plugins.runner``, which feeds each result to :func:`absorb`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 COMPONENTS = (None, "worker", "broker", "storage", "global_config")
@@ -47,20 +46,12 @@ class PluginRegistry:
         component = component_of(trigger)
         return [*self._by.get((component, trigger), ()), *self._by.get((component, GLOBAL), ())]
 
-    def steps(self, trigger: str, kwargs: dict[str, Any]) -> Iterator[Any]:
-        """Yield each plugin to call; send back its result. Returns the merged result.
 
-        Usage: ``gen = steps(...); plugin = next(gen); ... plugin = gen.send(result)`` until
-        ``StopIteration.value`` holds the merged dict.
-        """
-        merged: dict[str, Any] = {}
-        for plugin in self.for_trigger(trigger):
-            result = yield plugin
-            if isinstance(result, dict):
-                merged.update(result)
-                for key, value in result.items():
-                    if key in kwargs:
-                        kwargs[key] = value
-        return merged
-
-
+def absorb(merged: dict[str, Any], kwargs: dict[str, Any], result: Any) -> None:
+    """Take one plugin's result: its keys go into ``merged`` and replace the matching
+    arguments for the plugins after it. ``None`` (or anything not a dict) changes nothing."""
+    if isinstance(result, dict):
+        merged.update(result)
+        for key, value in result.items():
+            if key in kwargs:
+                kwargs[key] = value

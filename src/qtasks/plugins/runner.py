@@ -8,7 +8,7 @@ import inspect
 import logging
 from typing import Any
 
-from qtasks.core.plugins import PluginRegistry
+from qtasks.core.plugins import PluginRegistry, absorb
 
 log = logging.getLogger("qtasks.plugins")
 
@@ -17,44 +17,43 @@ def _failed(plugin: Any, name: str) -> None:
     log.exception("plugin %s failed at trigger %r; skipped", getattr(plugin, "name", plugin), name)
 
 
+def _call(plugin: Any, name: str, kwargs: dict[str, Any]) -> Any:
+    """The plugin's result, an awaitable for a coroutine plugin, or None if it raised."""
+    try:
+        return plugin.trigger(name, **kwargs)
+    except Exception:
+        _failed(plugin, name)
+        return None
+
+
 async def trigger_async(registry: PluginRegistry, name: str, **kwargs: Any) -> dict[str, Any]:
     """Call the plugins for ``name`` in order; return their results merged key by key."""
-    if not registry:
-        return {}
-    steps = registry.steps(name, kwargs)
-    try:
-        plugin = next(steps)
-        while True:
+    merged: dict[str, Any] = {}
+    for plugin in registry.for_trigger(name) if registry else ():
+        result = _call(plugin, name, kwargs)
+        if inspect.isawaitable(result):
             try:
-                result = plugin.trigger(name, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
+                result = await result
             except Exception:
                 _failed(plugin, name)
                 result = None
-            plugin = steps.send(result)
-    except StopIteration as stop:
-        return stop.value
+        absorb(merged, kwargs, result)
+    return merged
 
 
 def trigger_sync(registry: PluginRegistry, name: str, **kwargs: Any) -> dict[str, Any]:
     """As :func:`trigger_async`, blocking; a coroutine plugin runs on a loop of its own."""
-    if not registry:
-        return {}
-    steps = registry.steps(name, kwargs)
-    try:
-        plugin = next(steps)
-        while True:
+    merged: dict[str, Any] = {}
+    for plugin in registry.for_trigger(name) if registry else ():
+        result = _call(plugin, name, kwargs)
+        if inspect.isawaitable(result):
             try:
-                result = plugin.trigger(name, **kwargs)
-                if inspect.isawaitable(result):
-                    result = _run_coroutine(result)
+                result = _run_coroutine(result)
             except Exception:
                 _failed(plugin, name)
                 result = None
-            plugin = steps.send(result)
-    except StopIteration as stop:
-        return stop.value
+        absorb(merged, kwargs, result)
+    return merged
 
 
 def _run_coroutine(awaitable: Any) -> Any:
