@@ -102,6 +102,10 @@ class ChangeWatcher:
     def _run(self) -> None:
         conn = self._connect()
         last = conn.execute("PRAGMA data_version").fetchone()[0]
+        # A change committed between a waiter's read and this first baseline would never be
+        # reported: wake the first waiters once so that they read again.
+        with self._cond:
+            self._bump()
         while True:
             with self._cond:
                 while self._waiters <= 0:
