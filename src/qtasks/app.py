@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 from qtasks import _state
 from qtasks.backends import AsyncTransport, Backend, SyncClient, backend_from_url
 from qtasks.backends.base import NewTask
-from qtasks.core.codec import encode_arguments, encode_envelope
+from qtasks.core.codec import dumps, encode_arguments, encode_envelope, loads
 from qtasks.core.config import QueueConfig
 from qtasks.core.definition import (
     TaskDefinition,
@@ -199,7 +199,8 @@ class BaseQueueTasks:
     # -- shared halves of the I/O methods -----------------------------------------------------
 
     def _prepare(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 priority: int | None, when: float | None = None) -> NewTask:
+                 priority: int | None, when: float | None = None, queue: str = "default",
+                 extra: dict[str, Any] | None = None) -> NewTask:
         if not isinstance(task_name, str) or not task_name:
             raise ValueError("Task name is not specified.")
         if priority is None:
@@ -207,16 +208,18 @@ class BaseQueueTasks:
             priority = known.priority if known is not None else self.config.task_default_priority
         args_json, kwargs_json = encode_arguments(task_name, args, kwargs)
         uuid, now = uuid4(), time.time()
-        envelope = encode_envelope(uuid, task_name, priority, args_json, kwargs_json, now)
-        new = NewTask(str(uuid), task_name, int(priority), args_json, kwargs_json, now, envelope,
-                      eta=when, uuid_obj=uuid)
-        return new
+        extra_json = dumps(extra) if extra else None  # stored on the record and sent along
+        envelope = encode_envelope(uuid, task_name, priority, args_json, kwargs_json, now,
+                                   meta_json=extra_json)
+        return NewTask(str(uuid), task_name, int(priority), args_json, kwargs_json, now, envelope,
+                       eta=when, queue=queue, extra_json=extra_json, uuid_obj=uuid)
 
     def _new_record(self, new: NewTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
         when = datetime.fromtimestamp(new.created_at, tz=UTC)
         return Task(status="new", uuid=new.uuid_obj, priority=new.priority,
                     task_name=new.task_name, args=tuple(args), kwargs=dict(kwargs),
-                    created_at=when, updated_at=when, _app=self)
+                    created_at=when, updated_at=when,
+                    extra=loads(new.extra_json) if new.extra_json else {}, _app=self)
 
     @property
     def _final(self) -> frozenset[str]:
@@ -249,8 +252,9 @@ class BaseQueueTasks:
                 ("broker_add_after", {"broker": backend, "storage": backend, "model": new})]
 
     def _add_task_steps(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                        priority: int | None, timeout: float | None,
-                        when: float | None) -> Generator[tuple[Any, ...], Any, Task | None]:
+                        priority: int | None, timeout: float | None, when: float | None,
+                        queue: str = "default", extra: dict[str, Any] | None = None
+                        ) -> Generator[tuple[Any, ...], Any, Task | None]:
         """What ``add_task`` does, written once for both flavours.
 
         Yields the I/O it needs: ``("trigger", name, kwargs)`` -> merged plugin result,
@@ -264,7 +268,7 @@ class BaseQueueTasks:
                              "priority": priority, "args": args, "kw": kwargs})
             task_name, args, kwargs, priority = self._before_enqueue(merged, task_name, args,
                                                                      kwargs, priority)
-        new = self._prepare(task_name, args, kwargs, priority, when)
+        new = self._prepare(task_name, args, kwargs, priority, when, queue, extra)
         for name, extra in self._enqueue_triggers(new, before=True) if self._plugins else ():
             yield ("trigger", name, extra)
         if "django" in sys.modules:
@@ -289,9 +293,11 @@ class BaseQueueTasks:
         return self._record((yield ("wait", new.uuid, timeout)))
 
     def _add_task_sync(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                       priority: int | None, timeout: float | None,
-                       when: float | None = None) -> Task | None:
-        steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when)
+                       priority: int | None, timeout: float | None, when: float | None = None,
+                       queue: str = "default", extra: dict[str, Any] | None = None
+                       ) -> Task | None:
+        steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when, queue,
+                                     extra)
         answer: Any = None
         try:
             while True:
@@ -310,8 +316,11 @@ class BaseQueueTasks:
 
     async def _add_task_async(self, task_name: str, args: tuple[Any, ...],
                               kwargs: dict[str, Any], priority: int | None,
-                              timeout: float | None, when: float | None = None) -> Task | None:
-        steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when)
+                              timeout: float | None, when: float | None = None,
+                              queue: str = "default", extra: dict[str, Any] | None = None
+                              ) -> Task | None:
+        steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when, queue,
+                                     extra)
         answer: Any = None
         try:
             while True:

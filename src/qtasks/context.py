@@ -29,6 +29,9 @@ class _Context:
         self.task_uuid = task_uuid
         self.generate_handler = generate_handler
         self._metadata: Task | None = None
+        self._worker_id: str | None = None  # the worker running the task; None inline
+        self._extra: dict[str, Any] = {}  # integration fields merged into the final record
+        self._envelope: Any = None  # the message as the worker decoded it
 
     def get_logger(self, name: str | None = None) -> logging.Logger:
         """A logger named after the app and ``name`` (default: the task's name)."""

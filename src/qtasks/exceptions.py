@@ -5,7 +5,9 @@
     ├── TaskPluginTriggerError a task asked a plugin to decide its result
     ├── NotYetSupported        (also a NotImplementedError) an option that a later release implements
     ├── BackendError           a backend URL or backend failure the user must see
-    └── MalformedMessage       a queued message that cannot be decoded (worker side)
+    ├── MalformedMessage       a queued message that cannot be decoded (worker side)
+    └── errors a record can carry without the worker raising them (their names begin its
+        traceback text): UnknownTaskError, WorkerLostError, ResultEncodingError
 
 Argument validation errors stay builtin: a task argument that cannot be encoded raises
 ``TypeError``, a duplicate task name ``ValueError``, as users of QTasks expect.
@@ -44,11 +46,26 @@ class MalformedMessage(QTasksError):
     """A queued message that is not a valid qtasks envelope."""
 
 
+class UnknownTaskError(QTasksError):
+    """A record's task name is not registered in the app of the worker that claimed it."""
+
+
+class WorkerLostError(QTasksError):
+    """The worker running a task stopped without finishing it, too many times."""
+
+
+class ResultEncodingError(QTasksError, TypeError):
+    """A task returned a value that cannot be stored as JSON."""
+
+
 __all__ = [
     "BackendError",
     "MalformedMessage",
     "NotYetSupported",
     "QTasksError",
+    "ResultEncodingError",
     "TaskCancelError",
     "TaskPluginTriggerError",
+    "UnknownTaskError",
+    "WorkerLostError",
 ]

@@ -94,14 +94,18 @@ class Envelope:
     created_at: float
     retry: int | None = None
     """Retries left, on a message that is itself a retry; ``None`` on a first attempt."""
+    meta: dict[str, Any] | None = None
+    """What an integration sent along for the worker (the Django backend's queue and run_after)."""
 
 
 def encode_envelope(
     uuid: UUID | str, task_name: str, priority: int, args_json: str, kwargs_json: str,
-    created_at: float, retry: int | None = None,
+    created_at: float, retry: int | None = None, meta_json: str | None = None,
 ) -> str:
     """Build the envelope text from already-encoded arguments (no second encoding pass)."""
     tail = "" if retry is None else f',"retry":{int(retry)}'
+    if meta_json is not None:
+        tail += f',"meta":{meta_json}'
     return (
         f'{{"v":{ENVELOPE_VERSION},"uuid":"{uuid}","task":{dumps(task_name)},'
         f'"priority":{int(priority)},"created_at":{created_at!r},'
@@ -138,4 +142,7 @@ def decode_envelope(raw: str | bytes) -> Envelope:
     retry = data.get("retry")
     if retry is not None and (not isinstance(retry, int) or isinstance(retry, bool) or retry < 0):
         raise MalformedMessage("message 'retry' is not a whole number >= 0")
-    return Envelope(uuid, name, priority, args, kwargs, float(created_at), retry)
+    meta = data.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise MalformedMessage("message 'meta' is not an object")
+    return Envelope(uuid, name, priority, args, kwargs, float(created_at), retry, meta)

@@ -99,8 +99,18 @@ def _fields(env: Envelope, with_args: bool = False) -> dict[str, Any]:
 
 async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope,
                    delivery: Delivery, pool: Executor, worker: Any) -> Outcome:
-    done = functools.partial(Outcome, delivery=delivery, priority=env.priority, **_fields(env))
-    args = [_echo_handle(app, definition, env), *env.args] if definition.echo else list(env.args)
+    if definition.echo:
+        handle = _echo_handle(app, definition, env, worker)
+        args, ctx = [handle, *env.args], handle.ctx
+    else:
+        args, ctx = list(env.args), None
+
+    def done(**fields: Any) -> Outcome:
+        if ctx is not None and ctx._extra:  # fields an integration stored through the context
+            stored = loads(fields["extra_json"]) if fields.get("extra_json") else {}
+            fields["extra_json"] = dumps({**ctx._extra, **stored})
+        return Outcome(delivery=delivery, priority=env.priority, **_fields(env), **fields)
+
     run = TaskRun(task_func=definition, task_broker=env, args=args, kwargs=dict(env.kwargs))
     task_scope = Scope() if definition.inject else None
     plugins = app._plugins
@@ -229,7 +239,8 @@ async def _announce(app: BaseQueueTasks, worker: Any, definition: TaskDefinition
                           model=model)
 
 
-def _echo_handle(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope) -> Any:
+def _echo_handle(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope,
+                 worker: Any = None) -> Any:
     """The handle an ``echo=True`` task gets first: bound to this app, with a live ``ctx``.
 
     Its flavour follows the function: ``async def`` gets an ``AsyncTask`` (``await
@@ -248,6 +259,8 @@ def _echo_handle(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope)
     )
     context = AsyncContext if is_async else SyncContext
     handle.ctx = context(app, definition.name, env.uuid, definition.generate_handler)
+    handle.ctx._worker_id = getattr(worker, "id", None)
+    handle.ctx._envelope = env
     return handle
 
 
@@ -345,7 +358,8 @@ def _retry(definition: TaskDefinition, env: Envelope, done: Callable[..., Outcom
         uuid=child, task_name=env.task_name, priority=env.priority, args_json=args_json,
         kwargs_json=kwargs_json, created_at=now,
         envelope=encode_envelope(child, env.task_name, env.priority, args_json, kwargs_json, now,
-                                 retry=remaining - 1),
+                                 retry=remaining - 1,
+                                 meta_json=dumps(env.meta) if env.meta is not None else None),
         eta=now + wait if wait > 0 else None,
         extra_json=dumps({"retry": remaining - 1, "retry_parent_uuid": str(env.uuid)}),
     )

@@ -25,6 +25,7 @@ returns the final record. Such records are not stored in the backend.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 from django.apps import AppConfig
@@ -109,3 +110,6 @@ class QTasksConfig(AppConfig):
             _modules[alias] = modules
             if discover:
                 autodiscover_tasks(app, modules)
+        backend = sys.modules.get("qtasks.contrib.django.backend")
+        if backend is not None:  # django.tasks tasks defined before their app was configured
+            backend.register_pending()

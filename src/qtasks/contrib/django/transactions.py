@@ -9,6 +9,7 @@ removed. Outside a transaction it is enqueued at once, as Django's ``on_commit``
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -18,28 +19,38 @@ log = logging.getLogger("qtasks.contrib.django")
 
 
 def enqueue_on_commit(app: Any, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                      priority: int | None, when: float | None, using: str | None) -> Any:
-    """Register the enqueue with the transaction of ``using``; return the ``new`` record."""
-    new = app._prepare(task_name, args, kwargs, priority, when)
+                      priority: int | None, when: float | None, using: str | None,
+                      queue: str = "default", extra: dict[str, Any] | None = None,
+                      then: Callable[[Any], None] | None = None) -> Any:
+    """Register the enqueue with the transaction of ``using``; return the ``new`` record.
+
+    ``then(record)`` is called right after the task is enqueued (at the commit).
+    """
+    new = app._prepare(task_name, args, kwargs, priority, when, queue, extra)
+    record = app._new_record(new, args, kwargs)
 
     def enqueue() -> None:
         if app._capture is not None:  # capture mode (tests): record instead of sending
             app._capture.append(new)
         else:
             app.client.enqueue(new)
+        if then is not None:
+            then(record)
 
     transaction.on_commit(enqueue, using=using)
-    return app._new_record(new, args, kwargs)
+    return record
 
 
 async def aenqueue_on_commit(app: Any, task_name: str, args: tuple[Any, ...],
                              kwargs: dict[str, Any], priority: int | None, when: float | None,
-                             using: str | None) -> Any:
+                             using: str | None, queue: str = "default",
+                             extra: dict[str, Any] | None = None,
+                             then: Callable[[Any], None] | None = None) -> Any:
     from asgiref.sync import sync_to_async
 
     # transactions live in asgiref's ORM thread; register there
     return await sync_to_async(enqueue_on_commit)(app, task_name, args, kwargs, priority, when,
-                                                  using)
+                                                  using, queue, extra, then)
 
 
 def warn_if_in_transaction(task_name: str) -> None:
@@ -51,5 +62,6 @@ def warn_if_in_transaction(task_name: str) -> None:
             log.warning(
                 "add_task(%r) inside a transaction (database %r): a worker may run it before "
                 "the transaction commits, or after a rollback. Use add_task_on_commit(...) to "
-                "enqueue when it commits.", task_name, connection.alias)
+                "enqueue when it commits (django.tasks: the backend option "
+                "ENQUEUE_ON_COMMIT).", task_name, connection.alias)
             return
