@@ -55,9 +55,10 @@ def test_manage_py_worker_runs_tasks_and_stops_on_sigterm():
     assert "database connections are cleaned up" in log.read_text()
 
 
-def test_named_queues_are_refused_clearly():
-    result = manage("qtasks", "worker", "--noreload", "--queues", "emails")
-    assert result.returncode != 0 and "named queues are not available yet" in result.stderr
+def test_an_empty_queue_list_is_refused_clearly():
+    # named queues at work: tests/test_django_tasks_backend.py (manage.py worker --queues emails)
+    result = manage("qtasks", "worker", "--noreload", "--queues", ",")
+    assert result.returncode != 0 and "give at least one queue name" in result.stderr
 
 
 BAD = """

@@ -199,13 +199,17 @@ class BaseQueueTasks:
     # -- shared halves of the I/O methods -----------------------------------------------------
 
     def _prepare(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 priority: int | None, when: float | None = None, queue: str = "default",
+                 priority: int | None, when: float | None = None, queue: str | None = None,
                  extra: dict[str, Any] | None = None) -> NewTask:
         if not isinstance(task_name, str) or not task_name:
             raise ValueError("Task name is not specified.")
-        if priority is None:
+        if priority is None or queue is None:
             known = self.tasks.get(task_name)
-            priority = known.priority if known is not None else self.config.task_default_priority
+            if priority is None:
+                priority = (known.priority if known is not None
+                            else self.config.task_default_priority)
+            if queue is None:
+                queue = known.queue if known is not None else "default"
         args_json, kwargs_json = encode_arguments(task_name, args, kwargs)
         uuid, now = uuid4(), time.time()
         extra_json = dumps(extra) if extra else None  # stored on the record and sent along
@@ -253,7 +257,7 @@ class BaseQueueTasks:
 
     def _add_task_steps(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                         priority: int | None, timeout: float | None, when: float | None,
-                        queue: str = "default", extra: dict[str, Any] | None = None
+                        queue: str | None = None, extra: dict[str, Any] | None = None
                         ) -> Generator[tuple[Any, ...], Any, Task | None]:
         """What ``add_task`` does, written once for both flavours.
 
@@ -294,7 +298,7 @@ class BaseQueueTasks:
 
     def _add_task_sync(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                        priority: int | None, timeout: float | None, when: float | None = None,
-                       queue: str = "default", extra: dict[str, Any] | None = None
+                       queue: str | None = None, extra: dict[str, Any] | None = None
                        ) -> Task | None:
         steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when, queue,
                                      extra)
@@ -317,7 +321,7 @@ class BaseQueueTasks:
     async def _add_task_async(self, task_name: str, args: tuple[Any, ...],
                               kwargs: dict[str, Any], priority: int | None,
                               timeout: float | None, when: float | None = None,
-                              queue: str = "default", extra: dict[str, Any] | None = None
+                              queue: str | None = None, extra: dict[str, Any] | None = None
                               ) -> Task | None:
         steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when, queue,
                                      extra)

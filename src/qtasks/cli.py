@@ -1,6 +1,6 @@
 """The ``qtasks`` command (also ``python -m qtasks``).
 
-    qtasks -A module:app run [--concurrency N] [--processes N] [--grace S]
+    qtasks -A module:app run [--concurrency N] [--processes N] [--grace S] [--queues a,b]
     qtasks -A module:app info
     qtasks -A module:app dead-letters [--limit N] [--json]
     qtasks -A module:app stats inspect app|tasks|task [NAME ...] [json=true]
@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="worker processes under a supervisor that restarts dead ones")
     run.add_argument("--grace", type=float, default=None,
                      help="seconds running tasks get after SIGTERM (default 30)")
+    run.add_argument("-Q", "--queues", default=None, type=queue_list,
+                     help="comma-separated queues to take tasks from (default: "
+                          "config.worker_queues, ['default'])")
     run.add_argument("--timers", action="store_true",
                      help="also run the app's timers in this worker (in one process only)")
     sub.add_parser("info", parents=[app_opt], help="show the app, its backend and its queue")
@@ -92,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("--limit", type=int, default=20)
     dead.add_argument("--json", action="store_true", help="print JSON lines")
     return parser
+
+
+def queue_list(text: str) -> list[str]:
+    """``"default,emails"`` -> ``["default", "emails"]``; an empty list is an error."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one queue name, e.g. --queues default")
+    return names
 
 
 def _info(app: Any) -> None:
@@ -169,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                 child += ["--concurrency", str(args.concurrency)]
             if args.grace is not None:
                 child += ["--grace", str(args.grace)]
+            if args.queues:
+                child += ["--queues", ",".join(args.queues)]
             grace = args.grace if args.grace is not None else 30.0
             first_only = ["--timers"] if args.timers else []
             return Supervisor(args.app, args.processes, child, grace, first_only).run()
@@ -176,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from qtasks.worker import run_worker
 
-            run_worker(app, args.concurrency, args.grace, args.timers)
+            run_worker(app, args.concurrency, args.grace, args.timers, args.queues)
         if args.command == "info":
             _info(app)
         elif args.command == "dead-letters":

@@ -159,3 +159,8 @@ def parent(self, x):
 @app.task(echo=True)
 def self_cancel(self, reason):
     self.ctx.cancel(reason)
+
+
+@app.task(queue="emails")
+def mail(to):
+    return f"mail to {to}"

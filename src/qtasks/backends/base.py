@@ -147,8 +147,9 @@ class AsyncTransport(abc.ABC):
 
     @abc.abstractmethod
     async def claim(self, worker_id: str, limit: int, lease: float,
-                    finished: list[Outcome] | tuple[()] = ()) -> list[Delivery]:
-        """Record ``finished`` outcomes, then lease up to ``limit`` ready messages.
+                    finished: list[Outcome] | tuple[()] = (),
+                    queues: tuple[str, ...] = ("default",)) -> list[Delivery]:
+        """Record ``finished`` outcomes, then lease up to ``limit`` ready messages of ``queues``.
 
         Outcomes: final records written once, messages removed, dead letters stored for those
         that ask for it. Claiming: lowest priority number first, FIFO within one priority. One
@@ -164,8 +165,8 @@ class AsyncTransport(abc.ABC):
         """Counts for introspection, as ``SyncClient.stats``."""
 
     @abc.abstractmethod
-    async def next_due(self) -> float | None:
-        """Epoch seconds at which the earliest delayed message becomes ready, if any."""
+    async def next_due(self, queues: tuple[str, ...] = ("default",)) -> float | None:
+        """Epoch seconds at which the earliest delayed message of ``queues`` becomes ready."""
 
     @abc.abstractmethod
     async def cancel(self, uuid: str, reason: str) -> bool:

@@ -89,6 +89,8 @@ class QueueConfig:
     """Run each task at once, in-process, when it is enqueued (tests; see qtasks.testing)."""
     poll_interval_idle: float = 0.02
     """Embedded backend: that pause once nothing has changed for a second (idle workers)."""
+    worker_queues: list[str] = field(default_factory=lambda: ["default"])
+    """The named queues a worker takes tasks from (``--queues`` overrides it)."""
 
     def __post_init__(self) -> None:
         self._subscribers: list[Callable[[QueueConfig, str, Any], None]] = []

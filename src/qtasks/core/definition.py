@@ -47,6 +47,8 @@ class TaskDefinition:
     extra: dict[str, Any] = field(default_factory=dict)
     inject: tuple[Any, ...] = ()
     """Parameters the worker fills in (Depends, states, a pydantic model); see qtasks.injection."""
+    queue: str = "default"
+    """The named queue its tasks go to; a worker takes those of the queues it was given."""
 
     def same_function(self, other: TaskDefinition) -> bool:
         """True when ``other`` is this function defined again (a module imported twice)."""
@@ -77,7 +79,10 @@ def build_definition(
     _check_run_options(task_name, run, generating)
     from qtasks.injection import plan_injections
 
-    known = {"tags", "description", "awaiting", *_PENDING_OPTIONS, *_RUN_OPTIONS}
+    queue = options.get("queue") or "default"
+    if not isinstance(queue, str):
+        raise TypeError(f"task {task_name!r}: queue must be a queue name (str)")
+    known = {"tags", "description", "awaiting", "queue", *_PENDING_OPTIONS, *_RUN_OPTIONS}
     extra = {k: v for k, v in options.items() if k not in known}
     return TaskDefinition(
         priority=int(priority),
@@ -93,6 +98,7 @@ def build_definition(
         middlewares_before=list(run["middlewares_before"] or []),
         middlewares_after=list(run["middlewares_after"] or []),
         inject=plan_injections(func),
+        queue=queue,
     )
 
 

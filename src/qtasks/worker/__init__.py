@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def run_worker(app: BaseQueueTasks, concurrency: int | None = None,
-               grace: float | None = None, timers: bool = False) -> None:
+               grace: float | None = None, timers: bool = False,
+               queues: list[str] | None = None) -> None:
     """Run a worker in this process until it is stopped (the CLI and ``run_forever`` use this).
 
     If a hard stop left plain-function tasks running in their threads, their messages have
@@ -24,7 +25,7 @@ def run_worker(app: BaseQueueTasks, concurrency: int | None = None,
     from qtasks import _state
 
     _state.app_main = app
-    worker = Worker(app, concurrency=concurrency, grace=grace, timers=timers)
+    worker = Worker(app, concurrency=concurrency, grace=grace, timers=timers, queues=queues)
     app._worker = worker
     try:
         asyncio.run(worker.run())

@@ -47,10 +47,11 @@ class Worker:
 
     def __init__(self, app: BaseQueueTasks, *, concurrency: int | None = None,
                  grace: float | None = None, install_signals: bool = True,
-                 timers: bool = False) -> None:
+                 timers: bool = False, queues: list[str] | None = None) -> None:
         self.app = app
         self.timers = timers
         config = app.config
+        self.queues = tuple(queues or config.worker_queues or ["default"])
         self.concurrency = max(1, concurrency or config.max_tasks_process)
         self.prefetch = config.prefetch(self.concurrency)
         self.grace = config.worker_shutdown_grace if grace is None else grace
@@ -136,8 +137,9 @@ class Worker:
         await events.fire("worker_running", worker=self, number=0)
         if self.timers:
             log.info("running %d timers in this worker", len(timers))
-        log.info("worker %s ready: app %r, %s, concurrency %d", self.id, self.app.name,
-                 self.app.backend.describe(), self.concurrency)
+        log.info("worker %s ready: app %r, %s, concurrency %d, queues %s", self.id,
+                 self.app.name, self.app.backend.describe(), self.concurrency,
+                 ",".join(self.queues))
         try:
             await self._fetch(pool)
         finally:
@@ -199,7 +201,8 @@ class Worker:
         """Write finished outcomes and claim up to ``room`` more, in one backend round trip."""
         finished, self._done = self._done, []
         try:
-            claimed = await self.app.transport.claim(self.id, room, self.lease, finished)
+            claimed = await self.app.transport.claim(self.id, room, self.lease, finished,
+                                                     self.queues)
         except Exception:
             # The store is unavailable (locked, disk full, restarting): keep the outcomes and the
             # worker; the leases are still ours while the heartbeat runs.
@@ -214,7 +217,7 @@ class Worker:
     async def _idle_wait(self) -> float:
         """How long to sleep when nothing is ready: until the next delayed task is due."""
         try:
-            due = await self.app.transport.next_due()
+            due = await self.app.transport.next_due(self.queues)
         except Exception:
             log.exception("could not read the next due time")
             return IDLE_RECHECK

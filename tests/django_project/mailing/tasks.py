@@ -58,8 +58,7 @@ def send(to):
 def count_orders():
     from shop.models import Order
 
-    Order.objects.create(total=1)
-    return Order.objects.count()
+    return Order.objects.filter(total__gte=0).count()  # the ORM, read-only (shared test DB)
 
 
 def _started(sender, task_result, **kwargs):

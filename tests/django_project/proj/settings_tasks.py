@@ -1,5 +1,7 @@
 """The test project with Django's task framework on the qtasks backend (django.tasks)."""
 
+import os
+
 import django
 
 from proj.settings import *  # noqa: F403
@@ -18,3 +20,4 @@ TASKS = {
         "OPTIONS": {"APP": "proj.qtasks:app", "ENQUEUE_ON_COMMIT": True},
     },
 }
+QTASKS_IMMEDIATE = os.environ.get("TEST_QTASKS_IMMEDIATE") == "1"

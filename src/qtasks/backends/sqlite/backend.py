@@ -222,16 +222,17 @@ class SqliteAsyncTransport(AsyncTransport):
     async def stats(self) -> dict[str, Any]:
         return await self._call(store.stats)
 
-    async def next_due(self) -> float | None:
-        return await self._call(store.next_due)
+    async def next_due(self, queues: tuple[str, ...] = ("default",)) -> float | None:
+        return await self._call(store.next_due, queues)
 
     async def claim(self, worker_id: str, limit: int, lease: float,
-                    finished: list[Outcome] | tuple[()] = ()) -> list[Delivery]:
+                    finished: list[Outcome] | tuple[()] = (),
+                    queues: tuple[str, ...] = ("default",)) -> list[Delivery]:
         # Remember what we have seen before reading, so a change that lands while the claim
         # runs still wakes the next wait_for_work.
         self._seen = self.backend.watcher.generation
         claimed = await self._call(store.claim, worker_id, limit, lease,
-                                   self.backend.max_deliveries, finished)
+                                   self.backend.max_deliveries, finished, queues)
         if finished:
             self.backend.watcher.poke()
         return claimed

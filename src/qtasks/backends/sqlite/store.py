@@ -82,10 +82,18 @@ _RECORD_COLUMNS = (
     "uuid, task_name, priority, status, args, kwargs, created_at, updated_at, "
     "\"returning\", traceback, extra"
 )
-_READY = (
-    "app = :app AND queue = 'default' AND eta <= :now "
-    "AND (lease_until IS NULL OR lease_until < :now)"
-)
+_READY = "app = :app AND {queues} AND eta <= :now AND (lease_until IS NULL OR lease_until < :now)"
+
+
+def _in_queues(queues: tuple[str, ...], params: dict[str, object]) -> str:
+    """``queue IN (:q0, ...)``, the names put into ``params``."""
+    params.update({f"q{i}": queue for i, queue in enumerate(queues)})
+    return f"queue IN ({', '.join(f':q{i}' for i in range(len(queues)))})"
+
+
+def _ready(queues: tuple[str, ...], params: dict[str, object]) -> str:
+    """The condition of a message a worker of ``queues`` may claim now."""
+    return _READY.format(queues=_in_queues(queues, params))
 _HOSTNAME = socket.gethostname()
 
 
@@ -161,10 +169,13 @@ def _insert_tasks(conn: sqlite3.Connection, app: str, tasks: list[NewTask]) -> N
     )
 
 
-def next_due(conn: sqlite3.Connection, app: str) -> float | None:
+def next_due(conn: sqlite3.Connection, app: str,
+             queues: tuple[str, ...] = ("default",)) -> float | None:
+    params: dict[str, object] = {"app": app, "now": time.time()}
     row = conn.execute(
-        "SELECT min(eta) FROM queue WHERE app = ? AND eta > ? AND lease_until IS NULL",
-        (app, time.time()),
+        f"SELECT min(eta) FROM queue WHERE app = :app AND {_in_queues(queues, params)} "
+        "AND eta > :now "
+        "AND lease_until IS NULL", params,
     ).fetchone()
     return row[0]
 
@@ -228,12 +239,16 @@ def _lost_worker_outcomes(
 def claim(
     conn: sqlite3.Connection, app: str, worker_id: str, limit: int, lease: float,
     max_deliveries: int, finished: list[Outcome] | tuple[()] = (),
+    queues: tuple[str, ...] = ("default",),
 ) -> list[Delivery]:
-    """Write ``finished`` outcomes, then lease up to ``limit`` ready messages: one transaction."""
+    """Write ``finished`` outcomes, then lease up to ``limit`` ready messages of ``queues``:
+    one transaction."""
     now = time.time()
+    params: dict[str, object] = {"now": now, "app": app}
+    condition = _ready(queues, params)
     # A read first: an idle worker woken by an unrelated commit must not take the write lock.
     ready = limit > 0 and conn.execute(
-        f"SELECT 1 FROM queue WHERE {_READY} LIMIT 1", {"now": now, "app": app}
+        f"SELECT 1 FROM queue WHERE {condition} LIMIT 1", params
     ).fetchone() is not None
     if not ready and not finished:
         return []
@@ -246,9 +261,9 @@ def claim(
             rows = conn.execute(
                 "UPDATE queue SET lease_until = :until, worker = :worker, "
                 "deliveries = deliveries + 1 WHERE id IN "
-                f"(SELECT id FROM queue WHERE {_READY} ORDER BY priority, id LIMIT :n) "
+                f"(SELECT id FROM queue WHERE {condition} ORDER BY priority, id LIMIT :n) "
                 "RETURNING id, uuid, payload, deliveries, priority",
-                {"now": now, "until": now + lease, "worker": worker_id, "n": limit, "app": app},
+                {**params, "until": now + lease, "worker": worker_id, "n": limit},
             ).fetchall()
         if rows:
             conn.execute(

@@ -167,8 +167,7 @@ class QTasksBackend(BaseTaskBackend):
         except _NotReady:
             _pending.append((self, base))
             return
-        app.task(name, echo=True, priority=-base.priority,
-                 description=inspect.getdoc(base.func))(_runner(self.alias, base))
+        _define(app, self.alias, base)
 
     # -- enqueue ------------------------------------------------------------------------------
 
@@ -263,8 +262,13 @@ def register_pending() -> None:
     """Register the tasks defined before their qtasks app was configured (called by ready())."""
     while _pending:
         backend, task = _pending.pop(0)
-        backend.app.task(task.module_path, echo=True, priority=-task.priority,
-                         description=inspect.getdoc(task.func))(_runner(backend.alias, task))
+        _define(backend.app, backend.alias, task)
+
+
+def _define(app: Any, alias: str, task: Task) -> None:
+    """Register ``task`` in the qtasks ``app`` under its module path."""
+    app.task(task.module_path, echo=True, priority=-task.priority, queue=task.queue_name,
+             description=inspect.getdoc(task.func))(_runner(alias, task))
 
 
 def _task_for(name: str, priority: int, meta: dict[str, Any], result_id: str) -> Task:

@@ -20,7 +20,7 @@ log = logging.getLogger("qtasks.contrib.django")
 
 def enqueue_on_commit(app: Any, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                       priority: int | None, when: float | None, using: str | None,
-                      queue: str = "default", extra: dict[str, Any] | None = None,
+                      queue: str | None = None, extra: dict[str, Any] | None = None,
                       then: Callable[[Any], None] | None = None) -> Any:
     """Register the enqueue with the transaction of ``using``; return the ``new`` record.
 
@@ -43,7 +43,7 @@ def enqueue_on_commit(app: Any, task_name: str, args: tuple[Any, ...], kwargs: d
 
 async def aenqueue_on_commit(app: Any, task_name: str, args: tuple[Any, ...],
                              kwargs: dict[str, Any], priority: int | None, when: float | None,
-                             using: str | None, queue: str = "default",
+                             using: str | None, queue: str | None = None,
                              extra: dict[str, Any] | None = None,
                              then: Callable[[Any], None] | None = None) -> Any:
     from asgiref.sync import sync_to_async

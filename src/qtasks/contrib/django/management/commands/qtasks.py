@@ -7,8 +7,9 @@ import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from qtasks.cli import queue_list
 from qtasks.contrib.django.apps import configured, get_app
 
 
@@ -23,8 +24,9 @@ class Command(BaseCommand):
         worker.add_argument("-p", "--processes", type=int, default=1)
         worker.add_argument("--grace", type=float, default=None,
                             help="seconds running tasks get after SIGTERM (default 30)")
-        worker.add_argument("-Q", "--queues", default="default",
-                            help="queues to consume; this release has the 'default' queue")
+        worker.add_argument("-Q", "--queues", default=None, type=queue_list,
+                            help="comma-separated queues to take tasks from (default: "
+                                 "config.worker_queues, ['default'])")
         worker.add_argument("--timers", action="store_true", help="also run the app's timers")
         worker.add_argument("--loglevel", default="INFO",
                             help="log level when the project's LOGGING sets none for qtasks")
@@ -54,14 +56,11 @@ class Command(BaseCommand):
             for name in sorted(app.tasks):
                 definition = app.tasks[name]
                 func = definition.func
+                queue = "" if definition.queue == "default" else f", queue {definition.queue}"
                 self.stdout.write(f"  task {name} ({func.__module__}.{func.__qualname__}, "
-                                  f"priority {definition.priority})")
+                                  f"priority {definition.priority}{queue})")
 
     def _worker(self, options: dict[str, Any]) -> None:
-        queues = [q.strip() for q in options["queues"].split(",") if q.strip()]
-        if queues != ["default"]:
-            raise CommandError("named queues are not available yet: this release consumes the "
-                               "'default' queue only (--queues default)")
         app = get_app(options["app"])
         if not logging.getLogger().handlers and not logging.getLogger("qtasks").handlers:
             # the project's LOGGING did not route qtasks' messages anywhere: show them
@@ -75,6 +74,8 @@ class Command(BaseCommand):
             for flag in ("concurrency", "grace"):
                 if options[flag] is not None:
                     child += [f"--{flag}", str(options[flag])]
+            if options["queues"]:
+                child += ["--queues", ",".join(options["queues"])]
             grace = options["grace"] if options["grace"] is not None else 30.0
             first_only = ["--timers"] if options["timers"] else []
             code = Supervisor("", options["processes"], [], grace, first_only,
@@ -95,6 +96,7 @@ class Command(BaseCommand):
         def run() -> None:
             from qtasks.worker import run_worker
 
-            run_worker(app, options["concurrency"], options["grace"], options["timers"])
+            run_worker(app, options["concurrency"], options["grace"], options["timers"],
+                       options["queues"])
 
         return run
