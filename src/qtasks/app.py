@@ -378,18 +378,20 @@ class BaseQueueTasks:
     # -- running a worker ---------------------------------------------------------------------
 
     def run_forever(self, concurrency: int | None = None, grace: float | None = None,
-                    timers: bool = False, **_compat: Any) -> None:
+                    timers: bool = False, queues: list[str] | None = None,
+                    **_compat: Any) -> None:
         """Run a worker for this app in this process until SIGTERM/SIGINT or ``stop()``.
 
         Blocking. After a hard stop (second signal, or grace period over) that leaves plain
         functions running in threads, the process exits at once with status 1: their tasks are
         already back in the queue. With ``timers=True`` the app's timers (``qtasks.timers``)
-        run inside this worker. QTasks' ``starter``/``num_workers`` arguments are accepted and
-        ignored (``concurrency`` is the number of tasks run at once).
+        run inside this worker; ``queues`` are the named queues it takes tasks from (default
+        ``config.worker_queues``, ``["default"]``). QTasks' ``starter``/``num_workers``
+        arguments are accepted and ignored (``concurrency`` is the number of tasks run at once).
         """
         from qtasks.worker import run_worker
 
-        run_worker(self, concurrency, grace, timers)
+        run_worker(self, concurrency, grace, timers, queues)
 
     def _start_eager_worker(self) -> float:
         """Eager mode: make sure an in-process worker runs; return how long to wait for results.
