@@ -255,17 +255,39 @@ def test_enqueue_on_commit_returns_the_id_and_enqueues_at_commit(app):
 
 def test_immediate_mode_runs_django_tasks_inline(app):
     out = django_script("""
+        from django.db import transaction
+        try:
+            from django.tasks.exceptions import TaskResultDoesNotExist
+        except ImportError:
+            from django_tasks.exceptions import TaskResultDoesNotExist
+        from shop.tasks import add as native
+
         ok = T.add.enqueue(2, 2)
         failed = T.fail.enqueue("inline")
         again = T.add.get_result(ok.id)
-        print(json.dumps({"ok": show(ok), "failed": show(failed), "again": show(again)}))
+        with transaction.atomic():  # ENQUEUE_ON_COMMIT: it runs at the commit
+            late = T.add.using(backend="oncommit").enqueue(3, 3)
+            try:
+                T.add.get_result(late.id)
+                ran_early = True
+            except TaskResultDoesNotExist:
+                ran_early = False
+            native.add_task_on_commit(1, 1)
+        done = T.add.get_result(late.id)
+        print(json.dumps({"ok": show(ok), "failed": show(failed), "again": show(again),
+                          "late": str(late.status), "ran_early": ran_early,
+                          "done": show(done)}))
     """, TEST_QTASKS_IMMEDIATE="1")
     ok = out["ok"]
     assert ok["status"] == "SUCCESSFUL" and ok["value"] == 4 and out["again"] == ok
     assert out["failed"]["status"] == "FAILED" and "inline" in out["failed"]["errors"][0][1]
     assert [line.split()[0] for line in log_lines(ok["id"])] == ["enqueued", "started",
                                                                  "finished"]
-    assert app.client.stats()["queued"] == 0  # nothing went to the backend
+    assert out["late"] == "READY" and out["ran_early"] is False
+    assert out["done"]["value"] == 6
+    assert [line.split()[0] for line in log_lines(out["done"]["id"])] == [
+        "enqueued", "started", "finished"]
+    assert app.client.stats()["queued"] == 0  # nothing went to the backend, on-commit included
 
 
 def test_manage_py_worker_takes_the_queues_it_is_given(app):

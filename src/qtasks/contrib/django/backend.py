@@ -42,6 +42,7 @@ from typing import Any
 from uuid import UUID
 
 import django
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
@@ -181,41 +182,42 @@ class QTasksBackend(BaseTaskBackend):
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         name, priority, eta, meta = self._prepare(task)
         app, args, kwargs = self.app, tuple(args), dict(kwargs)
-        if self.on_commit and not app._immediate:
+        if self.on_commit:
             from qtasks.contrib.django.transactions import enqueue_on_commit
 
             record = enqueue_on_commit(app, name, args, kwargs, priority, eta, self.using,
                                        task.queue_name, meta, then=self._enqueued)
-            return self._result(record, task)
-        record = app._add_task_sync(name, args, kwargs, priority, None, eta, task.queue_name,
-                                    meta)
-        return self._after_enqueue(app, record, task)
+        else:
+            record = app._add_task_sync(name, args, kwargs, priority, None, eta,
+                                        task.queue_name, meta)
+            self._enqueued(record)
+        return self._result(record, task)
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         name, priority, eta, meta = self._prepare(task)
         app, args, kwargs = self.app, tuple(args), dict(kwargs)
-        if self.on_commit and not app._immediate:
+        if self.on_commit:
             from qtasks.contrib.django.transactions import aenqueue_on_commit
 
             record = await aenqueue_on_commit(app, name, args, kwargs, priority, eta,
                                               self.using, task.queue_name, meta,
                                               then=self._enqueued)
-            return self._result(record, task)
-        record = await app._add_task_async(name, args, kwargs, priority, None, eta,
-                                           task.queue_name, meta)
-        return self._after_enqueue(app, record, task)
-
-    def _after_enqueue(self, app: Any, record: Record, task: Task) -> TaskResult:
-        result = self._result(record, task)
-        if app._immediate:  # run inline: the runner sent task_enqueued before task_started
-            _inline[result.id] = record
-            while len(_inline) > _INLINE_KEPT:
-                _inline.popitem(last=False)
         else:
-            task_enqueued.send(type(self), task_result=result)
-        return result
+            record = await app._add_task_async(name, args, kwargs, priority, None, eta,
+                                               task.queue_name, meta)
+            await sync_to_async(self._enqueued)(record)  # receivers may use the ORM
+        return self._result(record, task)
 
     def _enqueued(self, record: Record) -> None:
+        """The task is in the queue (or, in immediate mode, has run): tell the receivers."""
+        if self.app._immediate:
+            if record.status == "new":
+                return  # captured (capture mode wins): task_enqueued comes when it runs
+            # the inline run sent task_enqueued before task_started; keep its final record
+            _inline[str(record.uuid)] = record
+            while len(_inline) > _INLINE_KEPT:
+                _inline.popitem(last=False)
+            return
         task_enqueued.send(type(self), task_result=self._result(record))
 
     # -- results ------------------------------------------------------------------------------
@@ -366,7 +368,8 @@ def _begin(ctx: Any, alias: str, base: Task, args: tuple[Any, ...], kwargs: dict
     """The running task's ``TaskResult``; True when it runs inline (immediate mode)."""
     env = ctx._envelope
     meta = dict((env.meta or {}).get("django") or {})
-    inline = ctx._worker_id is None
+    # run inline by immediate mode: nobody sent task_enqueued (it belongs before task_started)
+    inline = ctx._worker_id is None and ctx._app._immediate
     worker_id = ctx._worker_id or f"inline:{_host_pid()}"
     started = time.time()
     meta.update(started_at=started, worker_ids=[worker_id])

@@ -24,18 +24,24 @@ def enqueue_on_commit(app: Any, task_name: str, args: tuple[Any, ...], kwargs: d
                       then: Callable[[Any], None] | None = None) -> Any:
     """Register the enqueue with the transaction of ``using``; return the ``new`` record.
 
-    ``then(record)`` is called right after the task is enqueued (at the commit).
+    ``then(record)`` is called right after the task is enqueued (at the commit), with its
+    final record in immediate mode, where the commit runs it inline.
     """
     new = app._prepare(task_name, args, kwargs, priority, when, queue, extra)
     record = app._new_record(new, args, kwargs)
 
     def enqueue() -> None:
+        done = record
         if app._capture is not None:  # capture mode (tests): record instead of sending
             app._capture.append(new)
+        elif app._immediate:  # immediate mode (tests): run inline, at the commit
+            from qtasks.app import _run_inline
+
+            done = _run_inline(app, new)
         else:
             app.client.enqueue(new)
         if then is not None:
-            then(record)
+            then(done)
 
     transaction.on_commit(enqueue, using=using)
     return record
