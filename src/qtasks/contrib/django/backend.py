@@ -159,16 +159,17 @@ class QTasksBackend(BaseTaskBackend):
     def _register(self, task: Task) -> None:
         name = task.module_path
         known = _known.get(name)
-        if known is not None and known.func is task.func and known.backend == task.backend:
-            return  # the same task again, as .using() and the worker's rebuilds validate it
-        base = dataclasses.replace(task, run_after=None) if task.run_after else task
-        _known[name] = base
+        if known is None or known.func is not task.func:  # new, or its module imported again
+            known = _known[name] = task  # run_after etc. are taken from each message
         try:
             app = self.app
         except _NotReady:
-            _pending.append((self, base))
+            _pending.append((self, known))
             return
-        _define(app, self.alias, base)
+        current = app._own_tasks.get(name)
+        if current is not None and getattr(current.func, "_django_func", None) is task.func:
+            return  # registered: .using() copies and the worker's rebuilds come here too
+        _define(app, self.alias, known)
 
     # -- enqueue ------------------------------------------------------------------------------
 
@@ -360,6 +361,7 @@ def _runner(alias: str, base: Task) -> Callable[..., Any]:
 
     run.__module__, run.__qualname__ = func.__module__, func.__qualname__
     run.__name__, run.__doc__ = func.__name__, func.__doc__
+    run._django_func = func  # type: ignore[attr-defined]
     return run
 
 
