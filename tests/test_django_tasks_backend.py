@@ -318,3 +318,12 @@ def test_manage_py_worker_takes_the_queues_it_is_given(app):
             worker.wait(30)
     assert out == {"mail": "sent to bo@example.com", "other": "READY"}, log.read_text()
     assert worker.returncode == 0, log.read_text()
+
+
+def test_a_backend_naming_an_unknown_app_stops_django_with_a_clear_error(project):
+    check = subprocess.run([sys.executable, "manage.py", "check"], cwd=PROJECT,
+                           env={**os.environ, **ENV, "TEST_QTASKS_TASKS_APP": "nosuch"},
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode != 0
+    assert ("ImproperlyConfigured: TASKS['default'] uses the qtasks app 'nosuch', which is not "
+            "in settings.QTASKS") in check.stderr

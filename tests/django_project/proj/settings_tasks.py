@@ -14,6 +14,7 @@ TASKS = {
     "default": {
         "BACKEND": "qtasks.contrib.django.backend.QTasksBackend",
         "QUEUES": ["default", "emails"],
+        "OPTIONS": {"APP": os.environ.get("TEST_QTASKS_TASKS_APP", "default")},
     },
     "oncommit": {
         "BACKEND": "qtasks.contrib.django.backend.QTasksBackend",

@@ -35,6 +35,8 @@ from django.core.exceptions import ImproperlyConfigured
 _OPTIONS = {"APP", "NAME", "BROKER_URL", "MODULES", "AUTODISCOVER", "CONFIG"}
 _apps: dict[str, Any] = {}
 _modules: dict[str, list[str]] = {}
+loaded = False
+"""True once ready() has read settings.QTASKS (every configured app is in ``_apps``)."""
 
 
 def _load(alias: str, entry: Any) -> tuple[Any, list[str], bool]:
@@ -95,11 +97,10 @@ class QTasksConfig(AppConfig):
     verbose_name = "qtasks"
 
     def ready(self) -> None:
+        global loaded
         from qtasks.contrib.django.autodiscover import autodiscover_tasks
 
-        entries = getattr(settings, "QTASKS", None)
-        if entries is None:
-            return
+        entries = getattr(settings, "QTASKS", None) or {}
         if not isinstance(entries, dict):
             raise ImproperlyConfigured("settings.QTASKS must be a dict: alias -> app")
         immediate = getattr(settings, "QTASKS_IMMEDIATE", False) is True
@@ -110,6 +111,7 @@ class QTasksConfig(AppConfig):
             _modules[alias] = modules
             if discover:
                 autodiscover_tasks(app, modules)
+        loaded = True
         backend = sys.modules.get("qtasks.contrib.django.backend")
         if backend is not None:  # django.tasks tasks defined before their app was configured
             backend.register_pending()

@@ -114,21 +114,27 @@ class QTasksBackend(BaseTaskBackend):
     def app(self) -> Any:
         """The qtasks app this backend enqueues to (resolved on first use)."""
         if self._app is None:
-            self._app = self._resolve()
+            try:
+                self._app = self._resolve()
+            except _NotReady:
+                raise ImproperlyConfigured(
+                    f"TASKS[{self.alias!r}] uses the qtasks app {self.app_ref!r}, which is not "
+                    f"configured yet: Django is still loading its apps") from None
         return self._app
 
     def _resolve(self) -> Any:
         from django.apps import apps
 
         from qtasks.app import BaseQueueTasks
+        from qtasks.contrib.django import apps as qtasks_apps
         from qtasks.contrib.django.apps import configured
 
         ref = self.app_ref
         if ":" not in ref:
             found = configured().get(ref)
             if found is None:
-                if not apps.ready:
-                    raise _NotReady(ref)
+                if not apps.ready and not qtasks_apps.loaded:
+                    raise _NotReady(ref)  # settings.QTASKS is read in our ready(): wait
                 raise ImproperlyConfigured(
                     f"TASKS[{self.alias!r}] uses the qtasks app {ref!r}, which is not in "
                     f"settings.QTASKS (configured: {sorted(configured())}; is "
@@ -146,7 +152,7 @@ class QTasksBackend(BaseTaskBackend):
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         try:
             self.app  # noqa: B018 (resolving it is the check)
-        except (ImproperlyConfigured, _NotReady) as exc:
+        except ImproperlyConfigured as exc:
             return [checks.Error(str(exc), obj=f"TASKS[{self.alias!r}]", id="qtasks.E001")]
         return []
 
@@ -162,10 +168,11 @@ class QTasksBackend(BaseTaskBackend):
         if known is None or known.func is not task.func:  # new, or its module imported again
             known = _known[name] = task  # run_after etc. are taken from each message
         try:
-            app = self.app
+            app = self._app if self._app is not None else self._resolve()
         except _NotReady:
             _pending.append((self, known))
             return
+        self._app = app
         current = app._own_tasks.get(name)
         if current is not None and getattr(current.func, "_django_func", None) is task.func:
             return  # registered: .using() copies and the worker's rebuilds come here too
