@@ -260,7 +260,8 @@ class QTasksBackend(BaseTaskBackend):
             started_at=_local(started) if started is not None else None,
             finished_at=_local(record.updated_at.timestamp()) if finished else None,
             last_attempted_at=_local(started) if started is not None else None,
-            args=list(record.args), kwargs=dict(record.kwargs), backend=self.alias,
+            args=list(record.args), kwargs=dict(record.kwargs),
+            backend=meta.get("backend", self.alias),
             errors=_errors(record, meta), worker_ids=list(meta.get("worker_ids") or []),
         )
         if record.status == "success":
