@@ -111,6 +111,9 @@ def _info(app: Any) -> None:
     print(f"backend:      {app.backend.describe()}")
     print(f"tasks:        {', '.join(sorted(app.tasks)) or '(none registered)'}")
     print("queue:        {queued} waiting, {running} claimed by workers".format(**counts))
+    by_queue = counts.get("by_queue") or {}
+    if set(by_queue) - {"default"}:
+        print("waiting in:   " + ", ".join(f"{name} {n}" for name, n in by_queue.items()))
     print("records:      {records}; dead letters: {dead_letters}".format(**counts))
     print("workers:      {workers} alive".format(**counts))
 

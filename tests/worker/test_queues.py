@@ -1,9 +1,15 @@
 """Named queues: a task goes to its definition's queue; a worker takes only the queues it is given."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from apps import sync_app
 from qtasks import QueueTasks
+
+TESTS = Path(__file__).parent.parent
 
 
 def test_a_worker_takes_only_its_queues(start_worker):
@@ -13,6 +19,10 @@ def test_a_worker_takes_only_its_queues(start_worker):
     start_worker("apps.sync_app:app", "--concurrency", "1")  # queues: default
     assert app.add_task("add", 1, 2, timeout=20).returning == 3
     assert app.get(mail.uuid).status == "new", "a default-queue worker ran an 'emails' task"
+    assert app.client.stats()["by_queue"] == {"emails": 1}
+    info = subprocess.run([sys.executable, "-m", "qtasks", "-A", "apps.sync_app:app", "info"],
+                          capture_output=True, text=True, timeout=30, cwd=TESTS)
+    assert "waiting in:   emails 1" in info.stdout, info.stdout + info.stderr
     start_worker("apps.sync_app:app", "--queues", "emails")
     assert app.wait_sync(mail.uuid, 20).returning == "mail to ann"
 
@@ -27,7 +37,7 @@ def test_one_worker_takes_several_queues_and_the_setting_works(start_worker):
     assert "queues emails,default" in worker.output
 
 
-def test_delayed_tasks_of_other_queues_do_not_wake_a_worker_early(start_worker):
+def test_a_delayed_task_runs_on_a_worker_of_its_queue_only(start_worker):
     app = sync_app.app
     app.flush_all()
     worker = start_worker("apps.sync_app:app", "--queues", "emails")
@@ -46,10 +56,7 @@ def test_the_queue_option_is_checked():
 
 
 def test_an_empty_queue_list_is_refused():
-    import subprocess
-    import sys
-
     result = subprocess.run([sys.executable, "-m", "qtasks", "-A", "apps.sync_app:app", "run",
                              "--queues", " , "], capture_output=True, text=True, timeout=30,
-                            cwd=sync_app.__file__.rsplit("/apps/", 1)[0])
+                            cwd=TESTS)
     assert result.returncode == 2 and "give at least one queue name" in result.stderr

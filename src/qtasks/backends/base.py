@@ -120,7 +120,8 @@ class SyncClient(abc.ABC):
 
     @abc.abstractmethod
     def stats(self) -> dict[str, Any]:
-        """Counts for ``qtasks info``: queued, leased, dead letters, live workers."""
+        """Counts for ``qtasks info``: queued, leased, dead letters, live workers, and the
+        waiting tasks of each named queue (``by_queue``)."""
 
     def close(self) -> None:
         """Release connections."""

@@ -439,4 +439,7 @@ def stats(conn: sqlite3.Connection, app: str) -> dict[str, Any]:
         "records": one("SELECT count(*) FROM records WHERE app = ?"),
         "dead_letters": one("SELECT count(*) FROM dead_letters WHERE app = ?"),
         "workers": live_workers(conn, app),
+        "by_queue": dict(conn.execute(
+            "SELECT queue, count(*) FROM queue WHERE app = ? AND lease_until IS NULL "
+            "GROUP BY queue ORDER BY queue", (app,)).fetchall()),
     }
