@@ -29,6 +29,7 @@ qtasks' (Django's 100 runs first, qtasks' lowest number runs first: qtasks = -Dj
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import inspect
@@ -341,6 +342,8 @@ def _runner(alias: str, base: Task) -> Callable[..., Any]:
                     value = await func(TaskContext(task_result=result), *args, **kwargs)
                 else:
                     value = await func(*args, **kwargs)
+            except asyncio.CancelledError:
+                raise  # the worker stopped hard: the task goes back to the queue, not failed
             except BaseException as exc:
                 _failed(self.ctx, result, exc)
                 await task_finished.asend(sender, task_result=result)
