@@ -31,3 +31,18 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+DJANGO_PROJECT = Path(__file__).parent / "django_project"
+
+
+def django_project_qtasks():
+    """The test Django project's ``proj.qtasks`` module, imported with the project on the path."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(DJANGO_PROJECT))
+    try:
+        return importlib.import_module("proj.qtasks")
+    finally:
+        sys.path.remove(str(DJANGO_PROJECT))

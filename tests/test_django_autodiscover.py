@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import django_project_qtasks
+
 pytest.importorskip("django")
 
 PROJECT = Path(__file__).parent / "django_project"
@@ -90,13 +92,7 @@ def test_import_qtasks_does_not_import_django():
 
 
 def test_plain_qtasks_worker_runs_django_project_tasks(start_worker):
-    import importlib
-
-    sys.path.insert(0, str(PROJECT))
-    try:
-        project_qtasks = importlib.import_module("proj.qtasks")
-    finally:
-        sys.path.remove(str(PROJECT))
+    project_qtasks = django_project_qtasks()
     app = project_qtasks.app
     app.flush_all()
     env = {"DJANGO_SETTINGS_MODULE": "proj.settings", "PYTHONPATH": str(PROJECT)}

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import django_project_qtasks
+
 pytest.importorskip("django")
 
 PROJECT = Path(__file__).parent / "django_project"
@@ -32,13 +34,7 @@ def test_inspect_lists_apps_modules_and_tasks():
 
 
 def test_manage_py_worker_runs_tasks_and_stops_on_sigterm():
-    import importlib
-
-    sys.path.insert(0, str(PROJECT))
-    try:
-        app = importlib.import_module("proj.qtasks").app
-    finally:
-        sys.path.remove(str(PROJECT))
+    app = django_project_qtasks().app
     app.flush_all()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "proj.settings", "PYTHONPATH": str(PROJECT)}
     log = Path(os.environ["QTASKS_TEST_DIR"]) / "manage-worker.log"

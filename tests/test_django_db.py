@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import django_project_qtasks
+
 pytest.importorskip("django")
 psycopg = pytest.importorskip("psycopg")
 
@@ -37,15 +39,9 @@ def pg():
 
 @pytest.fixture
 def app():
-    import importlib
-
-    sys.path.insert(0, str(PROJECT))
-    try:
-        module = importlib.import_module("proj.qtasks")
-    finally:
-        sys.path.remove(str(PROJECT))
-    module.app.flush_all()
-    return module.app
+    app = django_project_qtasks().app
+    app.flush_all()
+    return app
 
 
 @pytest.mark.parametrize("task", ["backend_pid", "abackend_pid"])

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import django_project_qtasks
+
 django = pytest.importorskip("django")
 
 if django.VERSION < (6, 0):
@@ -81,15 +83,9 @@ def project():
 
 @pytest.fixture
 def app(project):
-    import importlib
-
-    sys.path.insert(0, str(PROJECT))
-    try:
-        module = importlib.import_module("proj.qtasks")
-    finally:
-        sys.path.remove(str(PROJECT))
-    module.app.flush_all()
-    return module.app
+    app = django_project_qtasks().app
+    app.flush_all()
+    return app
 
 
 def test_django_tasks_run_on_a_qtasks_worker(app, start_worker):

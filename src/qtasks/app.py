@@ -273,8 +273,8 @@ class BaseQueueTasks:
             task_name, args, kwargs, priority = self._before_enqueue(merged, task_name, args,
                                                                      kwargs, priority)
         new = self._prepare(task_name, args, kwargs, priority, when, queue, extra)
-        for name, extra in self._enqueue_triggers(new, before=True) if self._plugins else ():
-            yield ("trigger", name, extra)
+        for name, fields in self._enqueue_triggers(new, before=True) if self._plugins else ():
+            yield ("trigger", name, fields)
         if "django" in sys.modules:
             _django_transaction_check(task_name)
         if self._capture is not None:  # capture mode: recorded, not sent
@@ -284,8 +284,8 @@ class BaseQueueTasks:
             return (yield ("inline", new))
         yield ("enqueue", new)
         if self._plugins:
-            for name, extra in self._enqueue_triggers(new, before=False):
-                yield ("trigger", name, extra)
+            for name, fields in self._enqueue_triggers(new, before=False):
+                yield ("trigger", name, fields)
             yield ("trigger", "qtasks_add_task_after_broker",
                    {"qtasks": self, "broker": self.backend, "task_name": task_name,
                     "priority": new.priority, "args": args, "kw": kwargs,

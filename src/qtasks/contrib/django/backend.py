@@ -233,14 +233,13 @@ class QTasksBackend(BaseTaskBackend):
 
     def get_result(self, result_id: str) -> TaskResult:
         uuid = _uuid(result_id)
-        record = _inline.get(str(uuid)) or self.app.get_sync(uuid)
-        if record is None:
-            raise TaskResultDoesNotExist(result_id)
-        return self._result(record)
+        return self._found(result_id, _inline.get(str(uuid)) or self.app.get_sync(uuid))
 
     async def aget_result(self, result_id: str) -> TaskResult:
         uuid = _uuid(result_id)
-        record = _inline.get(str(uuid)) or await self.app.get_async(uuid)
+        return self._found(result_id, _inline.get(str(uuid)) or await self.app.get_async(uuid))
+
+    def _found(self, result_id: str, record: Record | None) -> TaskResult:
         if record is None:
             raise TaskResultDoesNotExist(result_id)
         return self._result(record)
