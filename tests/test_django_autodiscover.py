@@ -109,7 +109,7 @@ def test_model_instances_and_requests_are_refused_with_advice():
                     "        app.add_task('add', value, 1)\n"
                     "    except TypeError as exc:\n"
                     "        print(exc)\n"
-                    "print(app.client.stats()['queued'])\n")
+                    "print(app.stats().queued)\n")
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     order_line, request_line, queued = result.stdout.strip().splitlines()

@@ -283,7 +283,7 @@ def test_immediate_mode_runs_django_tasks_inline(app):
     assert out["done"]["value"] == 6
     assert [line.split()[0] for line in log_lines(out["done"]["id"])] == [
         "enqueued", "started", "finished"]
-    assert app.client.stats()["queued"] == 0  # nothing went to the backend, on-commit included
+    assert app.stats().queued == 0  # nothing went to the backend, on-commit included
 
 
 def test_manage_py_worker_takes_the_queues_it_is_given(app):

@@ -79,7 +79,7 @@ def test_capture_mode_asserts_and_runs_captured_tasks_in_the_transaction():
               "records = captured.run()\n"
               "assert [r.returning for r in records] == [1, 9], records\n"
               "captured.assert_nothing_enqueued()\n"
-              "assert app.client.stats()['queued'] == 0")
+              "assert app.stats().queued == 0")
     result = run("app.flush_all()", checks, immediate=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

@@ -17,8 +17,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from qtasks import _state
-from qtasks.backends import AsyncTransport, Backend, SyncClient, backend_from_url
-from qtasks.backends.base import NewTask
+from qtasks.backends import Backend, Client, Transport, backend_from_url, connect
+from qtasks.backends.base import BackendStats, DeadLetter, NewTask
 from qtasks.core.codec import dumps, encode_arguments, encode_envelope, loads
 from qtasks.core.config import QueueConfig
 from qtasks.core.definition import (
@@ -93,17 +93,22 @@ class BaseQueueTasks:
         log: logging.Logger | Any = None,
         config: QueueConfig | None = None,
         events: Any = None,
+        storage_url: str | None = None,
+        storage: Backend | None = None,
     ) -> None:
-        if broker is not None and not isinstance(broker, Backend):
-            raise TypeError(
-                f"broker= takes a qtasks backend (qtasks.backends.Backend), not "
-                f"{type(broker).__name__}; for a URL use broker_url= (see docs/migration.md)"
-            )
+        for arg, value in (("broker", broker), ("storage", storage)):
+            if value is not None and not isinstance(value, Backend):
+                raise TypeError(
+                    f"{arg}= takes a qtasks backend (qtasks.backends.Backend), not "
+                    f"{type(value).__name__}; for a URL use {arg}_url= (see docs/migration.md)"
+                )
         self.name = name
         self.version = __version__
         self.config = config or QueueConfig()
         self.broker_url = broker_url or self.config.broker_url
+        self.storage_url = storage_url or self.config.storage_url
         self._backend = broker
+        self._storage = storage
         self.worker = worker
         self.log = log or logging.getLogger(f"qtasks.{name}")
         self.events = events if events is not None else Events()
@@ -115,8 +120,8 @@ class BaseQueueTasks:
         self.routers: list[Any] = []
         self._own_tasks = TaskTable()
         self.tasks: ChainMap[str, TaskDefinition] = ChainMap(self._own_tasks, shared_registry)
-        self._client: SyncClient | None = None
-        self._transport: AsyncTransport | None = None
+        self._client: Client | None = None
+        self._transport: Transport | None = None
         self._worker: Any = None  # the Worker that run_forever is running, if any
         self._timers: list[Any] = []  # timers created for this app (qtasks.timers)
         self._background: Any = None  # (worker, thread) of eager mode and test cases
@@ -177,7 +182,8 @@ class BaseQueueTasks:
 
     @property
     def backend(self) -> Backend:
-        """The backend, created on first use from ``broker_url`` (or ``QTASKS_BROKER_URL``)."""
+        """The broker's backend, created on first use from ``broker_url`` (or
+        ``QTASKS_BROKER_URL``)."""
         if self._backend is None:
             self._backend = backend_from_url(self.broker_url, self.name, self.config)
         return self._backend
@@ -185,22 +191,51 @@ class BaseQueueTasks:
     broker = backend  # the QTasks name
 
     @property
-    def client(self) -> SyncClient:
+    def storage(self) -> Backend:
+        """The result store's backend: ``storage_url`` (``QTASKS_STORAGE_URL``), else the
+        broker's own."""
+        if self._storage is None:
+            self._storage = (backend_from_url(self.storage_url, self.name, self.config)
+                             if self.storage_url else self.backend)
+        return self._storage
+
+    def _swap_backend(self, backend: Backend | None, storage: Backend | None = None) -> tuple[Any, ...]:
+        """Use ``backend`` (and ``storage``) from now on; returns what ``_restore_backend``
+        needs to undo it (test cases, fixtures)."""
+        saved = (self._backend, self._storage, self._client, self._transport)
+        self._backend, self._storage = backend, storage
+        self._client = self._transport = None
+        return saved
+
+    def _restore_backend(self, saved: tuple[Any, ...]) -> None:
+        self._backend, self._storage, self._client, self._transport = saved
+
+    def _connect(self) -> None:
+        store = self.storage
+        self._transport, self._client = connect(self.backend,
+                                                None if store is self.backend else store)
+
+    @property
+    def client(self) -> Client:
+        """The blocking side of the backend (the sync app, operator commands)."""
         if self._client is None:
-            self._client = self.backend.sync_client()
+            self._connect()
+        assert self._client is not None
         return self._client
 
     @property
-    def transport(self) -> AsyncTransport:
+    def transport(self) -> Transport:
+        """The async side of the backend (the worker, the async app)."""
         if self._transport is None:
-            self._transport = self.backend.async_transport()
+            self._connect()
+        assert self._transport is not None
         return self._transport
 
     # -- shared halves of the I/O methods -----------------------------------------------------
 
     def _prepare(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                  priority: int | None, when: float | None = None, queue: str | None = None,
-                 extra: dict[str, Any] | None = None) -> NewTask:
+                 extra: dict[str, Any] | None = None, uuid: UUID | None = None) -> NewTask:
         if not isinstance(task_name, str) or not task_name:
             raise ValueError("Task name is not specified.")
         if priority is None or queue is None:
@@ -211,7 +246,7 @@ class BaseQueueTasks:
             if queue is None:
                 queue = known.queue if known is not None else "default"
         args_json, kwargs_json = encode_arguments(task_name, args, kwargs)
-        uuid, now = uuid4(), time.time()
+        uuid, now = uuid or uuid4(), time.time()
         extra_json = dumps(extra) if extra else None  # stored on the record and sent along
         envelope = encode_envelope(uuid, task_name, priority, args_json, kwargs_json, now,
                                    meta_json=extra_json)
@@ -257,9 +292,12 @@ class BaseQueueTasks:
 
     def _add_task_steps(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                         priority: int | None, timeout: float | None, when: float | None,
-                        queue: str | None = None, extra: dict[str, Any] | None = None
+                        queue: str | None = None, extra: dict[str, Any] | None = None,
+                        uuid: UUID | None = None
                         ) -> Generator[tuple[Any, ...], Any, Task | None]:
-        """What ``add_task`` does, written once for both flavours.
+        """What ``add_task`` does, written once for both flavours (and for ``add_tasks`` and
+        the on-commit enqueue of ``qtasks.contrib.django``, which gives the ``uuid`` it
+        returned earlier).
 
         Yields the I/O it needs: ``("trigger", name, kwargs)`` -> merged plugin result,
         ``("enqueue", new)``, ``("inline", new)`` -> final record (immediate mode),
@@ -272,7 +310,7 @@ class BaseQueueTasks:
                              "priority": priority, "args": args, "kw": kwargs})
             task_name, args, kwargs, priority = self._before_enqueue(merged, task_name, args,
                                                                      kwargs, priority)
-        new = self._prepare(task_name, args, kwargs, priority, when, queue, extra)
+        new = self._prepare(task_name, args, kwargs, priority, when, queue, extra, uuid)
         for name, fields in self._enqueue_triggers(new, before=True) if self._plugins else ():
             yield ("trigger", name, fields)
         if "django" in sys.modules:
@@ -296,27 +334,66 @@ class BaseQueueTasks:
             return self._new_record(new, args, kwargs)
         return self._record((yield ("wait", new.uuid, timeout)))
 
-    def _add_task_sync(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-                       priority: int | None, timeout: float | None, when: float | None = None,
-                       queue: str | None = None, extra: dict[str, Any] | None = None
-                       ) -> Task | None:
-        steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when, queue,
-                                     extra)
-        answer: Any = None
+    def _call_for(self, call: Any) -> tuple[str, tuple[Any, ...], dict[str, Any], int | None]:
+        """``(name, args, kwargs, priority)`` of one item given to ``add_tasks``."""
+        if hasattr(call, "_handle") and hasattr(call, "args"):  # a pre-built call: task(1, 2)
+            handle = call._handle()
+            return (call.task_name or handle.task_name, tuple(call.args), dict(call.kwargs),
+                    call.priority)
+        if isinstance(call, tuple) and 1 <= len(call) <= 3 and isinstance(call[0], str):
+            name, args, kwargs = (*call, (), {})[:3]
+            return name, tuple(args), dict(kwargs or {}), None
+        raise TypeError(f"add_tasks takes pre-built calls (task(1, 2)) or (task_name, args[, "
+                        f"kwargs]) tuples, not {call!r}")
+
+    def _steps_sync(self, steps: Generator[tuple[Any, ...], Any, Task | None], answer: Any = None,
+                    defer: bool = False) -> tuple[str, Any]:
+        """Carry out ``steps`` with blocking calls: ``("done", record)``, or with ``defer``,
+        ``("enqueue", new)`` when it reaches its enqueue (``add_tasks`` sends them together)."""
         try:
             while True:
                 step = steps.send(answer)
                 if step[0] == "trigger":
                     answer = trigger_sync(self._plugins, step[1], **step[2])
                 elif step[0] == "enqueue":
-                    answer = self.client.enqueue(step[1])
+                    if defer:
+                        return ("enqueue", step[1])
+                    answer = self.client.enqueue([step[1]])
                 elif step[0] == "inline":
                     answer = _run_inline(self, step[1])
                 else:
                     with slot_lent():  # inside a task: do not hold a worker slot while waiting
                         answer = self.client.wait(step[1], step[2], self._final)
         except StopIteration as stop:
-            return stop.value
+            return ("done", stop.value)
+
+    async def _steps_async(self, steps: Generator[tuple[Any, ...], Any, Task | None],
+                           answer: Any = None, defer: bool = False) -> tuple[str, Any]:
+        """``_steps_sync`` with awaits."""
+        try:
+            while True:
+                step = steps.send(answer)
+                if step[0] == "trigger":
+                    answer = await trigger_async(self._plugins, step[1], **step[2])
+                elif step[0] == "enqueue":
+                    if defer:
+                        return ("enqueue", step[1])
+                    answer = await self.transport.enqueue([step[1]])
+                elif step[0] == "inline":
+                    answer = await _arun_inline(self, step[1])
+                else:
+                    with slot_lent():  # inside a task: do not hold a worker slot while waiting
+                        answer = await self.transport.wait(step[1], step[2], self._final)
+        except StopIteration as stop:
+            return ("done", stop.value)
+
+    def _add_task_sync(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       priority: int | None, timeout: float | None, when: float | None = None,
+                       queue: str | None = None, extra: dict[str, Any] | None = None
+                       ) -> Task | None:
+        steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when, queue,
+                                     extra)
+        return self._steps_sync(steps)[1]
 
     async def _add_task_async(self, task_name: str, args: tuple[Any, ...],
                               kwargs: dict[str, Any], priority: int | None,
@@ -325,21 +402,29 @@ class BaseQueueTasks:
                               ) -> Task | None:
         steps = self._add_task_steps(task_name, args, kwargs, priority, timeout, when, queue,
                                      extra)
-        answer: Any = None
-        try:
-            while True:
-                step = steps.send(answer)
-                if step[0] == "trigger":
-                    answer = await trigger_async(self._plugins, step[1], **step[2])
-                elif step[0] == "enqueue":
-                    answer = await self.transport.enqueue(step[1])
-                elif step[0] == "inline":
-                    answer = await _arun_inline(self, step[1])
-                else:
-                    with slot_lent():  # inside a task: do not hold a worker slot while waiting
-                        answer = await self.transport.wait(step[1], step[2], self._final)
-        except StopIteration as stop:
-            return stop.value
+        return (await self._steps_async(steps))[1]
+
+    def _bulk_steps(self, calls: Any, when: float | None) -> list[Any]:
+        return [self._add_task_steps(name, args, kwargs, prio, None, when)
+                for name, args, kwargs, prio in map(self._call_for, calls)]
+
+    def _add_tasks_sync(self, calls: Any, when: float | None) -> list[Task]:
+        every = self._bulk_steps(calls, when)
+        states = [self._steps_sync(steps, defer=True) for steps in every]
+        news = [value for kind, value in states if kind == "enqueue"]
+        if news:
+            self.client.enqueue(news)  # one transaction / round trip for the whole batch
+        return [self._steps_sync(steps)[1] if kind == "enqueue" else value
+                for steps, (kind, value) in zip(every, states, strict=True)]
+
+    async def _add_tasks_async(self, calls: Any, when: float | None) -> list[Task]:
+        every = self._bulk_steps(calls, when)
+        states = [await self._steps_async(steps, defer=True) for steps in every]
+        news = [value for kind, value in states if kind == "enqueue"]
+        if news:
+            await self.transport.enqueue(news)
+        return [(await self._steps_async(steps))[1] if kind == "enqueue" else value
+                for steps, (kind, value) in zip(every, states, strict=True)]
 
     def wait_sync(self, uuid: UUID | str, timeout: float | None) -> Task | None:
         """Block until the task is final; ``None`` when unknown or on timeout."""
@@ -460,9 +545,27 @@ class QueueTasks(BaseQueueTasks):
         """
         return self._add_task_sync(task_name, args, kwargs, priority, timeout, start_at(delay, eta))
 
+    def add_tasks(self, calls: Any, *, delay: float | None = None,
+                  eta: datetime | float | None = None) -> list[Task]:
+        """Enqueue many tasks in one round trip (one transaction where the backend has them).
+
+        ``calls`` holds pre-built calls (``add(1, 2)`` of a task handle) or ``(task_name, args)``
+        / ``(task_name, args, kwargs)`` tuples. Returns their ``new`` records, in order. Each
+        goes through the same steps as ``add_task`` (plugins, capture and eager modes).
+        """
+        return self._add_tasks_sync(list(calls), start_at(delay, eta))
+
     def cancel(self, uuid: UUID | str, reason: str = "") -> bool:
         """Cancel a task no worker has started; it will never run. False if too late/unknown."""
         return self.client.cancel(_as_uuid(uuid), reason or "cancelled before it started")
+
+    def stats(self) -> BackendStats:
+        """Counts of the queue and the store: waiting, running, records, dead letters..."""
+        return self.client.stats()
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Tasks set aside (malformed, unknown, worker lost too often), newest first."""
+        return self.client.dead_letters(limit)
 
     def get(self, uuid: UUID | str) -> Task | None:
         """The task's record, or ``None`` if unknown. A malformed uuid string raises ValueError."""
@@ -497,10 +600,23 @@ class AsyncQueueTasks(BaseQueueTasks):
         return await self._add_task_async(task_name, args, kwargs, priority, timeout,
                                           start_at(delay, eta))
 
+    async def add_tasks(self, calls: Any, *, delay: float | None = None,
+                        eta: datetime | float | None = None) -> list[Task]:
+        """Enqueue many tasks in one round trip; see ``QueueTasks.add_tasks``."""
+        return await self._add_tasks_async(list(calls), start_at(delay, eta))
+
     async def cancel(self, uuid: UUID | str, reason: str = "") -> bool:
         """Cancel a task no worker has started; it will never run. False if too late/unknown."""
         return await self.transport.cancel(_as_uuid(uuid),
                                            reason or "cancelled before it started")
+
+    async def stats(self) -> BackendStats:
+        """Counts of the queue and the store; see ``QueueTasks.stats``."""
+        return await self.transport.stats()
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Tasks set aside, newest first."""
+        return await self.transport.dead_letters(limit)
 
     async def get(self, uuid: UUID | str) -> Task | None:
         """The task's record, or ``None`` if unknown."""

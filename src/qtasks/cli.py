@@ -106,7 +106,7 @@ def queue_list(text: str) -> list[str]:
 
 
 def _info(app: Any) -> None:
-    counts = app.client.stats()
+    counts = app.client.stats().as_dict()
     print(f"app:          {app.name} (qtasks {__version__}, {type(app).__name__})")
     print(f"backend:      {app.backend.describe()}")
     print(f"tasks:        {', '.join(sorted(app.tasks)) or '(none registered)'}")

@@ -1,14 +1,14 @@
 """Middlewares and events on the async app, with async middlewares and handlers."""
 
-import os
 
 from apps.marks import mark
+from backend_urls import urls
 from qtasks.asyncio import QueueTasks
 from qtasks.events import AsyncEvents
 from qtasks.middlewares import TaskMiddleware
 
 app = QueueTasks(name="tahooks", events=AsyncEvents(),
-                 broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tahooks.sqlite3")
+                 **urls("tahooks"))
 
 
 class Double(TaskMiddleware):

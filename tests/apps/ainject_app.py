@@ -1,18 +1,18 @@
 """Depends, State and pydantic arguments on the async app."""
 
 import asyncio
-import os
 import uuid
 from typing import Annotated
 
 from pydantic import BaseModel
 
 from apps.marks import mark
+from backend_urls import urls
 from qtasks.asyncio import QueueTasks
 from qtasks.plugins import AsyncState, Depends
 
 app = QueueTasks(name="tainject",
-                 broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tainject.sqlite3")
+                 **urls("tainject"))
 
 
 async def number():

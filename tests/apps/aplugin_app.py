@@ -1,12 +1,12 @@
 """Plugins on the async app."""
 
-import os
 
 from apps.plugin_common import install
+from backend_urls import urls
 from qtasks.asyncio import QueueTasks
 
 app = QueueTasks(name="taplugin",
-                 broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/taplugin.sqlite3")
+                 **urls("taplugin"))
 install(app)
 
 

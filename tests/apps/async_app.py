@@ -1,14 +1,14 @@
 """The async app the worker tests run in real worker processes."""
 
 import asyncio
-import os
 import time
 
 from apps.marks import mark
+from backend_urls import urls
 from qtasks import AsyncRouter, TaskCancelError
 from qtasks.asyncio import QueueTasks
 
-app = QueueTasks(name="tasync", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tasync.sqlite3")
+app = QueueTasks(name="tasync", **urls("tasync"))
 
 
 @app.task(name="test")

@@ -1,14 +1,14 @@
 """An async app with an async timer, run standalone beside a worker."""
 
-import os
 
 from apscheduler.triggers.interval import IntervalTrigger
 
+from backend_urls import urls
 from qtasks.asyncio import QueueTasks
 from qtasks.timers import AsyncTimer
 
 app = QueueTasks(name="tatimer",
-                 broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tatimer.sqlite3")
+                 **urls("tatimer"))
 
 
 @app.task(name="test")

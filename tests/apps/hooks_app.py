@@ -1,12 +1,12 @@
 """Middlewares and events on the sync app."""
 
-import os
 
 from apps.marks import mark
+from backend_urls import urls
 from qtasks import QueueTasks, TaskCancelError
 from qtasks.middlewares import TaskMiddleware
 
-app = QueueTasks(name="thooks", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/thooks.sqlite3")
+app = QueueTasks(name="thooks", **urls("thooks"))
 
 
 class Double(TaskMiddleware):

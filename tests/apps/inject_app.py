@@ -1,6 +1,5 @@
 """Depends, State and pydantic arguments on the sync app."""
 
-import os
 import time
 import uuid
 from typing import Annotated
@@ -8,11 +7,12 @@ from typing import Annotated
 from pydantic import BaseModel
 
 from apps.marks import mark
+from backend_urls import urls
 from qtasks import Depends, QueueTasks
 from qtasks.plugins.depends import ScopeEnum
 from qtasks.plugins.states import SyncState
 
-app = QueueTasks(name="tinject", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tinject.sqlite3")
+app = QueueTasks(name="tinject", **urls("tinject"))
 
 
 async def number():

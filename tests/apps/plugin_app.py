@@ -1,11 +1,11 @@
 """Plugins on the sync app."""
 
-import os
 
 from apps.plugin_common import install, install_recorder
+from backend_urls import urls
 from qtasks import QueueTasks
 
-app = QueueTasks(name="tplugin", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tplugin.sqlite3")
+app = QueueTasks(name="tplugin", **urls("tplugin"))
 install(app)
 install_recorder(app)
 

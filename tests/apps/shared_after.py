@@ -1,9 +1,9 @@
 """An app created first, shared tasks imported afterwards."""
 
-import os
 
+from backend_urls import urls
 from qtasks import QueueTasks
 
-app = QueueTasks(name="tshared", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tshared.sqlite3")
+app = QueueTasks(name="tshared", **urls("tshared"))
 
 from apps import shared_mod  # noqa: E402,F401  (imported after the app on purpose)

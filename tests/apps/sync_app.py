@@ -4,9 +4,10 @@ import os
 import time
 
 from apps.marks import mark
+from backend_urls import urls
 from qtasks import QueueTasks, SyncRouter, TaskCancelError
 
-app = QueueTasks(name="tsync", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/tsync.sqlite3")
+app = QueueTasks(name="tsync", **urls("tsync"))
 
 
 @app.task(name="test")

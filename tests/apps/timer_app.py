@@ -1,13 +1,13 @@
 """An app with a timer, for the timer tests."""
 
-import os
 
 from apscheduler.triggers.interval import IntervalTrigger
 
+from backend_urls import urls
 from qtasks import QueueTasks
 from qtasks.timers import SyncTimer
 
-app = QueueTasks(name="ttimer", broker_url=f"sqlite:///{os.environ['QTASKS_TEST_DIR']}/ttimer.sqlite3")
+app = QueueTasks(name="ttimer", **urls("ttimer"))
 
 
 @app.task(name="test")

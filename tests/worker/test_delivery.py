@@ -2,7 +2,6 @@
 
 import math
 import signal
-import sqlite3
 import time
 from datetime import datetime
 from uuid import uuid4
@@ -13,10 +12,7 @@ from apps import async_app, sync_app
 from helpers import clear_marks, marks, wait_until
 
 FAST_LEASE = {"QTASKS_VISIBILITY_TIMEOUT": "1.5"}
-
-
-def _db():
-    return sqlite3.connect(sync_app.app.backend.path)
+ALONE = "running it alone"  # the worker's log line for a task in quarantine
 
 
 def test_killed_worker_task_runs_again_and_finishes_once(start_worker):
@@ -32,11 +28,9 @@ def test_killed_worker_task_runs_again_and_finishes_once(start_worker):
     record = app.wait_sync(task.uuid, 30)
     assert record.status == "success"
     assert marks().count("start k9") == 2  # it ran again (at-least-once) ...
-    with _db() as conn:  # ... and has exactly one record, in one final state, off the queue
-        assert conn.execute("SELECT count(*) FROM records WHERE uuid = ?",
-                            (str(task.uuid),)).fetchone() == (1,)
-        assert conn.execute("SELECT count(*) FROM queue").fetchone() == (0,)
-    assert app.client.dead_letters() == []
+    stats = app.stats()  # ... and ended in one final state, off the queue
+    assert (stats.queued, stats.running, stats.records) == (0, 0, 1)
+    assert app.dead_letters() == []
 
 
 def test_poison_task_is_dead_lettered_while_normal_tasks_succeed(start_worker):
@@ -53,9 +47,35 @@ def test_poison_task_is_dead_lettered_while_normal_tasks_succeed(start_worker):
     dead = app.wait_sync(poison.uuid, 60)
     assert dead.status == "error"
     assert "WorkerLostError" in dead.traceback
-    letters = app.client.dead_letters()
+    assert dead.exception == "qtasks.exceptions.WorkerLostError"
+    letters = app.dead_letters()
     assert [(d.uuid, d.task_name, d.deliveries) for d in letters] == [(str(poison.uuid), "die", 3)]
     assert supervisor.proc.poll() is None  # the fleet is still up
+
+
+@pytest.mark.parametrize("poisons", [1, 2, 3])
+def test_only_the_task_that_kills_its_worker_is_blamed(start_worker, poisons):
+    """Tasks that shared a worker with a killer run again alone, and succeed."""
+    app = sync_app.app
+    app.flush_all()
+    calls = [sync_app.add(i, 1) for i in range(300)]
+    for k in range(poisons):  # spread among the quick tasks, so they die beside innocents
+        calls.insert(k * 100 + 10, sync_app.die())
+    tasks = app.add_tasks(calls)
+    env = {**FAST_LEASE, "QTASKS_MAX_DELIVERIES": "2"}
+    supervisor = start_worker("apps.sync_app:app", "--processes", "2", "--concurrency", "4",
+                              env=env, ready=2)
+    records = [app.wait_sync(t.uuid, 90) for t in tasks]
+    innocent = [r for r in records if r.task_name == "add"]
+    killers = [r for r in records if r.task_name == "die"]
+    assert [r.status for r in innocent] == ["success"] * 300
+    assert sorted(r.returning for r in innocent) == [i + 1 for i in range(300)]
+    assert [(r.status, r.exception) for r in killers] == \
+        [("error", "qtasks.exceptions.WorkerLostError")] * poisons
+    letters = app.dead_letters()
+    assert sorted(d.uuid for d in letters) == sorted(str(r.uuid) for r in killers)
+    assert all(d.deliveries == 2 for d in letters)
+    assert supervisor.output.count(ALONE) >= poisons  # the killers ran alone before set aside
 
 
 def test_sigterm_drains_running_tasks_and_hands_back_prefetched(start_worker):
@@ -74,13 +94,12 @@ def test_sigterm_drains_running_tasks_and_hands_back_prefetched(start_worker):
     assert took < 10 + 1
     statuses = [app.get(t.uuid).status for t in tasks]
     assert statuses.count("success") == 20
-    assert statuses.count("new") == 10  # handed back, not lost and not counted as a delivery
-    with _db() as conn:
-        assert conn.execute("SELECT count(*), max(deliveries) FROM queue "
-                            "WHERE lease_until IS NULL").fetchone() == (10, 0)
-    start_worker("apps.sync_app:app", "--concurrency", "20")
+    assert statuses.count("new") == 10  # handed back, not lost ...
+    assert (app.stats().queued, app.stats().running) == (10, 0)
+    second = start_worker("apps.sync_app:app", "--concurrency", "20")
     assert all(app.wait_sync(t.uuid, 30).status == "success" for t in tasks)
     assert len(marks()) == 30
+    assert ALONE not in second.output  # ... and not counted: they had never started
 
 
 def _malformed_payloads():
@@ -106,19 +125,18 @@ def test_malformed_rows_are_dead_lettered_and_good_tasks_done(start_worker):
         if isinstance(kind, dict):
             kind = json.dumps({**kind, "uuid": kind["uuid"] or str(uuid4())})
         rows.append((str(uuid4()) if i % 2 else None, kind, i % 3))
-    with _db() as conn:
-        conn.executemany("INSERT INTO queue (app, uuid, payload, priority) "
-                         "VALUES ('tsync', ?, ?, ?)", rows)
+    for uuid, payload, priority in rows:
+        app.backend.insert_raw(payload, priority=priority, uuid=uuid)
     worker = start_worker("apps.sync_app:app")
     records = [app.wait_sync(t.uuid, 60) for t in good]
     assert all(r.status == "success" for r in records)
-    wait_until(lambda: len(app.client.dead_letters(1000)) == 400, what="400 dead letters")
-    letters = app.client.dead_letters(1000)
+    wait_until(lambda: len(app.dead_letters(1000)) == 400, what="400 dead letters")
+    letters = app.dead_letters(1000)
     assert all(d.reason for d in letters)
     assert {d.reason.split(":")[0] for d in letters} == {"MalformedMessage", "UnknownTaskError"}
     assert worker.proc.poll() is None
     assert worker.output.count(" ready: app ") == 1  # never restarted
-    assert app.client.stats()["queued"] == 0
+    assert app.stats().queued == 0
 
 
 BAD_VALUES = [datetime(2026, 1, 1), {1, 2}, b"bytes", object(), math.nan, math.inf]
@@ -127,14 +145,14 @@ BAD_VALUES = [datetime(2026, 1, 1), {1, 2}, b"bytes", object(), math.nan, math.i
 @pytest.mark.parametrize("bad", BAD_VALUES, ids=lambda v: type(v).__name__)
 def test_non_json_arguments_raise_type_error_sync(bad):
     app = sync_app.app
-    before = app.client.stats()
+    before = app.stats()
     with pytest.raises(TypeError, match="positional argument 1"):
         app.add_task("add", 1, bad)
     with pytest.raises(TypeError, match="argument 'b'"):
         sync_app.add.add_task(1, b=bad)
     with pytest.raises(TypeError, match="argument 'when'"):
         app.add_task("add", 1, when=[1, {"x": bad}])
-    assert app.client.stats() == before
+    assert app.stats() == before
 
 
 @pytest.mark.parametrize("bad", BAD_VALUES, ids=lambda v: type(v).__name__)
@@ -144,12 +162,12 @@ def test_non_json_arguments_raise_type_error_async(bad):
     app = async_app.app
 
     async def scenario():
-        before = app.client.stats()
+        before = await app.stats()
         with pytest.raises(TypeError, match="positional argument 0"):
             await app.add_task("add", bad)
         with pytest.raises(TypeError, match="argument 'b'"):
             await async_app.add.add_task(1, b=bad)
-        return before, app.client.stats()
+        return before, await app.stats()
 
     before, after = asyncio.run(scenario())
     assert before == after
@@ -181,5 +199,8 @@ def test_second_signal_stops_at_once_and_hands_the_task_back(start_worker):
     assert time.monotonic() - sent < 10
     assert worker.proc.returncode == 1  # tasks were abandoned
     assert app.get(task.uuid).status == "new"
-    with _db() as conn:  # back in the queue at once, this delivery counted
-        assert conn.execute("SELECT lease_until, deliveries FROM queue").fetchall() == [(None, 1)]
+    assert (app.stats().queued, app.stats().running) == (1, 0)  # back in the queue at once
+    clear_marks()
+    second = start_worker("apps.sync_app:app", "--grace", "1")
+    wait_until(lambda: "start hard" in marks(), what="the task to start again")
+    assert ALONE in second.output  # this delivery counted: it had started

@@ -19,7 +19,7 @@ def test_a_worker_takes_only_its_queues(start_worker):
     start_worker("apps.sync_app:app", "--concurrency", "1")  # queues: default
     assert app.add_task("add", 1, 2, timeout=20).returning == 3
     assert app.get(mail.uuid).status == "new", "a default-queue worker ran an 'emails' task"
-    assert app.client.stats()["by_queue"] == {"emails": 1}
+    assert app.stats().by_queue == {"emails": 1}
     info = subprocess.run([sys.executable, "-m", "qtasks", "-A", "apps.sync_app:app", "info"],
                           capture_output=True, text=True, timeout=30, cwd=TESTS)
     assert "waiting in:   emails 1" in info.stdout, info.stdout + info.stderr

@@ -54,4 +54,4 @@ def test_worker_waits_for_work_without_missing_any(start_worker):
     start_worker("apps.sync_app:app")
     for i in range(30):
         assert app.add_task("add", i, 1, timeout=10).returning == i + 1
-    wait_until(lambda: app.client.stats()["queued"] == 0, what="empty queue")
+    wait_until(lambda: app.stats().queued == 0, what="empty queue")

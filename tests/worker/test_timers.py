@@ -40,7 +40,7 @@ def test_worker_without_timers_flag_runs_no_timer(start_worker):
     timer_app.app.flush_all()
     start_worker("apps.timer_app:app")
     time.sleep(1.5)
-    assert timer_app.app.client.stats()["records"] == 0
+    assert timer_app.app.stats().records == 0
 
 
 def test_async_timer_standalone_beside_a_worker(start_worker):

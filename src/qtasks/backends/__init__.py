@@ -1,13 +1,29 @@
-"""Backends: the contract in ``base`` and one folder per technology.
+"""Backends: the contract in ``base``, the composition in ``transport``, one folder per
+technology, and the registry that maps URL schemes to backend factories.
 
-:func:`backend_from_url` picks the backend for a URL. ``None`` means the embedded SQLite file.
+A factory is called as ``factory(url, name=app_name, config=config)`` and returns a
+:class:`~qtasks.backends.base.Backend`. Built-in schemes are registered below; a third-party
+package registers its own in the ``qtasks.backends`` entry-point group::
+
+    [project.entry-points."qtasks.backends"]
+    mq = "qtasks_mq:MqBackend"        # for mq://... URLs
+
+``None`` as the URL means the embedded SQLite file.
 """
 
 from __future__ import annotations
 
-from qtasks.backends.base import AsyncTransport, Backend, SyncClient
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from qtasks.backends.base import Backend
+from qtasks.backends.transport import Client, Transport
 from qtasks.core.config import QueueConfig
 from qtasks.exceptions import BackendError
+
+BackendFactory = Callable[..., Backend]
+
+_factories: dict[str, BackendFactory] = {}
 
 
 def redact(url: str) -> str:
@@ -20,23 +36,73 @@ def redact(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
 
 
+def register_backend(scheme: str, factory: BackendFactory) -> None:
+    """Make ``scheme://`` URLs create backends with ``factory``."""
+    _factories[scheme.lower()] = factory
+
+
+def _sqlite(url: str | None, *, name: str, config: QueueConfig) -> Backend:
+    from qtasks.backends.sqlite import SqliteBackend
+    from qtasks.backends.sqlite.settings import SqliteSettings
+
+    settings = SqliteSettings.from_config(config)
+    return SqliteBackend(url, name=name, poll_interval_max=settings.poll_interval_max,
+                         poll_interval_idle=settings.poll_interval_idle)
+
+
+def _memory(url: str | None, *, name: str, config: QueueConfig) -> Backend:
+    from qtasks.backends.memory import MemoryBackend
+
+    return MemoryBackend(url, name=name)
+
+
+register_backend("sqlite", _sqlite)
+register_backend("memory", _memory)
+
+
+def _from_entry_points(scheme: str) -> BackendFactory | None:
+    for point in entry_points(group="qtasks.backends"):
+        if point.name.lower() == scheme:
+            factory: BackendFactory = point.load()
+            register_backend(scheme, factory)
+            return factory
+    return None
+
+
 def backend_from_url(url: str | None, name: str, config: QueueConfig) -> Backend:
     """Create the backend that ``url`` names, for the app ``name``."""
-    scheme = (url or "sqlite").split("://", 1)[0].lower()
-    if url is None or scheme in {"sqlite", "memory"}:
-        from qtasks.backends.sqlite import SqliteBackend
-
-        return SqliteBackend(
-            url,
-            name=name,
-            max_deliveries=config.max_deliveries,
-            poll_interval_max=config.poll_interval_max,
-            poll_interval_idle=config.poll_interval_idle,
+    scheme = "sqlite" if url is None else url.partition("://")[0].lower() if "://" in url else ""
+    factory = _factories.get(scheme) or (_from_entry_points(scheme) if scheme else None)
+    if factory is None:
+        known = ", ".join(f"{s}://" for s in sorted(_factories))
+        raise BackendError(
+            f"no backend for {redact(url or '')!r}: known schemes are {known} (and those that "
+            "installed packages register in the 'qtasks.backends' entry-point group)"
         )
-    raise BackendError(
-        f"no backend for {redact(url)!r}: this release ships the embedded SQLite backend "
-        "(no URL, 'sqlite:///path.db') and 'memory://'."
-    )
+    return factory(url, name=name, config=config)
 
 
-__all__ = ["AsyncTransport", "Backend", "SyncClient", "backend_from_url", "redact"]
+def connect(broker: Backend, store: Backend | None = None) -> tuple[Transport, Client]:
+    """The async transport and the blocking client for a broker and a store.
+
+    Without ``store`` the broker's own technology keeps the records; a broker that cannot,
+    raises :class:`BackendError` saying so.
+    """
+    if store is None or store is broker:
+        if not broker.stores_records:
+            raise BackendError(
+                f"{broker.describe()} is a broker only and cannot keep task records; give a "
+                "result store too: QueueTasks(broker_url=..., storage_url='redis://...') or "
+                "QTASKS_STORAGE_URL"
+            )
+        fused_t, fused_c = broker.fused_transport(), broker.fused_client()
+        if fused_t is not None and fused_c is not None:
+            return fused_t, fused_c
+        store = broker
+    async_broker, sync_broker = broker.broker_roles()
+    async_store, sync_store = store.store_roles()
+    return Transport(async_broker, async_store), Client(sync_broker, sync_store)
+
+
+__all__ = ["Backend", "BackendFactory", "Client", "Transport", "backend_from_url", "connect",
+           "redact", "register_backend"]

@@ -1,22 +1,46 @@
-"""The contract between qtasks and a backend technology.
+"""The contract between qtasks and a backend technology: two roles, and the plain values they
+exchange.
 
-A backend gives the worker and the async app an :class:`AsyncTransport`, and the sync app a
-:class:`SyncClient` built on the technology's native sync driver. Both speak in the plain values
-below: encoded text in, encoded text out; codecs and decisions stay in ``qtasks.core``.
+A **broker** is the queue: it holds messages (an encoded envelope plus the queue name, priority
+and due time), hands them out on leases, and forgets them when told they are done. A **result
+store** holds the records producers read: created ``new``, marked running, written final once,
+read, waited on, cancelled, listed, expired. One technology may play both roles (SQLite, Redis,
+PostgreSQL); a broker-only technology (RabbitMQ, NATS, Kafka) pairs with any store.
 
-Delivery contract (every backend): a claimed message is leased to one worker until
-``lease_until``; it leaves the queue only when its outcome is recorded (the ``finished``
-argument of :meth:`AsyncTransport.claim`). A lease that expires (worker died) makes the message
-claimable again, its delivery count going up; a message whose count has reached
-``max_deliveries`` is instead recorded as ``error`` ("worker lost") and dead-lettered. A
-record's final status is written once: a second outcome for the same task does not change it.
+The worker and the apps never call the roles directly. They talk to a :class:`Transport`
+(async: the worker and the async app) or a :class:`Client` (blocking: the sync app), both in
+``qtasks.backends.transport``, which put the two roles' calls in a safe order. A backend that
+plays both roles may replace that composition with single transactions.
+
+Delivery contract, for every broker:
+
+- ``fetch`` leases each message it returns to one worker until its lease runs out, and gives
+  that delivery a fresh fencing ``token``. A lease that runs out makes the message fetchable
+  again, under a new token. ``finish``, ``start``, ``release`` and ``extend`` act only on
+  deliveries whose token is still the message's current one; the others are reported back as
+  rejected or lost, and change nothing.
+- ``deliveries`` counts the earlier deliveries of a message that had *started* (see ``start``),
+  so a message that a worker only prefetched and never ran is not counted against it. The
+  broker reports the count; what it means (set aside, run alone) is decided in
+  ``qtasks.core.delivery``.
+- Delays and retry backoff are the broker's job: a message with an ``eta`` is not handed out
+  before it, and a blocking ``fetch`` wakes up when one becomes due.
+- A blocking ``fetch`` that is cancelled, or times out, never loses a message it already took:
+  it keeps it for its next call, or hands it back.
+
+Result stores write a record's final status once; a second final write for the same task, or
+one from a delivery that no longer holds the task (``holder``), is rejected and reported.
+
+Everything here is bytes/text in, text out: encoding and every decision stay in
+``qtasks.core``.
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
@@ -24,7 +48,7 @@ from qtasks.core.status import FINAL_STATUSES
 
 @dataclass(slots=True)
 class NewTask:
-    """A task ready to enqueue: record fields plus the envelope the worker will decode."""
+    """A task ready to enqueue: its record's fields, and the envelope the worker will decode."""
 
     uuid: str
     task_name: str
@@ -43,13 +67,21 @@ class NewTask:
 
 @dataclass(slots=True)
 class Delivery:
-    """One claimed message. ``tag`` identifies it to the backend; ``payload`` is undecoded."""
+    """One message handed to one worker.
+
+    ``tag`` names the message to its broker, ``token`` this delivery of it (the fencing token).
+    ``deliveries`` is how many earlier deliveries had started; ``started`` whether this one has
+    been marked started.
+    """
 
     tag: Any
     uuid: str | None
     payload: str | bytes
     deliveries: int
     priority: int
+    queue: str = "default"
+    token: Any = None
+    started: bool = False
 
 
 @dataclass(slots=True)
@@ -70,7 +102,7 @@ class Outcome:
     """Extra record fields, merged into those the record has."""
     dead_letter: str | None = None
     follow_up: NewTask | None = None
-    """A task to enqueue in the same transaction (the next attempt of a retried task)."""
+    """A task to enqueue with this outcome (the next attempt of a retried task)."""
 
 
 @dataclass(slots=True)
@@ -86,123 +118,296 @@ class DeadLetter:
     created_at: float
 
 
-class SyncClient(abc.ABC):
-    """Producer-side operations for the sync app, on the technology's sync driver."""
+@dataclass(slots=True)
+class Exchange:
+    """What one worker round trip (:meth:`Transport.exchange`) gave back.
+
+    ``deliveries``: newly fetched messages. ``refused``: deliveries the worker asked to start
+    that it must not run (its lease was lost, or the task was cancelled or is already final;
+    the transport has dealt with their messages). ``rejected``: outcomes not stored because the
+    delivery no longer held the task (fencing). ``unstorable``: outcomes the store could not
+    take as they are, with the reason; core decides what to store instead.
+    """
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    refused: list[Delivery] = field(default_factory=list)
+    rejected: list[Outcome] = field(default_factory=list)
+    unstorable: list[tuple[Outcome, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class FinishReport:
+    """A store's answer to :meth:`ResultStore.finish`."""
+
+    rejected: list[Outcome] = field(default_factory=list)
+    unstorable: list[tuple[Outcome, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class QueueStats:
+    """A broker's counts: ready and delayed messages not leased, leased ones, per queue."""
+
+    queued: int = 0
+    running: int = 0
+    delayed: int = 0
+    by_queue: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """A store's counts."""
+
+    records: int = 0
+    dead_letters: int = 0
+    workers: int = 0
+
+
+@dataclass(slots=True)
+class BackendStats:
+    """Counts for ``qtasks info`` and ``stats``: ``queued`` waiting (``delayed`` of them not yet
+    due), ``running`` leased to workers, ``records``, ``dead_letters``, live ``workers``, and the
+    waiting tasks of each named queue (``by_queue``)."""
+
+    queued: int = 0
+    running: int = 0
+    delayed: int = 0
+    records: int = 0
+    dead_letters: int = 0
+    workers: int = 0
+    by_queue: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, queue: QueueStats, store: StoreStats) -> BackendStats:
+        return cls(queued=queue.queued, running=queue.running, delayed=queue.delayed,
+                   records=store.records, dead_letters=store.dead_letters,
+                   workers=store.workers, by_queue=dict(queue.by_queue))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"queued": self.queued, "running": self.running, "delayed": self.delayed,
+                "records": self.records, "dead_letters": self.dead_letters,
+                "workers": self.workers, "by_queue": dict(self.by_queue)}
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    """What a worker reports about itself with each heartbeat."""
+
+    id: str
+    hostname: str
+    pid: int
+    started_at: float
+    concurrency: int
+    queues: tuple[str, ...] = ("default",)
+
+
+# -- the broker role ------------------------------------------------------------------------------
+
+
+class Broker(abc.ABC):
+    """The queue, async side (the worker and the async app)."""
+
+    stores_records: ClassVar[bool] = False
+    """Whether this technology can also be the result store (then it is the default store)."""
 
     @abc.abstractmethod
-    def enqueue(self, task: NewTask) -> None:
-        """Store the ``new`` record and queue the message, atomically where the store allows."""
+    async def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        """Queue one message per task (all or none where the technology allows)."""
 
     @abc.abstractmethod
-    def get(self, uuid: str) -> RecordRow | None:
-        """The stored record, or ``None``."""
+    async def fetch(self, worker: str, queues: Sequence[str], limit: int, lease: float,
+                    block: float = 0.0, start: int = 0) -> list[Delivery]:
+        """Lease up to ``limit`` ready messages of ``queues``: lowest priority number first, FIFO
+        within one. With none ready, wait up to ``block`` seconds for one. The first ``start``
+        fetched messages that never started before are marked started in the same call."""
 
     @abc.abstractmethod
-    def wait(self, uuid: str, timeout: float | None,
-             final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
-        """The record once its status is in ``final``; ``None`` if unknown or on timeout."""
+    async def start(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Mark deliveries started (their count goes up). Returns those whose lease was lost."""
 
     @abc.abstractmethod
-    def flush(self) -> None:
-        """Delete every record, message and dead letter of this app."""
+    async def finish(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Remove finished messages. Returns the deliveries rejected: token no longer current."""
 
     @abc.abstractmethod
-    def ping(self) -> bool:
-        """Whether a worker of this app has reported itself alive recently."""
+    async def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
+        """Hand messages back, to run again after ``delay`` seconds, in their own queue. A
+        delivery that had started keeps its count; one that had not is not counted."""
 
     @abc.abstractmethod
-    def cancel(self, uuid: str, reason: str) -> bool:
-        """Cancel a task that no worker has started: record ``cancel``, drop the message."""
+    async def extend(self, worker: str, deliveries: Sequence[Delivery],
+                     lease: float) -> list[Delivery]:
+        """Extend these leases to ``lease`` seconds from now, in one call. Returns those lost."""
 
     @abc.abstractmethod
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Dead-lettered messages, newest first."""
+    async def discard(self, uuid: str) -> bool:
+        """Drop the queued message of task ``uuid`` if no worker holds it (cancel). A broker that
+        cannot delete by id returns False; the worker then skips the cancelled task."""
 
     @abc.abstractmethod
-    def stats(self) -> dict[str, Any]:
-        """Counts for ``qtasks info``: queued, leased, dead letters, live workers, and the
-        waiting tasks of each named queue (``by_queue``)."""
+    async def stats(self) -> QueueStats: ...
+
+    @abc.abstractmethod
+    async def flush(self) -> None:
+        """Drop every message of this app."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class SyncBroker(abc.ABC):
+    """The queue, blocking side (the sync app): what a producer needs."""
+
+    @abc.abstractmethod
+    def enqueue(self, tasks: Sequence[NewTask]) -> None: ...
+
+    @abc.abstractmethod
+    def discard(self, uuid: str) -> bool: ...
+
+    @abc.abstractmethod
+    def stats(self) -> QueueStats: ...
+
+    @abc.abstractmethod
+    def flush(self) -> None: ...
 
     def close(self) -> None:
         """Release connections."""
 
 
-class AsyncTransport(abc.ABC):
-    """Worker- and async-app-side operations."""
+# -- the result-store role ------------------------------------------------------------------------
+
+
+class ResultStore(abc.ABC):
+    """The records, async side."""
 
     @abc.abstractmethod
-    async def enqueue(self, task: NewTask) -> None: ...
+    async def create(self, tasks: Sequence[NewTask]) -> None:
+        """Store ``new`` records."""
+
+    @abc.abstractmethod
+    async def mark_running(self, deliveries: Sequence[Delivery]) -> set[str]:
+        """Mark these tasks running, held by each delivery's token. Returns the uuids that must
+        not run: cancelled, or already final."""
+
+    @abc.abstractmethod
+    async def mark_queued(self, deliveries: Sequence[Delivery]) -> None:
+        """Records of deliveries handed back to the queue: ``new`` again, if each delivery
+        still held its task."""
+
+    @abc.abstractmethod
+    async def finish(self, outcomes: Sequence[Outcome]) -> FinishReport:
+        """Write final records once, create the follow-ups' records, store dead letters. An
+        outcome whose delivery no longer holds the task, or whose record is final, is
+        rejected; one whose values cannot be stored is reported as unstorable, not written."""
 
     @abc.abstractmethod
     async def get(self, uuid: str) -> RecordRow | None: ...
 
     @abc.abstractmethod
     async def wait(self, uuid: str, timeout: float | None,
-                   final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None: ...
-
-    @abc.abstractmethod
-    async def flush(self) -> None: ...
-
-    @abc.abstractmethod
-    async def ping(self) -> bool: ...
-
-    @abc.abstractmethod
-    async def claim(self, worker_id: str, limit: int, lease: float,
-                    finished: list[Outcome] | tuple[()] = (),
-                    queues: tuple[str, ...] = ("default",)) -> list[Delivery]:
-        """Record ``finished`` outcomes, then lease up to ``limit`` ready messages of ``queues``.
-
-        Outcomes: final records written once, messages removed, dead letters stored for those
-        that ask for it. Claiming: lowest priority number first, FIFO within one priority. One
-        round trip where the technology allows, so a busy worker pays one per batch.
-        """
-
-    @abc.abstractmethod
-    async def wait_for_work(self, timeout: float) -> None:
-        """Return when new work may be ready, or after ``timeout`` seconds."""
-
-    @abc.abstractmethod
-    async def stats(self) -> dict[str, Any]:
-        """Counts for introspection, as ``SyncClient.stats``."""
-
-    @abc.abstractmethod
-    async def next_due(self, queues: tuple[str, ...] = ("default",)) -> float | None:
-        """Epoch seconds at which the earliest delayed message of ``queues`` becomes ready."""
+                   final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
+        """The record once its status is in ``final`` (following retries); ``None`` if unknown
+        or on timeout. Woken by a notification, not by polling on a fixed interval."""
 
     @abc.abstractmethod
     async def cancel(self, uuid: str, reason: str) -> bool:
-        """Cancel a task that no worker has started: record ``cancel``, drop the message."""
+        """Record ``cancel`` for a task that has not started. False if started, final, unknown."""
 
     @abc.abstractmethod
-    async def release(self, worker_id: str, deliveries: list[Delivery], counted: bool) -> None:
-        """Hand messages back to the queue now; ``counted=False`` if they never started."""
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, newest first."""
 
     @abc.abstractmethod
-    async def heartbeat(self, worker_id: str, lease: float, info: dict[str, Any]) -> None:
-        """Extend every lease this worker holds and record that it is alive."""
+    async def search(self, *, status: str | None = None, task_name: str | None = None,
+                     limit: int = 100, before: float | None = None) -> list[RecordRow]:
+        """Records, newest first, filtered; ``before`` pages on ``created_at``."""
 
     @abc.abstractmethod
-    async def unregister(self, worker_id: str) -> None:
-        """Forget a worker that stops cleanly."""
+    async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
+        """Record that a worker is alive for another ``lease`` seconds."""
 
     @abc.abstractmethod
-    async def delete_finished(self) -> int:
-        """Delete records in a final status; return how many."""
+    async def unregister(self, worker: str) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_finished(self, older_than: float | None = None) -> int:
+        """Delete final records (finished more than ``older_than`` seconds ago); return how
+        many."""
+
+    @abc.abstractmethod
+    async def stats(self) -> StoreStats: ...
+
+    @abc.abstractmethod
+    async def flush(self) -> None:
+        """Delete every record and dead letter of this app."""
 
     async def close(self) -> None:
         """Release connections."""
 
 
+class SyncResultStore(abc.ABC):
+    """The records, blocking side (the sync app and the operator tools)."""
+
+    @abc.abstractmethod
+    def create(self, tasks: Sequence[NewTask]) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, uuid: str) -> RecordRow | None: ...
+
+    @abc.abstractmethod
+    def wait(self, uuid: str, timeout: float | None,
+             final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None: ...
+
+    @abc.abstractmethod
+    def cancel(self, uuid: str, reason: str) -> bool: ...
+
+    @abc.abstractmethod
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    @abc.abstractmethod
+    def search(self, *, status: str | None = None, task_name: str | None = None,
+               limit: int = 100, before: float | None = None) -> list[RecordRow]: ...
+
+    @abc.abstractmethod
+    def live_workers(self) -> int: ...
+
+    @abc.abstractmethod
+    def stats(self) -> StoreStats: ...
+
+    @abc.abstractmethod
+    def flush(self) -> None: ...
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+# -- a configured backend -------------------------------------------------------------------------
+
+
 class Backend(abc.ABC):
-    """A configured backend: where tasks live, and factories for both kinds of client."""
+    """A configured technology: factories for the roles it plays, on both sides.
+
+    ``broker_roles()`` and ``store_roles()`` return ``(async, sync)`` pairs; a broker-only
+    backend raises :class:`qtasks.exceptions.BackendError` from ``store_roles``. A backend that
+    plays both roles may also return its own fused transport and client.
+    """
 
     url: str
+    stores_records: ClassVar[bool] = True
 
     @abc.abstractmethod
-    def sync_client(self) -> SyncClient: ...
+    def broker_roles(self) -> tuple[Broker, SyncBroker]: ...
 
     @abc.abstractmethod
-    def async_transport(self) -> AsyncTransport: ...
+    def store_roles(self) -> tuple[ResultStore, SyncResultStore]: ...
+
+    def fused_transport(self) -> Any:
+        """A :class:`~qtasks.backends.transport.Transport` doing both roles in single
+        transactions, or ``None`` to compose the two roles."""
+        return None
+
+    def fused_client(self) -> Any:
+        """Likewise for the blocking :class:`~qtasks.backends.transport.Client`."""
+        return None
 
     @abc.abstractmethod
     def describe(self) -> str:

@@ -75,20 +75,19 @@ class QueueConfig:
     environ_prefix: str = "QTASKS_"
     broker_url: str | None = None
     """Backend URL; ``None`` selects the embedded SQLite file (see docs/getting-started.md)."""
+    storage_url: str | None = None
+    """Result-store URL; ``None`` keeps the records in the broker's technology."""
     visibility_timeout: float = 60.0
     """Seconds a claimed task stays leased without a heartbeat before another worker may run it."""
     max_deliveries: int = 5
-    """A task whose worker died this many times is recorded as ``error`` and dead-lettered."""
+    """A task whose worker died while running it this many times is recorded as ``error``
+    (``WorkerLostError``) and dead-lettered."""
     worker_prefetch: int | None = None
     """Tasks a worker claims beyond those it runs; ``None`` means as many as it runs."""
     worker_shutdown_grace: float = 30.0
     """Seconds running tasks get to finish after SIGTERM before the worker stops hard."""
-    poll_interval_max: float = 0.002
-    """Embedded backend: the longest pause between two checks for another process's change."""
     eager: bool = False
     """Run each task at once, in-process, when it is enqueued (tests; see qtasks.testing)."""
-    poll_interval_idle: float = 0.02
-    """Embedded backend: that pause once nothing has changed for a second (idle workers)."""
     worker_queues: list[str] = field(default_factory=lambda: ["default"])
     """The named queues a worker takes tasks from (``--queues`` overrides it)."""
 

@@ -85,7 +85,7 @@ class SyncStats:
         from qtasks.plugins.runner import trigger_sync
 
         trigger_sync(self.app._plugins, "stats_inspect", stats=self)
-        return InspectStats(self.app, self.app.client.stats())
+        return InspectStats(self.app, self.app.client.stats().as_dict())
 
 
 class AsyncStats:
@@ -96,7 +96,7 @@ class AsyncStats:
         from qtasks.plugins.runner import trigger_async
 
         await trigger_async(self.app._plugins, "stats_inspect", stats=self)
-        return InspectStats(self.app, await self.app.transport.stats())
+        return InspectStats(self.app, (await self.app.transport.stats()).as_dict())
 
 
 __all__ = ["AsyncStats", "InspectStats", "SyncStats"]

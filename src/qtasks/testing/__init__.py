@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from qtasks.backends.sqlite import SqliteBackend
+from qtasks.backends.memory import MemoryBackend
 from qtasks.core.record import Task
 from qtasks.testing.eager import ensure_worker, stop_worker
 
@@ -82,9 +82,8 @@ class _TestCase:
         self.test_config = test_config or TestConfig()
         if not (self.test_config.broker or self.test_config.storage):
             app = self.app
-            self._saved = (app._backend, app._client, app._transport)
-            app._backend = SqliteBackend(f"memory://test-{id(self)}", name=app.name)
-            app._client = app._transport = None
+            self._saved = app._swap_backend(MemoryBackend(f"memory://test-{id(self)}",
+                                                          name=app.name))
         if self.test_config.worker:
             self.start_in_background()
 
@@ -107,7 +106,7 @@ class _TestCase:
         stop_worker(self.app)
         if self._saved is not None:
             app = self.app
-            app._backend, app._client, app._transport = self._saved
+            app._restore_backend(self._saved)
             self._saved = None
 
 

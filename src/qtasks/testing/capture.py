@@ -110,7 +110,7 @@ class Captured:
         pool = _ThreadSensitive() if _bridge() else _Inline()
         pending, self.tasks = self.tasks, []
         for new in pending:
-            delivery = Delivery(tag=None, uuid=new.uuid, payload=new.envelope, deliveries=1,
+            delivery = Delivery(tag=None, uuid=new.uuid, payload=new.envelope, deliveries=0,
                                 priority=new.priority)
             outcome = await execute(self.app, delivery, pool)
             records.append(self._record(new, outcome))

@@ -19,20 +19,20 @@ import pytest
 
 @pytest.fixture
 def qtasks_eager() -> Iterator[Callable[[Any], Any]]:
-    from qtasks.backends.sqlite import SqliteBackend
+    from qtasks.backends.memory import MemoryBackend
     from qtasks.testing.eager import stop_worker
 
     undo: list[Callable[[], None]] = []
 
     def make_eager(app: Any) -> Any:
-        saved = (app._backend, app._client, app._transport, app.config.eager)
-        app._backend = SqliteBackend(f"memory://eager-{id(app)}-{len(undo)}", name=app.name)
-        app._client = app._transport = None
-        app.config.eager = True
+        saved = app._swap_backend(MemoryBackend(f"memory://eager-{id(app)}-{len(undo)}",
+                                                name=app.name))
+        was_eager, app.config.eager = app.config.eager, True
 
         def restore() -> None:
             stop_worker(app)
-            app._backend, app._client, app._transport, app.config.eager = saved
+            app._restore_backend(saved)
+            app.config.eager = was_eager
 
         undo.append(restore)
         return app

@@ -31,9 +31,16 @@ from uuid import uuid4
 from qtasks.backends.base import Delivery, NewTask, Outcome
 from qtasks.core.codec import Envelope, decode_envelope, dumps, encode_envelope, encode_result, loads
 from qtasks.core.definition import TaskDefinition
+from qtasks.core.delivery import class_path
 from qtasks.core.record import Task
 from qtasks.core.retry import remaining_attempts, retry_delay, should_retry
-from qtasks.exceptions import MalformedMessage, TaskCancelError, TaskPluginTriggerError
+from qtasks.exceptions import (
+    MalformedMessage,
+    ResultEncodingError,
+    TaskCancelError,
+    TaskPluginTriggerError,
+    UnknownTaskError,
+)
 from qtasks.injection import Scope, inject
 from qtasks.middlewares import TaskRun
 from qtasks.plugins.runner import trigger_async
@@ -44,11 +51,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("qtasks.worker")
 
 
-def _set_aside(delivery: Delivery, reason: str, **fields: object) -> Outcome:
+def set_aside(delivery: Delivery, reason: str, error: type[BaseException], app: Any = None,
+              **fields: object) -> Outcome:
+    """An ``error`` record that is also dead-lettered, naming ``error``'s class.
+
+    Without a task name in ``fields``, the name is read from the message if it can be.
+    """
     uuid = fields.pop("uuid", None) or delivery.uuid or str(uuid4())
+    name = fields.pop("task_name", None)
+    if name is None:
+        try:
+            name = decode_envelope(delivery.payload).task_name
+        except MalformedMessage:
+            name = "<malformed>"
     return Outcome(delivery=delivery, uuid=str(uuid), status="error", traceback=reason,
-                   dead_letter=reason, task_name=str(fields.pop("task_name", "<malformed>")),
-                   priority=delivery.priority, **fields)  # type: ignore[arg-type]
+                   dead_letter=reason, task_name=str(name), priority=delivery.priority,
+                   extra_json=dumps({"exception": class_path(error)}),
+                   **fields)  # type: ignore[arg-type]
 
 
 async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
@@ -58,13 +77,14 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
         env = decode_envelope(delivery.payload)
     except MalformedMessage as exc:
         log.error("set aside a malformed message (queue id %s): %s", delivery.tag, exc)
-        return _set_aside(delivery, f"MalformedMessage: {exc}")
+        return set_aside(delivery, f"MalformedMessage: {exc}", MalformedMessage,
+                         task_name="<malformed>")
     definition = app.tasks.get(env.task_name)
     if definition is None:
         reason = (f"UnknownTaskError: task {env.task_name!r} is not registered in app "
                   f"{app.name!r} (is the module defining it imported by the worker?)")
         log.error("task %s: %s", env.uuid, reason)
-        return _set_aside(delivery, reason, **_fields(env, with_args=True))
+        return set_aside(delivery, reason, UnknownTaskError, **_fields(env, with_args=True))
     if app._plugins:
         await trigger_async(app._plugins, "worker_add", worker=worker, task_name=env.task_name,
                             uuid=env.uuid, priority=env.priority, args=env.args, kw=env.kwargs,
@@ -169,10 +189,12 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
             if plugins:
                 await trigger_async(plugins, "worker_task_error_retry", broker=app.backend,
                                     task_func=definition, task_broker=env, trace=text)
-            return _retry(definition, env, done, text, remaining)
+            return _retry(definition, env, done, text, remaining, delivery.queue)
         log.error("task %s (%s) failed:\n%s", env.task_name, env.uuid, text)
-        extra = None if definition.retry is None else dumps({"retry": 0})
-        return done(status="error", traceback=text, extra_json=extra)
+        extra: dict[str, Any] = {"exception": class_path(type(exc))}
+        if definition.retry is not None:
+            extra["retry"] = 0
+        return done(status="error", traceback=text, extra_json=dumps(extra))
     if plugins:
         merged = await trigger_async(plugins, "task_executor_decode", task_executor=run,
                                      result=run.result)
@@ -182,7 +204,7 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
     except TypeError as exc:
         reason = f"ResultEncodingError: {exc}"
         log.error("task %s (%s): %s", env.task_name, env.uuid, reason)
-        return _set_aside(delivery, reason, **_fields(env, with_args=True))
+        return set_aside(delivery, reason, ResultEncodingError, **_fields(env, with_args=True))
     return done(status="success", returning_json=returning)
 
 
@@ -348,7 +370,7 @@ def _encode(definition: TaskDefinition, result: Any) -> str:
 
 
 def _retry(definition: TaskDefinition, env: Envelope, done: Callable[..., Outcome], text: str,
-           remaining: int) -> Outcome:
+           remaining: int, queue: str) -> Outcome:
     """A ``retry`` record linked to the next attempt, which is enqueued with it."""
     attempt = (definition.retry or 0) - remaining
     wait = retry_delay(definition, max(attempt, 0))
@@ -360,7 +382,7 @@ def _retry(definition: TaskDefinition, env: Envelope, done: Callable[..., Outcom
         envelope=encode_envelope(child, env.task_name, env.priority, args_json, kwargs_json, now,
                                  retry=remaining - 1,
                                  meta_json=dumps(env.meta) if env.meta is not None else None),
-        eta=now + wait if wait > 0 else None,
+        eta=now + wait if wait > 0 else None, queue=queue,  # the retry stays in its own queue
         extra_json=dumps({"retry": remaining - 1, "retry_parent_uuid": str(env.uuid)}),
     )
     log.warning("task %s (%s) failed; retrying as %s in %.2fs (%d retries left after it)",

@@ -1,11 +1,15 @@
 """The async worker: claim, run, record; drain on SIGTERM.
 
-One fetch loop keeps up to ``concurrency`` tasks running and up to ``prefetch`` more claimed in
+One fetch loop keeps up to ``concurrency`` tasks running and up to ``prefetch`` more fetched in
 a local buffer (sorted by priority). Finished tasks leave their outcome in ``_done`` and wake the
-loop, which writes those outcomes and claims the next batch in one round trip to the backend
-(``transport.claim(..., finished=...)``): one transaction per batch, not two. A heartbeat extends
-every lease this worker holds, so a long task is not handed to another worker while this one is
-alive.
+loop, which writes those outcomes, marks the buffered tasks it is about to start as started, and
+fetches the next batch, in one round trip (``transport.exchange``). A task is counted as
+delivered only once it starts, and its start is recorded before it runs, so a task that kills
+its worker is counted and the prefetched tasks beside it are not. What a count means (run,
+run alone, set aside) is decided in ``qtasks.core.delivery``. A heartbeat extends every lease
+this worker holds in one call, so a long task is not handed to another worker while this one is
+alive; an outcome written after a lease was lost to another worker is rejected by the backend,
+counted in ``rejected`` and logged.
 
 Stopping: the first SIGTERM/SIGINT stops claiming, hands the buffered (never started) tasks back
 at once, and gives running tasks ``grace`` seconds, writing their outcomes as they finish; a
@@ -25,13 +29,25 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
-from qtasks.backends.base import Delivery, Outcome
+from qtasks.backends.base import Delivery, Exchange, Outcome, WorkerInfo
+from qtasks.backends.transport import worker_info
+from qtasks.core.codec import dumps
+from qtasks.core.delivery import (
+    Verdict,
+    class_path,
+    stale_reason,
+    unstorable_reason,
+    verdict,
+    worker_lost_reason,
+)
+from qtasks.exceptions import BackendConnectionError, ResultStorageError, WorkerLostError
 from qtasks.injection import Scope
 from qtasks.plugins.runner import trigger_async
-from qtasks.worker.executor import execute
+from qtasks.worker.executor import execute, set_aside
 from qtasks.worker.lending import MAX_LENT, current_lender
 
 if TYPE_CHECKING:
@@ -39,7 +55,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qtasks.worker")
 
-IDLE_RECHECK = 1.0  # seconds; also how soon an expired lease of a dead worker is noticed
+IDLE_BLOCK = 10.0  # seconds an idle worker's fetch waits in the backend (a task or stop wakes it)
 
 
 class Worker:
@@ -60,6 +76,11 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self.started_at = time.time()
         self.abandoned = 0
+        self.rejected = 0  # outcomes not stored: the lease had been lost to another worker
+        self.max_deliveries = config.max_deliveries
+        self._alone: Delivery | None = None  # a task in quarantine, running alone
+        self._quarantined = False  # a task in quarantine waits in the buffer for the others
+        self._replaced: set[object] = set()  # deliveries whose outcome was stored as an error
         self._buffer: list[Delivery] = []
         self._running: dict[asyncio.Task[None], Delivery] = {}
         self._done: list[Outcome] = []
@@ -113,7 +134,7 @@ class Worker:
         if self.app.config.delete_finished_tasks:
             removed = await transport.delete_finished()
             log.info("deleted %d finished task records", removed)
-        await transport.heartbeat(self.id, self.lease, self._info())
+        await transport.heartbeat(self._info(), [], self.lease)
         # Threads are made on demand; the headroom serves tasks that lent their slot while they
         # wait, and threads that max_time stopped waiting for.
         pool = ThreadPoolExecutor(self.concurrency + MAX_LENT, thread_name_prefix="qtasks-task")
@@ -174,63 +195,157 @@ class Worker:
                     loop.remove_signal_handler(sig)
             log.info("worker %s stopped", self.id)
 
-    def _info(self) -> dict[str, float | int]:
-        return {"concurrency": self.concurrency, "started_at": self.started_at}
+    def _info(self) -> WorkerInfo:
+        return worker_info(self.id, self.started_at, self.concurrency, self.queues)
+
+    def _held(self) -> list[Delivery]:
+        """Every delivery whose lease this worker holds."""
+        return [*self._buffer, *self._running.values()]
 
     async def _fetch(self, pool: ThreadPoolExecutor) -> None:
         while not self._stopping.is_set():
-            slots = self.concurrency + self._lent
-            while self._buffer and len(self._running) < slots:
-                self._start(self._buffer.pop(0), pool)
-            room = slots + self.prefetch - len(self._running) - len(self._buffer)
-            if room > 0 or self._done:
-                claimed = await self._exchange(max(room, 0))
-                if claimed:
-                    self._buffer.extend(claimed)
-                    self._buffer.sort(key=lambda d: d.priority)
-                if claimed or self._done:
-                    continue
+            # Cleared before looking at the state, so that a wake-up arriving while this
+            # iteration awaits the backend is seen by the next wait (it does not sleep).
             self._wakeup.clear()
-            if room > 0:
-                await self._first(self.app.transport.wait_for_work(await self._idle_wait()),
-                                  self._wakeup.wait())
-            else:
+            to_start, free = self._pick()
+            held = len(self._running) + len(to_start) + len(self._buffer)
+            slots = self.concurrency + self._lent
+            # While a task in quarantine waits for the worker to empty, or runs, fetch nothing.
+            alone = self._alone is not None or self._quarantined
+            room = 0 if alone else max(0, slots + self.prefetch - held)
+            if not (room or self._done or to_start):
                 await self._wakeup.wait()
+                continue
+            writing = bool(self._done or to_start)
+            call = self._exchange(room, to_start, 0 if alone else free,
+                                  0.0 if writing else IDLE_BLOCK)
+            if writing:
+                result = await call
+            else:  # idle: wait on the backend for work, or on a task/stop for us
+                result = await self._first_of(call, self._wakeup.wait())
+            if result is None:
+                continue
+            refused = {id(d) for d in result.refused}
+            for delivery in to_start:
+                if id(delivery) in refused:
+                    if delivery is self._alone:
+                        self._alone = None
+                else:
+                    self._start(delivery, pool)
+            for delivery in result.deliveries:
+                if delivery.started and self._alone is None:
+                    self._start(delivery, pool)
+                else:
+                    self._buffer.append(delivery)
+            self._buffer.sort(key=lambda d: d.priority)
 
-    async def _exchange(self, room: int) -> list[Delivery]:
-        """Write finished outcomes and claim up to ``room`` more, in one backend round trip."""
-        finished, self._done = self._done, []
+    def _pick(self) -> tuple[list[Delivery], int]:
+        """Buffered deliveries to start now, and how many slots stay free after them.
+
+        Applies the delivery policy (``qtasks.core.delivery``): a task set aside is recorded
+        without running; a task in quarantine starts only when nothing else runs, and then
+        alone.
+        """
+        self._quarantined = False
+        if self._alone is not None:
+            return [], 0
+        free = self.concurrency + self._lent - len(self._running)
+        picked: list[Delivery] = []
+        index = 0
+        while index < len(self._buffer) and free > 0:
+            delivery = self._buffer[index]
+            decision = verdict(delivery.deliveries, self.max_deliveries)
+            if decision is Verdict.SET_ASIDE:
+                del self._buffer[index]
+                self._done.append(self._set_aside(delivery))
+                continue
+            if decision is Verdict.QUARANTINE:
+                if self._running or picked:
+                    self._quarantined = True  # it waits until it can run alone
+                    if self._running:
+                        break  # start nothing new, so that the worker empties
+                    index += 1
+                    continue
+                del self._buffer[index]
+                log.warning("task %s was running when its worker stopped without finishing it "
+                            "(%d times); running it alone", delivery.uuid, delivery.deliveries)
+                self._alone = delivery
+                return [delivery], 0
+            del self._buffer[index]
+            picked.append(delivery)
+            free -= 1
+        return picked, free
+
+    def _set_aside(self, delivery: Delivery) -> Outcome:
+        reason = worker_lost_reason(delivery.deliveries, self.max_deliveries)
+        log.error("task %s: %s", delivery.uuid, reason)
+        return set_aside(delivery, reason, WorkerLostError, self.app)
+
+    async def _exchange(self, room: int, to_start: list[Delivery], start: int,
+                        block: float) -> Exchange | None:
+        """Write finished outcomes, start ``to_start``, fetch up to ``room``: one round trip.
+
+        A blocking (idle) exchange writes nothing, so cancelling it can lose nothing.
+        """
+        finished: list[Outcome] = []
+        if not block:
+            finished, self._done = self._done, []
         try:
-            claimed = await self.app.transport.claim(self.id, room, self.lease, finished,
-                                                     self.queues)
-        except Exception:
-            # The store is unavailable (locked, disk full, restarting): keep the outcomes and the
-            # worker; the leases are still ours while the heartbeat runs.
+            result = await self.app.transport.exchange(
+                self.id, self.queues, limit=room, lease=self.lease, block=block,
+                finished=finished, started=to_start, start=start)
+        except BackendConnectionError as exc:
+            # The backend is down or busy: keep the outcomes and the deliveries; the leases
+            # are still ours while the heartbeat can reach it.
             self._done[:0] = finished
-            log.exception("could not reach the backend; retrying in %.1fs", self._backoff)
+            self._buffer[:0] = to_start
+            if self._alone in to_start:
+                self._alone = None
+            log.warning("cannot reach the backend (%s); retrying in %.1fs", exc, self._backoff)
             await asyncio.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, 10.0)
-            return []
+            return None
+        except BaseException:
+            self._done[:0] = finished
+            self._buffer[:0] = to_start
+            if self._alone in to_start:
+                self._alone = None
+            raise
         self._backoff = 0.5
-        return claimed
+        for outcome in result.rejected:
+            self.rejected += 1
+            log.warning(stale_reason(outcome.task_name, outcome.uuid))
+        for outcome, problem in result.unstorable:
+            if outcome.delivery.tag in self._replaced:
+                log.error("task %s: not even its error record could be stored (%s); its "
+                          "message stays queued", outcome.uuid, problem)
+                continue
+            self._replaced.add(outcome.delivery.tag)
+            reason = unstorable_reason(problem)
+            log.error("task %s: %s", outcome.uuid, reason)
+            self._done.append(replace(
+                outcome, status="error", returning_json=None, traceback=reason,
+                extra_json=dumps({"exception": class_path(ResultStorageError)}),
+                dead_letter=reason, args_json=None, kwargs_json=None, follow_up=None))
+        return result
 
-    async def _idle_wait(self) -> float:
-        """How long to sleep when nothing is ready: until the next delayed task is due."""
+    async def _first_of(self, call: Any, other: Any) -> Exchange | None:
+        """Await ``call``, unless ``other`` finishes first; then ``call`` is cancelled (the
+        transport keeps whatever it had already taken for the next exchange)."""
+        first = asyncio.ensure_future(call)
+        second = asyncio.ensure_future(other)
         try:
-            due = await self.app.transport.next_due(self.queues)
-        except Exception:
-            log.exception("could not read the next due time")
-            return IDLE_RECHECK
-        return IDLE_RECHECK if due is None else max(0.0, min(IDLE_RECHECK, due - time.time()))
-
-    @staticmethod
-    async def _first(*aws: object) -> None:
-        tasks = [asyncio.ensure_future(a) for a in aws]  # type: ignore[arg-type]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
+            second.cancel()
+            if not first.done():
+                first.cancel()
+        try:
+            return await first
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            return None
 
     def _start(self, delivery: Delivery, pool: ThreadPoolExecutor) -> None:
         task = asyncio.create_task(self._run_one(delivery, pool))
@@ -244,6 +359,8 @@ class Worker:
             self._done.append(outcome)
         finally:
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            if self._alone is delivery:
+                self._alone = None
             self._wakeup.set()
 
     async def _heartbeat(self) -> None:
@@ -251,9 +368,18 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease / 3)
             try:
-                await transport.heartbeat(self.id, self.lease, self._info())
+                lost = await transport.heartbeat(self._info(), self._held(), self.lease)
+            except BackendConnectionError as exc:
+                log.warning("heartbeat failed (%s); leases may expire", exc)
+                continue
             except Exception:
                 log.exception("heartbeat failed; leases may expire")
+                continue
+            if lost:
+                gone = {id(d) for d in lost}
+                self._buffer = [d for d in self._buffer if id(d) not in gone]
+                log.warning("lost the lease of %d tasks (another worker may run them)",
+                            len(lost))
 
     async def _flush(self, until: float) -> None:
         """Write every pending outcome, retrying until the backend takes them or time is up.
@@ -262,7 +388,11 @@ class Worker:
         this worker, and run again once the lease expires.
         """
         while self._done and not self._hard.is_set() and time.monotonic() < until:
-            await self._exchange(0)
+            try:
+                await self._exchange(0, [], 0, 0.0)
+            except Exception:
+                log.exception("could not record task results")
+                await asyncio.sleep(0.5)
         if self._done:
             log.error("could not record %d task results before stopping; those tasks will run "
                       "again when their lease expires", len(self._done))
@@ -271,8 +401,12 @@ class Worker:
         transport = self.app.transport
         if self._buffer:
             unstarted, self._buffer = self._buffer, []
-            await transport.release(self.id, unstarted, counted=False)
-            log.info("handed back %d tasks that had not started", len(unstarted))
+            try:
+                await transport.release(unstarted)
+                log.info("handed back %d tasks that had not started", len(unstarted))
+            except Exception:
+                log.exception("could not hand back %d unstarted tasks; they run again when "
+                              "their lease expires", len(unstarted))
         pending = set(self._running)
         until = time.monotonic() + self.grace
         deadline = asyncio.create_task(asyncio.sleep(self.grace))
@@ -290,7 +424,11 @@ class Worker:
         await self._flush(max(until, time.monotonic() + 5.0))
         if unfinished:
             self.abandoned = len(unfinished)
-            await transport.release(self.id, unfinished, counted=True)
+            try:
+                await transport.release(unfinished)
+            except Exception:
+                log.exception("could not hand back %d running tasks; they run again when "
+                              "their lease expires", len(unfinished))
             log.warning("handed back %d tasks still running at the end of the grace period",
                         len(unfinished))
 

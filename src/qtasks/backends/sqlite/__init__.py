@@ -1,4 +1,4 @@
-"""The embedded SQLite backend (the default) and the in-process ``memory://`` backend."""
+"""The embedded SQLite backend: the default, broker and result store in one file."""
 
 from qtasks.backends.sqlite.backend import SqliteBackend, default_database_path
 

@@ -1,8 +1,14 @@
 """SQL for the embedded backend, run on one ``sqlite3`` connection by whoever owns it.
 
-The same functions serve the sync client (called directly, one connection per thread) and the
-async transport (called on its single database thread). Claiming is one ``BEGIN IMMEDIATE``
-transaction: SQLite has one writer at a time, so two workers can never lease the same row.
+The same functions serve the blocking side (called directly, one connection per thread) and the
+async side (called on its single database thread). They come in three groups: the broker role
+(the ``queue`` table), the result-store role (``records``, ``dead_letters``, ``workers``), and
+the fused operations that do both in one transaction when SQLite plays both roles.
+
+Claiming is one ``BEGIN IMMEDIATE`` transaction: SQLite has one writer at a time, so two workers
+never lease the same row. Each claim bumps the row's ``token``; every later change to the row
+names the token it was given, so a worker whose lease ran out and was claimed again by another
+changes nothing (fencing). ``deliveries`` counts the claims that *started*.
 """
 
 from __future__ import annotations
@@ -11,14 +17,24 @@ import os
 import socket
 import sqlite3
 import time
-from dataclasses import replace
+from collections.abc import Sequence
 from typing import Any
 
-from qtasks.backends.base import DeadLetter, Delivery, NewTask, Outcome
+from qtasks.backends.base import (
+    DeadLetter,
+    Delivery,
+    Exchange,
+    FinishReport,
+    NewTask,
+    Outcome,
+    QueueStats,
+    StoreStats,
+    WorkerInfo,
+)
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendError
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 # Several apps may share one database file: every row carries the name of its app, and every
 # statement below is scoped to one app.
@@ -36,7 +52,8 @@ CREATE TABLE IF NOT EXISTS records (
     updated_at REAL NOT NULL,
     "returning" TEXT,
     traceback TEXT,
-    extra TEXT
+    extra TEXT,
+    holder TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY,
@@ -48,7 +65,8 @@ CREATE TABLE IF NOT EXISTS queue (
     payload TEXT NOT NULL,
     deliveries INTEGER NOT NULL DEFAULT 0,
     lease_until REAL,
-    worker TEXT
+    worker TEXT,
+    token INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS queue_order ON queue (app, queue, priority, id);
 CREATE INDEX IF NOT EXISTS queue_lease ON queue (app, lease_until) WHERE lease_until IS NOT NULL;
@@ -75,6 +93,7 @@ CREATE TABLE IF NOT EXISTS workers (
     concurrency INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS records_created ON records (app, created_at);
 """
 
 _FINAL = "('success', 'error', 'cancel')"
@@ -85,15 +104,17 @@ _RECORD_COLUMNS = (
 _READY = "app = :app AND {queues} AND eta <= :now AND (lease_until IS NULL OR lease_until < :now)"
 
 
-def _in_queues(queues: tuple[str, ...], params: dict[str, object]) -> str:
+def _in_queues(queues: Sequence[str], params: dict[str, object]) -> str:
     """``queue IN (:q0, ...)``, the names put into ``params``."""
     params.update({f"q{i}": queue for i, queue in enumerate(queues)})
     return f"queue IN ({', '.join(f':q{i}' for i in range(len(queues)))})"
 
 
-def _ready(queues: tuple[str, ...], params: dict[str, object]) -> str:
+def _ready(queues: Sequence[str], params: dict[str, object]) -> str:
     """The condition of a message a worker of ``queues`` may claim now."""
     return _READY.format(queues=_in_queues(queues, params))
+
+
 _HOSTNAME = socket.gethostname()
 
 
@@ -126,6 +147,13 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
             )
+        elif found == "2":  # the release before fencing tokens: add the two columns
+            conn.execute("ALTER TABLE queue ADD COLUMN token INTEGER NOT NULL DEFAULT 0")
+            conn.execute("ALTER TABLE records ADD COLUMN holder TEXT")
+            conn.execute("CREATE INDEX IF NOT EXISTS records_created ON records (app, created_at)")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                         (SCHEMA_VERSION,))
+            found = SCHEMA_VERSION
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -151,51 +179,314 @@ class _Transaction:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def enqueue(conn: sqlite3.Connection, app: str, tasks: list[NewTask]) -> None:
-    with _Transaction(conn):
-        _insert_tasks(conn, app, tasks)
+class _Transaction:
+    """``with _Transaction(conn):`` -- BEGIN IMMEDIATE, COMMIT, ROLLBACK on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
-def _insert_tasks(conn: sqlite3.Connection, app: str, tasks: list[NewTask]) -> None:
-    conn.executemany(
-        f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, NULL, NULL, ?)",
-        [(app, t.uuid, t.task_name, t.priority, t.args_json, t.kwargs_json, t.created_at,
-          t.created_at, t.extra_json) for t in tasks],
-    )
+def _holder(d: Delivery) -> str:
+    return f"{d.tag}:{d.token}"
+
+
+# -- the broker role: the queue table -------------------------------------------------------------
+
+
+def _insert_messages(conn: sqlite3.Connection, app: str, tasks: Sequence[NewTask]) -> None:
     conn.executemany(
         "INSERT INTO queue (app, uuid, queue, priority, eta, payload) VALUES (?, ?, ?, ?, ?, ?)",
         [(app, t.uuid, t.queue, t.priority, t.eta or 0.0, t.envelope) for t in tasks],
     )
 
 
-def next_due(conn: sqlite3.Connection, app: str,
-             queues: tuple[str, ...] = ("default",)) -> float | None:
+def enqueue_messages(conn: sqlite3.Connection, app: str, tasks: Sequence[NewTask]) -> None:
+    with _Transaction(conn):
+        _insert_messages(conn, app, tasks)
+
+
+def insert_raw(conn: sqlite3.Connection, app: str, payload: str, queue: str = "default",
+               priority: int = 0, uuid: str | None = None) -> None:
+    """A message as it is, however malformed (tests of the worker's defences)."""
+    with _Transaction(conn):
+        conn.execute("INSERT INTO queue (app, uuid, queue, priority, payload) "
+                     "VALUES (?, ?, ?, ?, ?)", (app, uuid, queue, priority, payload))
+
+
+def ready_now(conn: sqlite3.Connection, app: str, queues: Sequence[str]) -> bool:
+    """A read, so that an idle worker woken by an unrelated commit takes no write lock."""
+    params: dict[str, object] = {"now": time.time(), "app": app}
+    return conn.execute(f"SELECT 1 FROM queue WHERE {_ready(queues, params)} LIMIT 1",
+                        params).fetchone() is not None
+
+
+def next_wake(conn: sqlite3.Connection, app: str, queues: Sequence[str]) -> float | None:
+    """When a delayed message of ``queues`` becomes due, or a lease in them runs out."""
     params: dict[str, object] = {"app": app, "now": time.time()}
     row = conn.execute(
-        f"SELECT min(eta) FROM queue WHERE app = :app AND {_in_queues(queues, params)} "
-        "AND eta > :now "
-        "AND lease_until IS NULL", params,
+        "SELECT min(CASE WHEN lease_until IS NULL THEN eta ELSE lease_until END) FROM queue "
+        f"WHERE app = :app AND {_in_queues(queues, params)} "
+        "AND (eta > :now OR lease_until IS NOT NULL)", params,
     ).fetchone()
     return row[0]
 
 
-def cancel(conn: sqlite3.Connection, app: str, uuid: str, reason: str) -> bool:
-    """Cancel a task no worker holds. False if it is running, finished or unknown."""
-    now = time.time()
+def _claim(conn: sqlite3.Connection, app: str, worker: str, queues: Sequence[str], limit: int,
+           lease: float, start: int, now: float) -> list[Delivery]:
+    """Inside a transaction: lease up to ``limit`` ready rows; start the first ``start`` fresh
+    ones."""
+    params: dict[str, object] = {"now": now, "app": app}
+    rows = conn.execute(
+        "UPDATE queue SET lease_until = :until, worker = :worker, token = token + 1 "
+        f"WHERE id IN (SELECT id FROM queue WHERE {_ready(queues, params)} "
+        "ORDER BY priority, id LIMIT :n) "
+        "RETURNING id, uuid, payload, deliveries, priority, queue, token",
+        {**params, "until": now + lease, "worker": worker, "n": limit},
+    ).fetchall()
+    rows.sort(key=lambda r: (r["priority"], r["id"]))
+    out = [Delivery(r["id"], r["uuid"], r["payload"], r["deliveries"], r["priority"],
+                    r["queue"], r["token"]) for r in rows]
+    fresh = [d for d in out if d.deliveries == 0][:start]
+    if fresh:
+        conn.executemany("UPDATE queue SET deliveries = deliveries + 1 WHERE id = ?",
+                         [(d.tag,) for d in fresh])
+        for d in fresh:
+            d.started = True
+    return out
+
+
+def claim(conn: sqlite3.Connection, app: str, worker: str, queues: Sequence[str], limit: int,
+          lease: float, start: int) -> list[Delivery]:
+    """The broker role's fetch (without waiting): one transaction, taken only if work is ready."""
+    if limit <= 0 or not ready_now(conn, app, queues):
+        return []
     with _Transaction(conn):
-        gone = conn.execute(
-            "DELETE FROM queue WHERE app = ? AND uuid = ? AND lease_until IS NULL", (app, uuid)
-        ).rowcount
-        if not gone:
-            return False
+        return _claim(conn, app, worker, queues, limit, lease, start, time.time())
+
+
+def _start(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    lost = []
+    for d in deliveries:
+        if conn.execute("UPDATE queue SET deliveries = deliveries + 1 "
+                        "WHERE id = ? AND token = ? AND lease_until IS NOT NULL",
+                        (d.tag, d.token)).rowcount:
+            d.started = True
+        else:
+            lost.append(d)
+    return lost
+
+
+def start(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    with _Transaction(conn):
+        return _start(conn, deliveries)
+
+
+def _finish_messages(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    return [d for d in deliveries
+            if not conn.execute("DELETE FROM queue WHERE id = ? AND token = ?",
+                                (d.tag, d.token)).rowcount]
+
+
+def finish_messages(conn: sqlite3.Connection, app: str,
+                    deliveries: Sequence[Delivery]) -> list[Delivery]:
+    with _Transaction(conn):
+        return _finish_messages(conn, deliveries)
+
+
+def _release(conn: sqlite3.Connection, deliveries: Sequence[Delivery], delay: float) -> None:
+    eta = time.time() + delay if delay > 0 else 0.0
+    conn.executemany(
+        "UPDATE queue SET lease_until = NULL, worker = NULL, token = token + 1, eta = ? "
+        "WHERE id = ? AND token = ?", [(eta, d.tag, d.token) for d in deliveries])
+
+
+def release(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery],
+            delay: float) -> None:
+    with _Transaction(conn):
+        _release(conn, deliveries, delay)
+
+
+def _extend(conn: sqlite3.Connection, deliveries: Sequence[Delivery],
+            lease: float) -> list[Delivery]:
+    until = time.time() + lease
+    return [d for d in deliveries
+            if not conn.execute("UPDATE queue SET lease_until = ? WHERE id = ? AND token = ? "
+                                "AND lease_until IS NOT NULL", (until, d.tag, d.token)).rowcount]
+
+
+def extend(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery],
+           lease: float) -> list[Delivery]:
+    with _Transaction(conn):
+        return _extend(conn, deliveries, lease)
+
+
+def discard(conn: sqlite3.Connection, app: str, uuid: str) -> bool:
+    return bool(conn.execute("DELETE FROM queue WHERE app = ? AND uuid = ? AND lease_until IS NULL",
+                             (app, uuid)).rowcount)
+
+
+def queue_stats(conn: sqlite3.Connection, app: str) -> QueueStats:
+    now = time.time()
+    queued, running, delayed = conn.execute(
+        "SELECT count(*) FILTER (WHERE lease_until IS NULL), "
+        "count(*) FILTER (WHERE lease_until IS NOT NULL), "
+        "count(*) FILTER (WHERE lease_until IS NULL AND eta > ?) FROM queue WHERE app = ?",
+        (now, app)).fetchone()
+    by_queue = dict(conn.execute(
+        "SELECT queue, count(*) FROM queue WHERE app = ? AND lease_until IS NULL "
+        "GROUP BY queue ORDER BY queue", (app,)).fetchall())
+    return QueueStats(queued=queued, running=running, delayed=delayed, by_queue=by_queue)
+
+
+def flush_queue(conn: sqlite3.Connection, app: str) -> None:
+    conn.execute("DELETE FROM queue WHERE app = ?", (app,))
+
+
+# -- the result-store role: records, dead letters, workers ----------------------------------------
+
+
+def _insert_records(conn: sqlite3.Connection, app: str, tasks: Sequence[NewTask]) -> None:
+    conn.executemany(
+        f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, NULL, NULL, ?)",
+        [(app, t.uuid, t.task_name, t.priority, t.args_json, t.kwargs_json, t.created_at,
+          t.created_at, t.extra_json) for t in tasks],
+    )
+
+
+def create_records(conn: sqlite3.Connection, app: str, tasks: Sequence[NewTask]) -> None:
+    with _Transaction(conn):
+        _insert_records(conn, app, tasks)
+
+
+def _mark_running(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery],
+                  now: float) -> set[str]:
+    blocked: set[str] = set()
+    for d in deliveries:
+        if d.uuid is None:
+            continue
+        row = conn.execute("SELECT status FROM records WHERE uuid = ? AND app = ?",
+                           (d.uuid, app)).fetchone()
+        if row is None:
+            continue  # a message without a record: the worker's outcome creates it
+        if row[0] in _FINAL_SET:
+            blocked.add(d.uuid)
+            continue
+        conn.execute("UPDATE records SET holder = ?, updated_at = ?, status = CASE status "
+                     "WHEN 'new' THEN 'process' ELSE status END WHERE uuid = ?",
+                     (_holder(d), now, d.uuid))
+    return blocked
+
+
+_FINAL_SET = frozenset({"success", "error", "cancel"})
+
+
+def mark_running(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery]) -> set[str]:
+    with _Transaction(conn):
+        return _mark_running(conn, app, deliveries, time.time())
+
+
+def _mark_queued(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery]) -> None:
+    conn.executemany("UPDATE records SET status = 'new', holder = NULL "
+                     "WHERE uuid = ? AND app = ? AND status = 'process' AND holder = ?",
+                     [(d.uuid, app, _holder(d)) for d in deliveries if d.uuid is not None])
+
+
+def mark_queued(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery]) -> None:
+    with _Transaction(conn):
+        _mark_queued(conn, app, deliveries)
+
+
+# Errors that say "this value cannot be stored" (a lone surrogate in a string, a value too big),
+# as opposed to a busy or broken database, which is worth retrying.
+_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+                sqlite3.ProgrammingError, OverflowError, ValueError)
+
+_UPSERT = (
+    f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, coalesce(?, '[]'), coalesce(?, '{}'), ?, ?, ?, ?, ?) "
+    "ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, "
+    "\"returning\" = excluded.\"returning\", traceback = excluded.traceback, holder = NULL, "
+    "extra = CASE WHEN excluded.extra IS NULL THEN records.extra "
+    "WHEN records.extra IS NULL THEN excluded.extra "
+    "ELSE json_patch(records.extra, excluded.extra) END, updated_at = excluded.updated_at "
+    f"WHERE records.status NOT IN {_FINAL}"
+)
+
+
+def _write_one(conn: sqlite3.Connection, app: str, o: Outcome, now: float, fenced: bool) -> bool:
+    """One final record (and its dead letter); False if rejected (final, or held by another)."""
+    sql = _UPSERT + (" AND (records.holder IS NULL OR records.holder = ?)" if fenced else "")
+    params: tuple[Any, ...] = (app, o.uuid, o.task_name, o.priority, o.status, o.args_json,
+                               o.kwargs_json, o.created_at or now, now, o.returning_json,
+                               o.traceback, o.extra_json)
+    if fenced:
+        params += (_holder(o.delivery),)
+    if not conn.execute(sql, params).rowcount:
+        return False
+    if o.dead_letter:
         conn.execute(
-            "UPDATE records SET status = 'cancel', updated_at = ?, extra = json_patch("
-            "coalesce(extra, '{}'), json_object('cancel_reason', ?)) "
-            f"WHERE app = ? AND uuid = ? AND status NOT IN {_FINAL}",
-            (now, reason, app, uuid),
-        )
+            "INSERT INTO dead_letters (app, uuid, task_name, reason, payload, deliveries, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (app, o.uuid, o.task_name, o.dead_letter, _text(o.delivery.payload),
+             o.delivery.deliveries, now))
     return True
+
+
+def _write_outcomes(conn: sqlite3.Connection, app: str, outcomes: Sequence[Outcome], now: float,
+                    report: FinishReport, fenced: bool, with_messages: bool) -> None:
+    """Write a batch; an outcome whose values cannot be stored is reported, not written.
+
+    ``with_messages`` (SQLite as both roles): each outcome also removes its queue row, and only
+    if the row still carries the delivery's token, which is the fencing check.
+    """
+    def write(batch: Sequence[Outcome], into: FinishReport) -> None:
+        for o in batch:
+            if with_messages and o.delivery.tag is not None and not conn.execute(
+                    "DELETE FROM queue WHERE id = ? AND token = ?",
+                    (o.delivery.tag, o.delivery.token)).rowcount:
+                into.rejected.append(o)
+                continue
+            if not _write_one(conn, app, o, now, fenced):
+                into.rejected.append(o)
+
+    conn.execute("SAVEPOINT batch")
+    attempt = FinishReport()
+    try:
+        write(outcomes, attempt)
+        conn.execute("RELEASE batch")
+        report.rejected.extend(attempt.rejected)
+        return
+    except _DATA_ERRORS:
+        conn.execute("ROLLBACK TO batch")
+        conn.execute("RELEASE batch")
+    for o in outcomes:  # one bad value must neither block its batch nor be retried for ever
+        conn.execute("SAVEPOINT one")
+        try:
+            write([o], report)
+        except _DATA_ERRORS as exc:
+            conn.execute("ROLLBACK TO one")
+            report.unstorable.append((o, repr(exc)))
+        conn.execute("RELEASE one")
+
+
+def finish_records(conn: sqlite3.Connection, app: str, outcomes: Sequence[Outcome]) -> FinishReport:
+    report = FinishReport()
+    with _Transaction(conn):
+        _write_outcomes(conn, app, outcomes, time.time(), report, fenced=True,
+                        with_messages=False)
+    return report
+
+
+def _text(payload: str | bytes) -> str:
+    return payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
 
 
 def get(conn: sqlite3.Connection, app: str, uuid: str) -> RecordRow | None:
@@ -205,185 +496,63 @@ def get(conn: sqlite3.Connection, app: str, uuid: str) -> RecordRow | None:
     return dict(row) if row is not None else None  # type: ignore[return-value]
 
 
-def _lost_worker_outcomes(
-    conn: sqlite3.Connection, app: str, now: float, max_deliveries: int
-) -> int:
-    """Dead-letter messages whose lease expired after their last allowed delivery."""
-    lost = conn.execute(
-        "SELECT id, uuid, payload, deliveries, priority FROM queue "
-        "WHERE lease_until IS NOT NULL AND lease_until < ? AND deliveries >= ? AND app = ?",
-        (now, max_deliveries, app),
+def _cancel_record(conn: sqlite3.Connection, app: str, uuid: str, reason: str) -> bool:
+    return bool(conn.execute(
+        "UPDATE records SET status = 'cancel', updated_at = ?, extra = json_patch("
+        "coalesce(extra, '{}'), json_object('cancel_reason', ?)) "
+        "WHERE app = ? AND uuid = ? AND status = 'new'",
+        (time.time(), reason, app, uuid)).rowcount)
+
+
+def cancel_record(conn: sqlite3.Connection, app: str, uuid: str, reason: str) -> bool:
+    with _Transaction(conn):
+        return _cancel_record(conn, app, uuid, reason)
+
+
+def dead_letters(conn: sqlite3.Connection, app: str, limit: int) -> list[DeadLetter]:
+    rows = conn.execute(
+        "SELECT id, uuid, task_name, reason, payload, deliveries, created_at FROM dead_letters "
+        "WHERE app = ? ORDER BY id DESC LIMIT ?",
+        (app, limit),
     ).fetchall()
-    for row in lost:
-        reason = (
-            f"WorkerLostError: the worker running this task stopped without finishing it "
-            f"{row['deliveries']} times (max_deliveries={max_deliveries}); set aside"
-        )
-        conn.execute(
-            f"UPDATE records SET status = 'error', traceback = ?, updated_at = ? "
-            f"WHERE uuid = ? AND status NOT IN {_FINAL}",
-            (reason, now, row["uuid"]),
-        )
-        name = conn.execute("SELECT task_name FROM records WHERE uuid = ?", (row["uuid"],))
-        found = name.fetchone()
-        conn.execute(
-            "INSERT INTO dead_letters (app, uuid, task_name, reason, payload, deliveries, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (app, row["uuid"], found["task_name"] if found else None, reason, row["payload"],
-             row["deliveries"], now),
-        )
-        conn.execute("DELETE FROM queue WHERE id = ?", (row["id"],))
-    return len(lost)
+    return [DeadLetter(**dict(r)) for r in rows]
 
 
-def claim(
-    conn: sqlite3.Connection, app: str, worker_id: str, limit: int, lease: float,
-    max_deliveries: int, finished: list[Outcome] | tuple[()] = (),
-    queues: tuple[str, ...] = ("default",),
-) -> list[Delivery]:
-    """Write ``finished`` outcomes, then lease up to ``limit`` ready messages of ``queues``:
-    one transaction."""
-    now = time.time()
-    params: dict[str, object] = {"now": now, "app": app}
-    condition = _ready(queues, params)
-    # A read first: an idle worker woken by an unrelated commit must not take the write lock.
-    ready = limit > 0 and conn.execute(
-        f"SELECT 1 FROM queue WHERE {condition} LIMIT 1", params
-    ).fetchone() is not None
-    if not ready and not finished:
-        return []
-    rows: list[sqlite3.Row] = []
+def search(conn: sqlite3.Connection, app: str, status: str | None, task_name: str | None,
+           limit: int, before: float | None) -> list[RecordRow]:
+    where, params = ["app = ?"], [app]
+    for column, value in (("status", status), ("task_name", task_name)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if before is not None:
+        where.append("created_at < ?")
+        params.append(before)  # type: ignore[arg-type]
+    rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE {' AND '.join(where)} "
+                        "ORDER BY created_at DESC LIMIT ?", (*params, limit)).fetchall()
+    return [dict(r) for r in rows]  # type: ignore[misc]
+
+
+def heartbeat(conn: sqlite3.Connection, app: str, info: WorkerInfo, lease: float) -> None:
     with _Transaction(conn):
-        if finished:
-            _record_outcomes(conn, app, finished, now)
-        if ready:
-            _lost_worker_outcomes(conn, app, now, max_deliveries)
-            rows = conn.execute(
-                "UPDATE queue SET lease_until = :until, worker = :worker, "
-                "deliveries = deliveries + 1 WHERE id IN "
-                f"(SELECT id FROM queue WHERE {condition} ORDER BY priority, id LIMIT :n) "
-                "RETURNING id, uuid, payload, deliveries, priority",
-                {**params, "until": now + lease, "worker": worker_id, "n": limit},
-            ).fetchall()
-        if rows:
-            conn.execute(
-                f"UPDATE records SET status = 'process', updated_at = ? "
-                f"WHERE status = 'new' AND uuid IN ({','.join('?' * len(rows))})",
-                (now, *(r["uuid"] for r in rows)),
-            )
-    rows.sort(key=lambda r: (r["priority"], r["id"]))
-    return [Delivery(r["id"], r["uuid"], r["payload"], r["deliveries"], r["priority"]) for r in rows]
+        _heartbeat(conn, app, info, lease)
 
 
-# Errors that say "this value cannot be stored" (a lone surrogate in a string, a value too big),
-# as opposed to a busy or broken database, which is worth retrying.
-_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
-                sqlite3.ProgrammingError, OverflowError, ValueError)
-
-
-def _record_outcomes(
-    conn: sqlite3.Connection, app: str, outcomes: list[Outcome], now: float
-) -> None:
-    """Write a batch; if some outcome cannot be stored, store an error record in its place.
-
-    One bad result must neither block the batch it came with nor be retried for ever.
-    """
-    conn.execute("SAVEPOINT batch")
-    try:
-        _write_outcomes(conn, app, outcomes, now)
-        conn.execute("RELEASE batch")
-        return
-    except _DATA_ERRORS:
-        conn.execute("ROLLBACK TO batch")
-        conn.execute("RELEASE batch")
-    for outcome in outcomes:
-        conn.execute("SAVEPOINT one")
-        try:
-            _write_outcomes(conn, app, [outcome], now)
-        except _DATA_ERRORS as exc:
-            conn.execute("ROLLBACK TO one")
-            reason = f"ResultStorageError: the outcome could not be stored: {exc!r}"
-            _write_outcomes(conn, app, [replace(
-                outcome, status="error", returning_json=None, traceback=reason,
-                extra_json=None, dead_letter=reason, args_json=None, kwargs_json=None,
-            )], now)
-        conn.execute("RELEASE one")
-
-
-def _write_outcomes(
-    conn: sqlite3.Connection, app: str, outcomes: list[Outcome], now: float
-) -> None:
-    """Final records (a record already final is left alone), queue rows gone, dead letters."""
-    conn.executemany(
-        f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, coalesce(?, '[]'), coalesce(?, '{}'), ?, ?, ?, ?, ?) "
-        "ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, "
-        "\"returning\" = excluded.\"returning\", traceback = excluded.traceback, "
-        "extra = CASE WHEN excluded.extra IS NULL THEN records.extra "
-        "WHEN records.extra IS NULL THEN excluded.extra "
-        "ELSE json_patch(records.extra, excluded.extra) END, updated_at = excluded.updated_at "
-        f"WHERE records.status NOT IN {_FINAL}",
-        [(app, o.uuid, o.task_name, o.priority, o.status, o.args_json, o.kwargs_json,
-          o.created_at or now, now, o.returning_json, o.traceback, o.extra_json)
-         for o in outcomes],
+def _heartbeat(conn: sqlite3.Connection, app: str, info: WorkerInfo, lease: float) -> None:
+    now = time.time()
+    conn.execute(
+        "INSERT INTO workers (id, app, hostname, pid, started_at, heartbeat_at, expires_at, "
+        "concurrency) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
+        (info.id, app, info.hostname, info.pid, info.started_at, now, now + lease,
+         info.concurrency),
     )
-    conn.executemany("DELETE FROM queue WHERE id = ?", [(o.delivery.tag,) for o in outcomes])
-    follow_ups = [o.follow_up for o in outcomes if o.follow_up is not None]
-    if follow_ups:
-        _insert_tasks(conn, app, follow_ups)
-    dead = [o for o in outcomes if o.dead_letter]
-    if dead:
-        conn.executemany(
-            "INSERT INTO dead_letters (app, uuid, task_name, reason, payload, deliveries, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(app, o.uuid, o.task_name, o.dead_letter, _text(o.delivery.payload),
-              o.delivery.deliveries, now) for o in dead],
-        )
+    # forget workers that died without unregistering, once their last lease is long gone
+    conn.execute("DELETE FROM workers WHERE expires_at < ?", (now - 3600,))
 
 
-def _text(payload: str | bytes) -> str:
-    return payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
-
-
-def release(
-    conn: sqlite3.Connection, app: str, worker_id: str, deliveries: list[Delivery], counted: bool
-) -> None:
-    if not deliveries:
-        return
-    with _Transaction(conn):
-        conn.executemany(
-            "UPDATE queue SET lease_until = NULL, worker = NULL, "
-            "deliveries = deliveries - ? WHERE id = ? AND worker = ?",
-            [(0 if counted else 1, d.tag, worker_id) for d in deliveries],
-        )
-        conn.executemany(
-            "UPDATE records SET status = 'new' WHERE uuid = ? AND status = 'process'",
-            [(d.uuid,) for d in deliveries],
-        )
-
-
-def heartbeat(
-    conn: sqlite3.Connection, app: str, worker_id: str, lease: float, concurrency: int,
-    started_at: float,
-) -> None:
-    now = time.time()
-    with _Transaction(conn):
-        conn.execute(
-            "UPDATE queue SET lease_until = ? WHERE worker = ? AND lease_until IS NOT NULL",
-            (now + lease, worker_id),
-        )
-        conn.execute(
-            "INSERT INTO workers (id, app, hostname, pid, started_at, heartbeat_at, expires_at, "
-            "concurrency) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-            "heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
-            (worker_id, app, _HOSTNAME, os.getpid(), started_at, now, now + lease, concurrency),
-        )
-        # forget workers that died without unregistering, once their last lease is long gone
-        conn.execute("DELETE FROM workers WHERE expires_at < ?", (now - 3600,))
-
-
-def unregister(conn: sqlite3.Connection, app: str, worker_id: str) -> None:
-    conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+def unregister(conn: sqlite3.Connection, app: str, worker: str) -> None:
+    conn.execute("DELETE FROM workers WHERE id = ?", (worker,))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -404,42 +573,108 @@ def live_workers(conn: sqlite3.Connection, app: str) -> int:
     return sum(1 for r in rows if r["hostname"] != _HOSTNAME or _pid_alive(r["pid"]))
 
 
-def ping(conn: sqlite3.Connection, app: str) -> bool:
-    return live_workers(conn, app) > 0
+def delete_finished(conn: sqlite3.Connection, app: str, older_than: float | None) -> int:
+    cutoff = time.time() - older_than if older_than is not None else None
+    return conn.execute(
+        f"DELETE FROM records WHERE app = ? AND status IN {_FINAL} "
+        "AND (? IS NULL OR updated_at < ?)", (app, cutoff, cutoff)
+    ).rowcount
+
+
+def store_stats(conn: sqlite3.Connection, app: str) -> StoreStats:
+    def one(sql: str) -> int:
+        return conn.execute(sql, (app,)).fetchone()[0]
+
+    return StoreStats(records=one("SELECT count(*) FROM records WHERE app = ?"),
+                      dead_letters=one("SELECT count(*) FROM dead_letters WHERE app = ?"),
+                      workers=live_workers(conn, app))
+
+
+def flush_store(conn: sqlite3.Connection, app: str) -> None:
+    with _Transaction(conn):
+        for table in ("records", "dead_letters"):
+            conn.execute(f"DELETE FROM {table} WHERE app = ?", (app,))
+
+
+# -- fused: both roles in one transaction ---------------------------------------------------------
+
+
+def enqueue(conn: sqlite3.Connection, app: str, tasks: Sequence[NewTask]) -> None:
+    """Records and messages together: a task is queued with its record or not at all."""
+    with _Transaction(conn):
+        _insert_records(conn, app, tasks)
+        _insert_messages(conn, app, tasks)
+
+
+def cancel(conn: sqlite3.Connection, app: str, uuid: str, reason: str) -> bool:
+    """Cancel a task that has not started; its message goes if no worker holds it (a worker
+    that prefetched it will not run it)."""
+    with _Transaction(conn):
+        if not _cancel_record(conn, app, uuid, reason):
+            return False
+        discard(conn, app, uuid)
+    return True
+
+
+def exchange(conn: sqlite3.Connection, app: str, worker: str, queues: Sequence[str], limit: int,
+             lease: float, finished: Sequence[Outcome], started: Sequence[Delivery],
+             start: int) -> Exchange:
+    """A worker round trip in one transaction: outcomes written (fenced by the queue row's
+    token), deliveries started, the next batch claimed."""
+    result = Exchange()
+    ready = limit > 0 and ready_now(conn, app, queues)
+    if not (ready or finished or started):
+        return result
+    now = time.time()
+    with _Transaction(conn):
+        if finished:
+            follow_ups = [o.follow_up for o in finished if o.follow_up is not None]
+            if follow_ups:
+                _insert_records(conn, app, follow_ups)
+                _insert_messages(conn, app, follow_ups)
+            report = FinishReport()
+            _write_outcomes(conn, app, finished, now, report, fenced=False, with_messages=True)
+            result.rejected, result.unstorable = report.rejected, report.unstorable
+        if started:
+            result.refused.extend(_start(conn, started))
+            _refuse_final(conn, app, [d for d in started if d.started], now, result)
+        if ready:
+            fetched = _claim(conn, app, worker, queues, limit, lease, start, now)
+            refused = Exchange()
+            _refuse_final(conn, app, [d for d in fetched if d.started], now, refused)
+            gone = {id(d) for d in refused.refused}
+            result.deliveries = [d for d in fetched if id(d) not in gone]
+    return result
+
+
+def _refuse_final(conn: sqlite3.Connection, app: str, started: list[Delivery], now: float,
+                  result: Exchange) -> None:
+    """Started deliveries whose task was cancelled (or is final) meanwhile: drop, don't run."""
+    if not started:
+        return
+    blocked = _mark_running(conn, app, started, now)
+    for d in started:
+        if d.uuid in blocked:
+            conn.execute("DELETE FROM queue WHERE id = ? AND token = ?", (d.tag, d.token))
+            result.refused.append(d)
+
+
+def fused_release(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery],
+                  delay: float) -> None:
+    with _Transaction(conn):
+        _mark_queued(conn, app, deliveries)
+        _release(conn, deliveries, delay)
+
+
+def fused_heartbeat(conn: sqlite3.Connection, app: str, info: WorkerInfo,
+                    deliveries: Sequence[Delivery], lease: float) -> list[Delivery]:
+    with _Transaction(conn):
+        lost = _extend(conn, deliveries, lease)
+        _heartbeat(conn, app, info, lease)
+    return lost
 
 
 def flush(conn: sqlite3.Connection, app: str) -> None:
     with _Transaction(conn):
         for table in ("records", "queue", "dead_letters"):
             conn.execute(f"DELETE FROM {table} WHERE app = ?", (app,))
-
-
-def delete_finished(conn: sqlite3.Connection, app: str) -> int:
-    return conn.execute(
-        f"DELETE FROM records WHERE app = ? AND status IN {_FINAL}", (app,)
-    ).rowcount
-
-
-def dead_letters(conn: sqlite3.Connection, app: str, limit: int) -> list[DeadLetter]:
-    rows = conn.execute(
-        "SELECT id, uuid, task_name, reason, payload, deliveries, created_at FROM dead_letters "
-        "WHERE app = ? ORDER BY id DESC LIMIT ?",
-        (app, limit),
-    ).fetchall()
-    return [DeadLetter(**dict(r)) for r in rows]
-
-
-def stats(conn: sqlite3.Connection, app: str) -> dict[str, Any]:
-    def one(sql: str) -> int:
-        return conn.execute(sql, (app,)).fetchone()[0]
-
-    return {
-        "queued": one("SELECT count(*) FROM queue WHERE app = ? AND lease_until IS NULL"),
-        "running": one("SELECT count(*) FROM queue WHERE app = ? AND lease_until IS NOT NULL"),
-        "records": one("SELECT count(*) FROM records WHERE app = ?"),
-        "dead_letters": one("SELECT count(*) FROM dead_letters WHERE app = ?"),
-        "workers": live_workers(conn, app),
-        "by_queue": dict(conn.execute(
-            "SELECT queue, count(*) FROM queue WHERE app = ? AND lease_until IS NULL "
-            "GROUP BY queue ORDER BY queue", (app,)).fetchall()),
-    }

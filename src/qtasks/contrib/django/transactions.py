@@ -31,15 +31,10 @@ def enqueue_on_commit(app: Any, task_name: str, args: tuple[Any, ...], kwargs: d
     record = app._new_record(new, args, kwargs)
 
     def enqueue() -> None:
-        done = record
-        if app._capture is not None:  # capture mode (tests): record instead of sending
-            app._capture.append(new)
-        elif app._immediate:  # immediate mode (tests): run inline, at the commit
-            from qtasks.app import _run_inline
-
-            done = _run_inline(app, new)
-        else:
-            app.client.enqueue(new)
+        # add_task's own steps (plugins, capture and immediate modes), under the same uuid
+        steps = app._add_task_steps(task_name, args, kwargs, priority, None, when, queue, extra,
+                                    uuid=new.uuid_obj)
+        done = app._steps_sync(steps)[1]
         if then is not None:
             then(done)
 

@@ -1,0 +1,236 @@
+"""A broker and a result store, put together in a safe order: what the worker and the apps use.
+
+The order of the calls is what keeps a pair of separate services from losing work:
+
+- enqueue: the record first, then the message, so a worker never meets a message whose
+  record a producer cannot read;
+- finish: the follow-ups (a retry's next attempt) are queued first, then the final records are
+  written (fenced by the delivery's token in the store), then the messages are removed. A crash
+  between two steps repeats work (the message comes back) but never loses it;
+- start: the broker counts the delivery first, then the store marks the record running; a task
+  cancelled meanwhile is finished at the broker without running.
+
+A backend that plays both roles can do each of these in one transaction; it then subclasses
+:class:`Transport` / :class:`Client` (see ``Backend.fused_transport``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from qtasks.backends.base import (
+    BackendStats,
+    Broker,
+    DeadLetter,
+    Delivery,
+    Exchange,
+    NewTask,
+    Outcome,
+    ResultStore,
+    SyncBroker,
+    SyncResultStore,
+    WorkerInfo,
+)
+from qtasks.core.record import RecordRow
+from qtasks.core.status import FINAL_STATUSES
+
+HOSTNAME = socket.gethostname()
+
+
+def worker_info(worker_id: str, started_at: float, concurrency: int,
+                queues: Sequence[str] = ("default",)) -> WorkerInfo:
+    return WorkerInfo(id=worker_id, hostname=HOSTNAME, pid=os.getpid(), started_at=started_at,
+                      concurrency=concurrency, queues=tuple(queues))
+
+
+class Transport:
+    """The async side: a broker and a store, used by the worker and the async app."""
+
+    def __init__(self, broker: Broker, store: ResultStore) -> None:
+        self.broker = broker
+        self.store = store
+        self._unfinished: list[asyncio.Future[Exchange]] = []
+
+    # -- producer -----------------------------------------------------------------------------
+
+    async def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        await self.store.create(tasks)
+        await self.broker.enqueue(tasks)
+
+    async def get(self, uuid: str) -> RecordRow | None:
+        return await self.store.get(uuid)
+
+    async def wait(self, uuid: str, timeout: float | None,
+                   final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
+        return await self.store.wait(uuid, timeout, final)
+
+    async def cancel(self, uuid: str, reason: str) -> bool:
+        if not await self.store.cancel(uuid, reason):
+            return False
+        await self.broker.discard(uuid)  # if it cannot, the worker skips the cancelled task
+        return True
+
+    async def flush(self) -> None:
+        await self.broker.flush()
+        await self.store.flush()
+
+    async def ping(self) -> bool:
+        return (await self.store.stats()).workers > 0
+
+    async def stats(self) -> BackendStats:
+        return BackendStats.of(await self.broker.stats(), await self.store.stats())
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return await self.store.dead_letters(limit)
+
+    async def search(self, **filters: Any) -> list[RecordRow]:
+        return await self.store.search(**filters)
+
+    async def delete_finished(self, older_than: float | None = None) -> int:
+        return await self.store.delete_finished(older_than)
+
+    # -- worker -------------------------------------------------------------------------------
+
+    async def exchange(self, worker: str, queues: Sequence[str], *, limit: int, lease: float,
+                       block: float = 0.0, finished: Sequence[Outcome] = (),
+                       started: Sequence[Delivery] = (), start: int = 0) -> Exchange:
+        """One worker round trip: record ``finished``, start ``started``, fetch up to ``limit``
+        (waiting up to ``block`` seconds only when there is nothing to write).
+
+        Cancelling it while it waits loses nothing; once messages are taken, the rest runs to
+        the end and its answer is handed over by the next call.
+        """
+        result = Exchange()
+        while self._unfinished:  # a call cancelled after it had taken messages
+            earlier = self._unfinished.pop(0)
+            _merge(result, await earlier)
+        if finished:
+            await self._finish(finished, result)
+        if started:
+            await self._start(started, result)
+        if limit > 0:
+            wait = block if not (finished or started or result.deliveries) else 0.0
+            fetched = await self.broker.fetch(worker, queues, limit, lease, wait, start)
+            if fetched:
+                rest = asyncio.ensure_future(self._check_started(fetched))
+                try:
+                    _merge(result, await asyncio.shield(rest))
+                except asyncio.CancelledError:
+                    self._unfinished.append(rest)
+                    raise
+        return result
+
+    async def _finish(self, finished: Sequence[Outcome], result: Exchange) -> None:
+        follow_ups = [o.follow_up for o in finished if o.follow_up is not None]
+        if follow_ups:
+            await self.store.create(follow_ups)
+            await self.broker.enqueue(follow_ups)
+        report = await self.store.finish(finished)
+        result.unstorable.extend(report.unstorable)
+        kept = {id(o) for o, _ in report.unstorable}  # their messages stay: core stores another
+        acks = [o.delivery for o in finished if id(o) not in kept and o.delivery.tag is not None]
+        lost = {id(d) for d in await self.broker.finish(acks)}
+        seen = {id(o) for o in report.rejected}
+        result.rejected.extend(report.rejected)
+        result.rejected.extend(o for o in finished if id(o.delivery) in lost and id(o) not in seen)
+
+    async def _start(self, started: Sequence[Delivery], result: Exchange) -> None:
+        lost = {id(d) for d in await self.broker.start(started)}
+        held = [d for d in started if id(d) not in lost]
+        result.refused.extend(d for d in started if id(d) in lost)
+        for d in held:
+            d.started = True
+        blocked = await self.store.mark_running(held) if held else set()
+        if blocked:
+            gone = [d for d in held if d.uuid in blocked]
+            await self.broker.finish(gone)
+            result.refused.extend(gone)
+
+    async def _check_started(self, fetched: list[Delivery]) -> Exchange:
+        """Deliveries the broker started on fetch: mark their records running."""
+        result = Exchange(deliveries=list(fetched))
+        auto = [d for d in fetched if d.started]
+        blocked = await self.store.mark_running(auto) if auto else set()
+        if blocked:
+            gone = [d for d in auto if d.uuid in blocked]
+            await self.broker.finish(gone)
+            result.deliveries = [d for d in fetched if not (d.started and d.uuid in blocked)]
+        return result
+
+    async def heartbeat(self, info: WorkerInfo, deliveries: Sequence[Delivery],
+                        lease: float) -> list[Delivery]:
+        """Extend every lease this worker holds, in one call, and say it is alive. Returns the
+        deliveries whose lease was lost."""
+        lost = await self.broker.extend(info.id, deliveries, lease) if deliveries else []
+        await self.store.heartbeat(info, lease)
+        return lost
+
+    async def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
+        if deliveries:
+            await self.store.mark_queued([d for d in deliveries if d.started])
+            await self.broker.release(deliveries, delay)
+
+    async def unregister(self, worker: str) -> None:
+        await self.store.unregister(worker)
+
+    async def close(self) -> None:
+        await self.broker.close()
+        if self.store is not self.broker:
+            await self.store.close()
+
+
+def _merge(into: Exchange, other: Exchange) -> None:
+    into.deliveries.extend(other.deliveries)
+    into.refused.extend(other.refused)
+    into.rejected.extend(other.rejected)
+    into.unstorable.extend(other.unstorable)
+
+
+class Client:
+    """The blocking side: what the sync app and the operator commands use."""
+
+    def __init__(self, broker: SyncBroker, store: SyncResultStore) -> None:
+        self.broker = broker
+        self.store = store
+
+    def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        self.store.create(tasks)
+        self.broker.enqueue(tasks)
+
+    def get(self, uuid: str) -> RecordRow | None:
+        return self.store.get(uuid)
+
+    def wait(self, uuid: str, timeout: float | None,
+             final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
+        return self.store.wait(uuid, timeout, final)
+
+    def cancel(self, uuid: str, reason: str) -> bool:
+        if not self.store.cancel(uuid, reason):
+            return False
+        self.broker.discard(uuid)
+        return True
+
+    def flush(self) -> None:
+        self.broker.flush()
+        self.store.flush()
+
+    def ping(self) -> bool:
+        return self.store.live_workers() > 0
+
+    def stats(self) -> BackendStats:
+        return BackendStats.of(self.broker.stats(), self.store.stats())
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return self.store.dead_letters(limit)
+
+    def search(self, **filters: Any) -> list[RecordRow]:
+        return self.store.search(**filters)
+
+    def close(self) -> None:
+        self.broker.close()
+        if self.store is not self.broker:
+            self.store.close()
