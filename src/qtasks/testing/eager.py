@@ -16,12 +16,13 @@ from qtasks.worker import Worker
 _lock = threading.Lock()
 
 
-def ensure_worker(app: Any, concurrency: int | None = None) -> Worker:
+def ensure_worker(app: Any, concurrency: int | None = None,
+                  queues: list[str] | None = None) -> Worker:
     with _lock:
         running = getattr(app, "_background", None)
         if running is not None and running[1].is_alive():
             return running[0]
-        worker = Worker(app, concurrency=concurrency, install_signals=False)
+        worker = Worker(app, concurrency=concurrency, install_signals=False, queues=queues)
         thread = threading.Thread(target=lambda: asyncio.run(worker.run()), daemon=True,
                                   name=f"qtasks-worker-{app.name}")
         app._background = (worker, thread)

@@ -1,0 +1,75 @@
+"""The backends every contract test runs against: each URL pair is one parameter.
+
+A new backend joins by adding its URLs here (or through ``QTASKS_TEST_BROKER_URL``): the same
+tests then hold it to the same contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+
+import pytest
+
+from qtasks import QueueTasks
+
+_names = itertools.count()
+
+BACKENDS = {
+    "sqlite": ("sqlite:///{dir}/contract-{name}.sqlite3", None),
+    "memory": ("memory://contract-{name}", None),
+    "memory+sqlite": ("memory://contract-{name}", "sqlite:///{dir}/contract-{name}.sqlite3"),
+}
+extra = os.environ.get("QTASKS_TEST_BROKER_URL")
+if extra and extra not in {b for b, _ in BACKENDS.values()}:
+    BACKENDS["env"] = (extra, os.environ.get("QTASKS_TEST_STORAGE_URL") or None)
+
+
+class Contract:
+    """One fresh app on the backend under test, and helpers to drive its transport."""
+
+    def __init__(self, broker: str, storage: str | None) -> None:
+        name = f"c{next(_names)}"
+        folder = os.environ["QTASKS_TEST_DIR"]
+        self.app = QueueTasks(name=name, broker_url=broker.format(dir=folder, name=name),
+                              storage_url=storage.format(dir=folder, name=name) if storage
+                              else None)
+        self.loop = asyncio.new_event_loop()
+
+    @property
+    def transport(self):
+        return self.app.transport
+
+    @property
+    def client(self):
+        return self.app.client
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def new(self, name="job", *args, priority=0, queue="default", eta=None, **kwargs):
+        return self.app._prepare(name, args, kwargs, priority, eta, queue)
+
+    def enqueue(self, *tasks):
+        self.run(self.transport.enqueue(list(tasks)))
+        return tasks
+
+    def exchange(self, worker="w1", queues=("default",), limit=10, lease=30.0, **kw):
+        return self.run(self.transport.exchange(worker, queues, limit=limit, lease=lease, **kw))
+
+    def fetch(self, worker="w1", queues=("default",), limit=10, lease=30.0, start=0,
+              block=0.0):
+        return self.exchange(worker, queues, limit, lease, start=start,
+                             block=block).deliveries
+
+    def close(self):
+        self.run(self.transport.close())
+        self.loop.close()
+
+
+@pytest.fixture(params=list(BACKENDS))
+def contract(request):
+    c = Contract(*BACKENDS[request.param])
+    yield c
+    c.close()

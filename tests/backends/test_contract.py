@@ -1,0 +1,221 @@
+"""The backend contract (src/qtasks/backends/base.py), held against every backend.
+
+Each test drives a backend the way the worker does, through its transport, and reads back what
+a producer would see: records, stats, dead letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from qtasks.backends.base import Outcome
+from qtasks.core.codec import dumps
+
+
+def outcome(delivery, status="success", result=None, **fields):
+    return Outcome(delivery=delivery, uuid=delivery.uuid, status=status, task_name="job",
+                   priority=delivery.priority,
+                   returning_json=dumps(result) if result is not None else None, **fields)
+
+
+def test_lower_priority_number_first_and_fifo_within_one(contract):
+    tasks = [contract.new("job", i, priority=p) for i, p in enumerate([2, 0, 1, 0, 2, 1, 0])]
+    contract.enqueue(*tasks)
+    got = contract.fetch(limit=3) + contract.fetch(limit=10)
+    order = {t.uuid: i for i, t in enumerate(tasks)}
+    assert [(d.priority, order[d.uuid]) for d in got] == \
+        [(0, 1), (0, 3), (0, 6), (1, 2), (1, 5), (2, 0), (2, 4)]
+
+
+def test_bulk_enqueue_queues_every_task_with_its_record(contract):
+    tasks = [contract.new("job", i) for i in range(250)]
+    contract.enqueue(*tasks)
+    stats = contract.app.stats()
+    assert (stats.queued, stats.running, stats.records) == (250, 0, 250)
+    assert contract.client.get(tasks[17].uuid)["status"] == "new"
+    assert len(contract.fetch(limit=1000)) == 250
+
+
+def test_a_delayed_task_is_not_handed_out_before_its_time(contract):
+    contract.enqueue(contract.new("job", eta=time.time() + 0.6))
+    assert contract.fetch() == []
+    assert contract.app.stats().delayed == 1
+    started = time.monotonic()
+    got = contract.fetch(block=5.0)  # a blocking fetch wakes up when the task becomes due
+    assert len(got) == 1
+    assert time.monotonic() - started >= 0.4
+
+
+def test_named_queues_are_kept_apart(contract):
+    contract.enqueue(contract.new("job", 1, queue="emails"), contract.new("job", 2))
+    assert [d.queue for d in contract.fetch(queues=("emails",))] == ["emails"]
+    assert [d.queue for d in contract.fetch(queues=("default", "emails"))] == ["default"]
+    assert contract.app.stats().by_queue == {}
+
+
+def test_an_expired_lease_hands_the_task_to_another_worker(contract):
+    contract.enqueue(contract.new())
+    first = contract.fetch("a", lease=0.3)
+    assert len(first) == 1 and contract.fetch("b") == []
+    time.sleep(0.4)
+    second = contract.fetch("b")
+    assert [d.uuid for d in second] == [first[0].uuid]
+    assert second[0].token != first[0].token
+    lost = contract.run(contract.transport.heartbeat(_info("a"), first, 30.0))
+    assert lost == first  # the first worker learns that it no longer holds it
+
+
+def test_an_extended_lease_keeps_the_task(contract):
+    contract.enqueue(contract.new())
+    held = contract.fetch("a", lease=0.5)
+    for _ in range(3):
+        time.sleep(0.3)
+        assert contract.run(contract.transport.heartbeat(_info("a"), held, 0.5)) == []
+    assert contract.fetch("b") == []
+    assert contract.app.stats().running == 1
+
+
+def test_a_finish_from_a_lost_lease_is_rejected_and_the_holder_wins(contract):
+    (task,) = contract.enqueue(contract.new())
+    old = contract.fetch("a", lease=0.2, start=1)
+    time.sleep(0.3)
+    new = contract.fetch("b", start=1)
+    assert new[0].deliveries == 1 and not new[0].started  # a redelivery: the worker starts it
+    assert contract.exchange("b", limit=0, started=new).refused == []
+    late = contract.exchange("a", limit=0, finished=[outcome(old[0], result="from a")])
+    assert [o.uuid for o in late.rejected] == [task.uuid]
+    assert contract.client.get(task.uuid)["status"] == "process"
+    done = contract.exchange("b", limit=0, finished=[outcome(new[0], result="from b")])
+    assert done.rejected == []
+    record = contract.client.get(task.uuid)
+    assert (record["status"], record["returning"]) == ("success", '"from b"')
+    assert contract.app.stats().queued + contract.app.stats().running == 0
+
+
+def test_only_started_deliveries_are_counted(contract):
+    contract.enqueue(contract.new())
+    prefetched = contract.fetch(lease=0.2)  # taken, never started
+    assert (prefetched[0].deliveries, prefetched[0].started) == (0, False)
+    time.sleep(0.3)
+    started = contract.fetch(lease=0.2, start=1)
+    assert (started[0].deliveries, started[0].started) == (0, True)
+    time.sleep(0.3)
+    again = contract.fetch(lease=0.2)
+    assert again[0].deliveries == 1
+    result = contract.exchange(limit=0, started=again)  # starting it later counts too
+    assert result.refused == []
+    time.sleep(0.3)
+    assert contract.fetch()[0].deliveries == 2
+
+
+def test_a_final_record_is_written_once(contract):
+    (task,) = contract.enqueue(contract.new())
+    (delivery,) = contract.fetch(start=1)
+    contract.exchange(limit=0, finished=[outcome(delivery, result=1)])
+    second = contract.exchange(limit=0, finished=[outcome(delivery, "error", traceback="x")])
+    assert len(second.rejected) == 1
+    record = contract.client.get(task.uuid)
+    assert (record["status"], record["returning"], record["traceback"]) == ("success", "1", None)
+
+
+def test_cancel_before_start_and_not_after(contract):
+    queued, prefetched, running = contract.enqueue(*(contract.new("job", i) for i in range(3)))
+    taken = {d.uuid: d for d in contract.fetch(limit=2, start=0)}
+    assert set(taken) == {queued.uuid, prefetched.uuid}
+    contract.exchange(limit=0, started=[taken[queued.uuid]])
+    assert contract.client.cancel(running.uuid, "not needed")  # never fetched
+    assert contract.client.cancel(prefetched.uuid, "not needed")  # fetched, not started
+    assert not contract.client.cancel(queued.uuid, "too late")  # started
+    refused = contract.exchange(limit=10, started=[taken[prefetched.uuid]])
+    assert [d.uuid for d in refused.refused] == [prefetched.uuid]
+    assert refused.deliveries == []
+    for uuid in (prefetched.uuid, running.uuid):
+        record = contract.client.get(uuid)
+        assert record["status"] == "cancel"
+        assert "not needed" in record["extra"]
+    assert contract.client.get(queued.uuid)["status"] == "process"
+
+
+def test_release_hands_back_to_the_same_queue_after_the_delay(contract):
+    (task,) = contract.enqueue(contract.new(queue="emails"))
+    (delivery,) = contract.fetch(queues=("emails",), start=1)
+    contract.run(contract.transport.release([delivery], delay=0.4))
+    assert contract.fetch(queues=("emails",)) == []
+    assert contract.client.get(task.uuid)["status"] == "new"
+    again = contract.fetch(queues=("emails",), block=3.0)
+    assert [(d.uuid, d.queue, d.deliveries) for d in again] == [(task.uuid, "emails", 1)]
+    assert contract.exchange(queues=("emails",), limit=0, finished=[outcome(delivery)]).rejected
+
+
+def test_dead_letters_are_kept_with_their_reason(contract):
+    (task,) = contract.enqueue(contract.new())
+    (delivery,) = contract.fetch(start=1)
+    contract.exchange(limit=0, finished=[outcome(delivery, "error", traceback="Boom: no",
+                                                 dead_letter="Boom: no")])
+    letters = contract.app.dead_letters()
+    assert [(d.uuid, d.task_name, d.reason) for d in letters] == [(task.uuid, "job", "Boom: no")]
+    assert contract.run(contract.transport.dead_letters()) == letters
+    assert contract.app.stats().dead_letters == 1
+
+
+def test_a_follow_up_is_queued_with_the_outcome(contract):
+    contract.enqueue(contract.new(queue="emails"))
+    (delivery,) = contract.fetch(queues=("emails",), start=1)
+    follow = contract.new("job", 2, queue="emails")
+    contract.exchange(queues=("emails",), limit=0,
+                      finished=[outcome(delivery, "retry", follow_up=follow)])
+    assert [d.uuid for d in contract.fetch(queues=("emails",))] == [follow.uuid]
+
+
+def test_a_waiting_producer_is_woken_by_the_final_record(contract):
+    (task,) = contract.enqueue(contract.new())
+    (delivery,) = contract.fetch(start=1)
+    got = {}
+    waiter = threading.Thread(target=lambda: got.update(row=contract.client.wait(task.uuid, 10)))
+    waiter.start()
+    time.sleep(0.1)
+    contract.exchange(limit=0, finished=[outcome(delivery, result=7)])
+    waiter.join(10)
+    assert got["row"]["returning"] == "7"
+
+
+def test_a_cancelled_blocking_fetch_strands_nothing(contract):
+    async def scenario():
+        transport = contract.transport
+        pending = asyncio.ensure_future(
+            transport.exchange("w", ("default",), limit=5, lease=30.0, block=5.0))
+        await asyncio.sleep(0.05)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        await transport.enqueue([contract.new()])
+        return await transport.exchange("w", ("default",), limit=5, lease=30.0, block=2.0)
+
+    assert len(contract.run(scenario()).deliveries) == 1
+
+
+def test_search_lists_records_newest_first(contract):
+    tasks = contract.enqueue(*(contract.new("job", i) for i in range(5)))
+    contract.enqueue(contract.new("other"))
+    rows = contract.client.search(task_name="job", limit=3)
+    assert [r["uuid"] for r in rows] == [t.uuid for t in tasks[::-1][:3]]
+    assert [r["uuid"] for r in contract.client.search(status="new", before=tasks[2].created_at)] \
+        == [tasks[1].uuid, tasks[0].uuid]
+
+
+def test_live_workers_are_counted(contract):
+    assert not contract.client.ping()
+    contract.run(contract.transport.heartbeat(_info("w9"), [], 30.0))
+    assert contract.client.ping() and contract.app.stats().workers == 1
+    contract.run(contract.transport.unregister("w9"))
+    assert not contract.client.ping()
+
+
+def _info(worker):
+    from qtasks.backends.transport import worker_info
+
+    return worker_info(worker, time.time(), 1)
