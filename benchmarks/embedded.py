@@ -208,6 +208,7 @@ class Result:
     tasks: int
     enqueue_seconds: float = 0.0
     enqueue_per_s: float = 0.0
+    bulk_enqueue_per_s: float = 0.0
     startup_seconds: float = 0.0
     drain_seconds: float = 0.0
     drain_per_s: float = 0.0
@@ -235,6 +236,20 @@ def measure_enqueue(result: Result, label: str, enqueue_one: Callable[[], object
     result.enqueue_seconds = elapsed
     result.enqueue_per_s = n / elapsed
     PROGRESS.done(f"  {label}: enqueued {n} in {elapsed:.2f}s ({n / elapsed:,.0f}/s)")
+
+
+def measure_bulk(result: Result, label: str, enqueue_many: Callable[[int], object],
+                 batch: int) -> None:
+    """Enqueue ``result.tasks`` tasks ``batch`` at a time (one transaction per batch)."""
+    n = result.tasks
+    start = time.perf_counter()
+    for done in range(0, n, batch):
+        enqueue_many(min(batch, n - done))
+        PROGRESS.show(f"  {label}: bulk enqueue {done}/{n}")
+    elapsed = time.perf_counter() - start
+    result.bulk_enqueue_per_s = n / elapsed
+    PROGRESS.done(f"  {label}: bulk-enqueued {n} in {elapsed:.2f}s ({n / elapsed:,.0f}/s, "
+                  f"batches of {batch})")
 
 
 def measure_drain(result: Result, label: str, db_path: Path, done_sql: str, proc: Consumer,
@@ -323,6 +338,16 @@ def run_qtasks(args: argparse.Namespace, base: Path) -> Result:
         db = folder / "q.sqlite3"
         module_name = "bench_qtasks_tasks"
         (folder / f"{module_name}.py").write_text(QTASKS_MODULE.format(url=f"sqlite:///{db}"))
+        bulk_name = "bench_qtasks_bulk"
+        (folder / f"{bulk_name}.py").write_text(
+            QTASKS_MODULE.format(url=f"sqlite:///{folder / 'bulk.sqlite3'}"))
+        bulk = import_fresh(bulk_name, folder).app
+        try:
+            measure_bulk(result, "qtasks", lambda k: bulk.add_tasks([("noop", ())] * k),
+                         args.batch)
+        finally:
+            bulk.client.close()
+            sys.modules.pop(bulk_name, None)
         module = import_fresh(module_name, folder)
         app = module.app
         try:
@@ -410,11 +435,13 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     env = environment()
     print(f"\n{args.tasks} no-op tasks, concurrency {args.concurrency}, {args.rtt} round trips; "
           f"Python {env['python']}, SQLite {env['sqlite']}, {env['cpus']} CPUs")
-    header = f"{'system':<8} {'enqueue/s':>10} {'drain/s':>10} {'rtt p50 ms':>11} {'rtt p99 ms':>11}"
+    header = (f"{'system':<8} {'enqueue/s':>10} {'bulk/s':>10} {'drain/s':>10} "
+              f"{'rtt p50 ms':>11} {'rtt p99 ms':>11}")
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r.system:<8} {r.enqueue_per_s:>10,.0f} {r.drain_per_s:>10,.0f} "
+        bulk = f"{r.bulk_enqueue_per_s:>10,.0f}" if r.bulk_enqueue_per_s else f"{'-':>10}"
+        print(f"{r.system:<8} {r.enqueue_per_s:>10,.0f} {bulk} {r.drain_per_s:>10,.0f} "
               f"{r.rtt_p50_ms:>11.2f} {r.rtt_p99_ms:>11.2f}")
     by_name = {r.system: r for r in results}
     print()
@@ -431,7 +458,8 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     if "qtasks" in by_name and huey is not None:
         q = by_name["qtasks"]
         print(f"qtasks/huey: drain {q.drain_per_s / huey.drain_per_s:.2f}x, "
-              f"enqueue {q.enqueue_per_s / huey.enqueue_per_s:.2f}x")
+              f"enqueue {q.enqueue_per_s / huey.enqueue_per_s:.2f}x, "
+              f"qtasks bulk enqueue / huey enqueue {q.bulk_enqueue_per_s / huey.enqueue_per_s:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -440,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtt", type=int, default=500, help="sequential round trips to time")
     parser.add_argument("--concurrency", type=int, default=10,
                         help="worker threads of the one consumer process (default 10)")
+    parser.add_argument("--batch", type=int, default=500, help="tasks per add_tasks call")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--systems", default="qtasks,huey", help="comma separated (qtasks,huey)")
     parser.add_argument("--poll", type=float, default=0.05,

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from qtasks.backends.base import Outcome
+from qtasks.backends.transport import Transport
 from qtasks.core.codec import dumps
 
 
@@ -219,3 +220,33 @@ def _info(worker):
     from qtasks.backends.transport import worker_info
 
     return worker_info(worker, time.time(), 1)
+
+
+def test_a_task_set_aside_without_running_again_is_recorded(contract):
+    (task,) = contract.enqueue(contract.new())
+    contract.fetch("dead", lease=0.2, start=1)  # started; its worker then dies
+    time.sleep(0.3)
+    (again,) = contract.fetch("next")
+    assert (again.deliveries, again.started) == (1, False)
+    reason = "WorkerLostError: gone"
+    result = contract.exchange("next", limit=0, finished=[
+        outcome(again, "error", traceback=reason, dead_letter=reason)])
+    assert result.rejected == []
+    assert contract.client.get(task.uuid)["status"] == "error"
+    assert [d.reason for d in contract.app.dead_letters()] == [reason]
+    assert contract.app.stats().queued + contract.app.stats().running == 0
+
+
+def test_a_rejected_outcome_queues_no_follow_up(contract):
+    contract.enqueue(contract.new())
+    (old,) = contract.fetch("a", lease=0.2, start=1)
+    time.sleep(0.3)
+    new = contract.fetch("b")
+    contract.exchange("b", limit=0, started=new)
+    follow = contract.new("job", 2)
+    late = contract.exchange("a", limit=0, finished=[outcome(old, "retry", follow_up=follow)])
+    assert len(late.rejected) == 1
+    if type(contract.transport) is not Transport:  # one transaction: nothing of it stays
+        assert contract.client.get(follow.uuid) is None
+    # (two services: the follow-up is queued before the outcome is written, so that a crash
+    # between the two repeats the retry rather than losing it; docs/architecture.md)

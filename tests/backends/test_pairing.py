@@ -77,14 +77,14 @@ def worker_app(request):
     attempts = []
 
     @app.task(queue="emails", retry=1, retry_delay=0.05)
-    def flaky():
+    def pairing_flaky():
         attempts.append(1)
         if len(attempts) == 1:
             raise ConnectionError("first attempt fails")
         return "sent"
 
     @app.task(queue="emails")
-    def double(x):
+    def pairing_double(x):
         return 2 * x
 
     ensure_worker(app, queues=["emails"])  # nothing serves "default"
@@ -94,13 +94,13 @@ def worker_app(request):
 
 
 def test_a_real_worker_runs_tasks_on_every_backend(worker_app):
-    assert worker_app.add_task("double", 21, timeout=10).returning == 42
-    records = worker_app.add_tasks([("double", (i,)) for i in range(50)])
+    assert worker_app.add_task("pairing_double", 21, timeout=10).returning == 42
+    records = worker_app.add_tasks([("pairing_double", (i,)) for i in range(50)])
     assert [worker_app.wait_sync(r.uuid, 10).returning for r in records] == \
         [2 * i for i in range(50)]
 
 
 def test_a_retried_task_stays_in_its_queue(worker_app):
     # The next attempt goes back to "emails", not "default" (where no worker might look).
-    final = worker_app.add_task("flaky", timeout=10)
+    final = worker_app.add_task("pairing_flaky", timeout=10)
     assert (final.status, final.returning) == ("success", "sent")

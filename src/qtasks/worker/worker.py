@@ -399,6 +399,12 @@ class Worker:
 
     async def _drain(self) -> None:
         transport = self.app.transport
+        try:  # what a fetch cancelled by the stop had already taken goes back too
+            leftover = await transport.exchange(self.id, self.queues, limit=0, lease=self.lease)
+            self._buffer.extend(leftover.deliveries)
+        except Exception:
+            log.exception("could not collect the last fetch; its tasks run again when their "
+                          "lease expires")
         if self._buffer:
             unstarted, self._buffer = self._buffer, []
             try:

@@ -65,9 +65,9 @@ class Notifier:
                 return
             self._futures.add(entry)
         try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            pass  # the caller re-checks; a timeout is an answer, not an error
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
+            # the future completes, and the cancelled caller would then go on waiting.
+            await asyncio.wait((future,), timeout=timeout)
         finally:
             with self._cond:
                 self._futures.discard(entry)
@@ -345,8 +345,10 @@ class MemoryState:
             for o in outcomes:
                 row = self.records.get(o.uuid)
                 holder = self.holders.get(o.uuid)
+                # only a started delivery is fenced by the holder (see the SQLite store)
                 if row is not None and (row["status"] in _FINAL or (
-                        holder is not None and holder != (o.delivery.tag, o.delivery.token))):
+                        o.delivery.started and holder is not None
+                        and holder != (o.delivery.tag, o.delivery.token))):
                     report.rejected.append(o)
                     continue
                 if row is None:

@@ -124,7 +124,10 @@ def connect(target: str, uri: bool) -> sqlite3.Connection:
                            check_same_thread=False)
     conn.row_factory = sqlite3.Row
     if not uri:
-        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL is a property of the file, set once; asking again while another connection
+        # writes can fail with "database is locked" (this pragma does not wait).
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
     return conn
 
@@ -163,20 +166,6 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             f"this database was written by a qtasks release with schema {found}, this release "
             f"reads schema {SCHEMA_VERSION}; use a new database file or the matching release"
         )
-
-
-class _Transaction:
-    """``with _Transaction(conn):`` -- BEGIN IMMEDIATE, COMMIT, ROLLBACK on error."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 class _Transaction:
@@ -423,6 +412,9 @@ _UPSERT = (
 
 def _write_one(conn: sqlite3.Connection, app: str, o: Outcome, now: float, fenced: bool) -> bool:
     """One final record (and its dead letter); False if rejected (final, or held by another)."""
+    # A delivery that never started (set aside, malformed) holds nothing: the broker's token
+    # was its fence. One that started must still be the record's holder.
+    fenced = fenced and o.delivery.started
     sql = _UPSERT + (" AND (records.holder IS NULL OR records.holder = ?)" if fenced else "")
     params: tuple[Any, ...] = (app, o.uuid, o.task_name, o.priority, o.status, o.args_json,
                                o.kwargs_json, o.created_at or now, now, o.returning_json,
@@ -628,13 +620,16 @@ def exchange(conn: sqlite3.Connection, app: str, worker: str, queues: Sequence[s
     now = time.time()
     with _Transaction(conn):
         if finished:
-            follow_ups = [o.follow_up for o in finished if o.follow_up is not None]
-            if follow_ups:
-                _insert_records(conn, app, follow_ups)
-                _insert_messages(conn, app, follow_ups)
             report = FinishReport()
             _write_outcomes(conn, app, finished, now, report, fenced=False, with_messages=True)
             result.rejected, result.unstorable = report.rejected, report.unstorable
+            # the next attempt of a retried task, only if its outcome was taken
+            refused = {id(o) for o in report.rejected} | {id(o) for o, _ in report.unstorable}
+            follow_ups = [o.follow_up for o in finished
+                          if o.follow_up is not None and id(o) not in refused]
+            if follow_ups:
+                _insert_records(conn, app, follow_ups)
+                _insert_messages(conn, app, follow_ups)
         if started:
             result.refused.extend(_start(conn, started))
             _refuse_final(conn, app, [d for d in started if d.started], now, result)

@@ -90,9 +90,9 @@ class ChangeWatcher:
             self._futures.add((loop, future))
             self._enter(eager)
         try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            pass  # a timeout is an ordinary answer: nothing changed
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
+            # the future completes, and the cancelled caller would then go on waiting.
+            await asyncio.wait((future,), timeout=timeout)
         finally:
             with self._cond:
                 self._futures.discard((loop, future))
