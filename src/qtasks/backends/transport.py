@@ -107,7 +107,7 @@ class Transport:
         result = Exchange()
         while self._unfinished:  # a call cancelled after it had taken messages
             earlier = self._unfinished.pop(0)
-            _merge(result, await earlier)
+            merge(result, await earlier)
         if finished:
             await self._finish(finished, result)
         if started:
@@ -118,7 +118,7 @@ class Transport:
             if fetched:
                 rest = asyncio.ensure_future(self._check_started(fetched))
                 try:
-                    _merge(result, await asyncio.shield(rest))
+                    merge(result, await asyncio.shield(rest))
                 except asyncio.CancelledError:
                     self._unfinished.append(rest)
                     raise
@@ -183,7 +183,8 @@ class Transport:
             await self.store.close()
 
 
-def _merge(into: Exchange, other: Exchange) -> None:
+def merge(into: Exchange, other: Exchange) -> None:
+    """Add ``other``'s answers to ``into``."""
     into.deliveries.extend(other.deliveries)
     into.refused.extend(other.refused)
     into.rejected.extend(other.rejected)

@@ -39,7 +39,7 @@ from qtasks.backends.base import (
 )
 from qtasks.backends.sqlite import store
 from qtasks.backends.sqlite.watcher import ChangeWatcher
-from qtasks.backends.transport import Client, Transport
+from qtasks.backends.transport import Client, Transport, merge
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
 from qtasks.core.waiting import run_async, run_sync, wait_for_final
@@ -456,10 +456,7 @@ class SqliteTransport(Transport):
                        started: Sequence[Delivery] = (), start: int = 0) -> Exchange:
         result = Exchange()
         for earlier in await self.db.take_kept():
-            result.deliveries.extend(earlier.deliveries)
-            result.refused.extend(earlier.refused)
-            result.rejected.extend(earlier.rejected)
-            result.unstorable.extend(earlier.unstorable)
+            merge(result, earlier)
         if result.deliveries:
             block = 0.0
 
@@ -472,10 +469,7 @@ class SqliteTransport(Transport):
         if finished or started:
             self.db.watcher.poke()
         if got is not None:
-            result.deliveries.extend(got.deliveries)
-            result.refused.extend(got.refused)
-            result.rejected.extend(got.rejected)
-            result.unstorable.extend(got.unstorable)
+            merge(result, got)
         return result
 
     async def heartbeat(self, info: WorkerInfo, deliveries: Sequence[Delivery],
