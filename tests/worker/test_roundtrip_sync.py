@@ -60,13 +60,8 @@ def test_wait_timeout_returns_none_while_task_still_finishes(worker):
 
 
 def _records(name):
-    # read through the public API: every record the backend has for this test's tasks
-    import sqlite3
-
-    conn = sqlite3.connect(app.backend.path)
-    uuids = [r[0] for r in conn.execute("SELECT uuid FROM records WHERE task_name = ?", (name,))]
-    conn.close()
-    return [app.get(u) for u in uuids]
+    # every record the store has for this task name, read back through app.get
+    return [app.get(row["uuid"]) for row in app.client.search(task_name=name, limit=1000)]
 
 
 def test_router_tasks_including_ones_added_after_include(worker):

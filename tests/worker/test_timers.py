@@ -3,7 +3,6 @@
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,11 +16,8 @@ TESTS = Path(__file__).parent.parent
 
 
 def _done(app, value):
-    conn = sqlite3.connect(app.backend.path)
-    rows = conn.execute("SELECT args, \"returning\" FROM records WHERE task_name = 'test' "
-                        "AND status = 'success'").fetchall()
-    conn.close()
-    assert all(args == "[5]" and ret == str(value) for args, ret in rows)
+    rows = app.client.search(task_name="test", status="success", limit=10_000)
+    assert all(r["args"] == "[5]" and r["returning"] == str(value) for r in rows)
     return len(rows)
 
 
