@@ -206,9 +206,6 @@ class WorkerInfo:
 class Broker(abc.ABC):
     """The queue, async side (the worker and the async app)."""
 
-    stores_records: ClassVar[bool] = False
-    """Whether this technology can also be the result store (then it is the default store)."""
-
     @abc.abstractmethod
     async def enqueue(self, tasks: Sequence[NewTask]) -> None:
         """Queue one message per task (all or none where the technology allows)."""
@@ -393,6 +390,7 @@ class Backend(abc.ABC):
 
     url: str
     stores_records: ClassVar[bool] = True
+    """Whether this technology can also be the result store (then it is the default store)."""
 
     @abc.abstractmethod
     def broker_roles(self) -> tuple[Broker, SyncBroker]: ...

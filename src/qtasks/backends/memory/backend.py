@@ -49,8 +49,6 @@ def shared_state(key: str) -> MemoryState:
 class MemoryBroker(Broker):
     """The async broker role. The state's methods never block; only ``fetch`` waits."""
 
-    stores_records = True
-
     def __init__(self, state: MemoryState) -> None:
         self.state = state
 

@@ -237,8 +237,6 @@ async def _blocking(db: _Db, queues: Sequence[str], block: float, attempt: Any) 
 class SqliteBroker(Broker):
     """The broker role on the async side."""
 
-    stores_records = True
-
     def __init__(self, db: _Db) -> None:
         self.db = db
 
