@@ -48,7 +48,7 @@ def test_returns_none_and_a_second_call_is_harmless():
                     "assert autodiscover_tasks(app) is None\n"
                     "assert autodiscover_tasks(app, ['tasks']) is None\n"
                     "assert dict(app._own_tasks) == before\n"
-                    "from qtasks import _state\n"
+                    "from qtasks.core import apps as _state\n"
                     "print('ok')")
     result = run_python(code)
     assert result.returncode == 0, result.stderr

@@ -60,7 +60,8 @@ def test_immediate_mode_runs_inline_inside_the_tests_transaction():
 
 
 def test_without_the_setting_nothing_runs_inline():
-    result = run("", "assert app._immediate is False", immediate=False)
+    result = run("", "from qtasks.testing.capture import is_immediate\n"
+                     "assert not is_immediate(app)", immediate=False)
     assert result.returncode == 0, result.stderr
 
 

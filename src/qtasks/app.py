@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import ChainMap
 from collections.abc import Callable, Generator
@@ -16,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from qtasks import _state
 from qtasks.backends import Backend, Client, Transport, backend_from_url, connect
 from qtasks.backends.base import BackendStats, DeadLetter, NewTask
+from qtasks.core import apps as _state
 from qtasks.core.codec import dumps, encode_arguments, encode_envelope, loads
 from qtasks.core.config import QueueConfig
 from qtasks.core.definition import (
@@ -29,50 +28,26 @@ from qtasks.core.definition import (
     task_decorator,
 )
 from qtasks.core.delays import start_at
+from qtasks.core.hooks import Enqueue, Hooks, compose, stacked
 from qtasks.core.plugins import PluginRegistry
 from qtasks.core.record import RecordRow, Task, record_from_row
 from qtasks.events import Events
+from qtasks.integrations import activate as activate_integrations
 from qtasks.plugins.runner import trigger_async, trigger_sync
 from qtasks.shared import registry as shared_registry
 from qtasks.version import __version__
+from qtasks.worker.background import stop_worker
 from qtasks.worker.lending import slot_lent
 
-
-def _run_inline(app: BaseQueueTasks, new: NewTask) -> Task:
-    from qtasks.testing.capture import Captured
-
-    captured = Captured(app)
-    captured.tasks.append(new)
-    return captured.run()[0]
+_DEFERRED = object()  # the endpoint of a bulk enqueue: sent later, with the others
 
 
-async def _arun_inline(app: BaseQueueTasks, new: NewTask) -> Task:
-    from qtasks.testing.capture import Captured
-
-    captured = Captured(app)
-    captured.tasks.append(new)
-    return (await captured.arun())[0]
+def _deferred(ctx: Enqueue) -> object:
+    return _DEFERRED
 
 
-def _django_transaction_check(task_name: str) -> None:
-    """In a configured Django project with DEBUG on, warn about add_task inside atomic()."""
-    from django.apps import apps
-
-    if apps.ready:
-        from qtasks.contrib.django.transactions import warn_if_in_transaction
-
-        warn_if_in_transaction(task_name)
-
-
-EAGER_WAIT = 60.0  # seconds an eager add_task waits for its task's final record
-
-
-def resolve_app(app: BaseQueueTasks | None) -> BaseQueueTasks:
-    """``app`` itself, else the most recently created app; ``ImportError`` if there is none."""
-    found = app if app is not None else _state.app_main
-    if found is None:
-        raise ImportError("Unable to get app! Create a QueueTasks before enqueuing shared tasks.")
-    return found
+async def _adeferred(ctx: Enqueue) -> object:
+    return _DEFERRED
 
 
 def _as_uuid(uuid: UUID | str) -> str:
@@ -125,8 +100,7 @@ class BaseQueueTasks:
         self._worker: Any = None  # the Worker that run_forever is running, if any
         self._timers: list[Any] = []  # timers created for this app (qtasks.timers)
         self._background: Any = None  # (worker, thread) of eager mode and test cases
-        self._capture: list[NewTask] | None = None  # capture mode (qtasks.testing.capture)
-        self._immediate = False  # immediate mode: run inline at enqueue (qtasks.testing)
+        self.hooks = Hooks()  # this app's layers (capture, immediate mode), see qtasks.core.hooks
         _state.app_main = self
         _state.apps.add(self)
 
@@ -300,9 +274,9 @@ class BaseQueueTasks:
         returned earlier).
 
         Yields the I/O it needs: ``("trigger", name, kwargs)`` -> merged plugin result,
-        ``("enqueue", new)``, ``("inline", new)`` -> final record (immediate mode),
-        ``("wait", uuid, timeout)`` -> stored row or None. ``_add_task_sync`` and
-        ``_add_task_async`` carry them out with blocking calls or awaits.
+        ``("enqueue", ctx)`` -> None once sent through the ``enqueue`` hook's layers, or the
+        record a layer answered with, ``("wait", uuid, timeout)`` -> stored row or None.
+        ``_steps_sync`` and ``_steps_async`` carry them out with blocking calls or awaits.
         """
         if self._plugins:
             merged = yield ("trigger", "qtasks_add_task_before_broker",
@@ -313,14 +287,10 @@ class BaseQueueTasks:
         new = self._prepare(task_name, args, kwargs, priority, when, queue, extra, uuid)
         for name, fields in self._enqueue_triggers(new, before=True) if self._plugins else ():
             yield ("trigger", name, fields)
-        if "django" in sys.modules:
-            _django_transaction_check(task_name)
-        if self._capture is not None:  # capture mode: recorded, not sent
-            self._capture.append(new)
-            return self._new_record(new, args, kwargs)
-        if self._immediate:  # immediate mode: run inline, now
-            return (yield ("inline", new))
-        yield ("enqueue", new)
+        ctx = Enqueue(self, new, tuple(args), dict(kwargs), timeout, awaiting=False)
+        kept = yield ("enqueue", ctx)
+        if kept is not None:  # a layer kept it from the queue: capture or immediate mode
+            return kept
         if self._plugins:
             for name, fields in self._enqueue_triggers(new, before=False):
                 yield ("trigger", name, fields)
@@ -328,11 +298,19 @@ class BaseQueueTasks:
                    {"qtasks": self, "broker": self.backend, "task_name": task_name,
                     "priority": new.priority, "args": args, "kw": kwargs,
                     "task": self._new_record(new, args, kwargs)})
-        if self.config.eager:
-            timeout = self._start_eager_worker() if timeout is None else timeout
-        if timeout is None:
+        if ctx.timeout is None:
             return self._new_record(new, args, kwargs)
-        return self._record((yield ("wait", new.uuid, timeout)))
+        return self._record((yield ("wait", new.uuid, ctx.timeout)))
+
+    def _send_sync(self, ctx: Enqueue) -> None:
+        self.client.enqueue([ctx.new])
+
+    async def _send_async(self, ctx: Enqueue) -> None:
+        await self.transport.enqueue([ctx.new])
+
+    def _enqueue_layers(self) -> tuple[Any, ...]:
+        activate_integrations()
+        return stacked("enqueue", self.hooks)
 
     def _call_for(self, call: Any) -> tuple[str, tuple[Any, ...], dict[str, Any], int | None]:
         """``(name, args, kwargs, priority)`` of one item given to ``add_tasks``."""
@@ -356,11 +334,12 @@ class BaseQueueTasks:
                 if step[0] == "trigger":
                     answer = trigger_sync(self._plugins, step[1], **step[2])
                 elif step[0] == "enqueue":
-                    if defer:
-                        return ("enqueue", step[1])
-                    answer = self.client.enqueue([step[1]])
-                elif step[0] == "inline":
-                    answer = _run_inline(self, step[1])
+                    ctx, layers = step[1], self._enqueue_layers()
+                    ctx.awaiting = False
+                    endpoint = _deferred if defer else self._send_sync
+                    answer = compose(layers, endpoint)(ctx) if layers else endpoint(ctx)
+                    if answer is _DEFERRED:
+                        return ("enqueue", ctx.new)
                 else:
                     with slot_lent():  # inside a task: do not hold a worker slot while waiting
                         answer = self.client.wait(step[1], step[2], self._final)
@@ -376,11 +355,13 @@ class BaseQueueTasks:
                 if step[0] == "trigger":
                     answer = await trigger_async(self._plugins, step[1], **step[2])
                 elif step[0] == "enqueue":
-                    if defer:
-                        return ("enqueue", step[1])
-                    answer = await self.transport.enqueue([step[1]])
-                elif step[0] == "inline":
-                    answer = await _arun_inline(self, step[1])
+                    ctx, layers = step[1], self._enqueue_layers()
+                    ctx.awaiting = True
+                    endpoint = _adeferred if defer else self._send_async
+                    answer = await (compose(layers, endpoint, awaiting=True)(ctx) if layers
+                                    else endpoint(ctx))
+                    if answer is _DEFERRED:
+                        return ("enqueue", ctx.new)
                 else:
                     with slot_lent():  # inside a task: do not hold a worker slot while waiting
                         answer = await self.transport.wait(step[1], step[2], self._final)
@@ -478,21 +459,8 @@ class BaseQueueTasks:
 
         run_worker(self, concurrency, grace, timers, queues)
 
-    def _start_eager_worker(self) -> float:
-        """Eager mode: make sure an in-process worker runs; return how long to wait for results.
-
-        The worker is the real one, on a thread of its own, so an eager task goes through the
-        same encoding, execution and storage as in production.
-        """
-        from qtasks.testing.eager import ensure_worker
-
-        ensure_worker(self)
-        return EAGER_WAIT
-
     def _stop_worker(self) -> None:
         if self._background is not None:  # eager mode / test case worker: stop and join it
-            from qtasks.testing.eager import stop_worker
-
             stop_worker(self)
             return
         worker = self._worker

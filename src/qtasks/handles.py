@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from qtasks.core.definition import TaskDefinition
 from qtasks.core.delays import start_at
+from qtasks.core.hooks import process_hooks
+from qtasks.integrations import activate as activate_integrations
 
 if TYPE_CHECKING:
     from qtasks.app import BaseQueueTasks
@@ -76,7 +78,7 @@ class _Handle:
         )
 
     def _target(self, task_name: str | None) -> tuple[BaseQueueTasks, str]:
-        from qtasks.app import resolve_app
+        from qtasks.core.apps import resolve_app
 
         name = task_name or self.task_name
         if not name:
@@ -88,6 +90,17 @@ class _Handle:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.task_name!r}>"
+
+
+def _on_commit() -> Any:
+    """The ``commit`` hook's provider (the Django integration's enqueue at commit)."""
+    activate_integrations()
+    provider = process_hooks.provider("commit")
+    if provider is None:
+        raise RuntimeError("add_task_on_commit needs a transaction integration: it works in a "
+                           "Django project (pip install 'qtasks[django]', then import Django "
+                           "and configure it before enqueuing)")
+    return provider
 
 
 class SyncTask(_Handle):
@@ -113,11 +126,9 @@ class SyncTask(_Handle):
         Returns the task's record (status ``new``, uuid known) at once; after a rollback the
         task is never enqueued. See ``qtasks.contrib.django.transactions``.
         """
-        from qtasks.contrib.django.transactions import enqueue_on_commit
-
         app, name = self._target(task_name)
         prio = self.priority if priority is None and name == self.task_name else priority
-        return enqueue_on_commit(app, name, args, kwargs, prio, start_at(delay, eta), using)
+        return _on_commit()(app, name, args, kwargs, prio, start_at(delay, eta), using)
 
     def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
                  task_name: str | None = None, **kwargs: Any) -> SyncTaskCls:
@@ -148,12 +159,10 @@ class AsyncTask(_Handle):
                                  delay: float | None = None,
                                  eta: datetime | float | None = None, **kwargs: Any) -> Task:
         """Django: as ``SyncTask.add_task_on_commit``, awaited."""
-        from qtasks.contrib.django.transactions import aenqueue_on_commit
-
         app, name = self._target(task_name)
         prio = self.priority if priority is None and name == self.task_name else priority
-        return await aenqueue_on_commit(app, name, args, kwargs, prio, start_at(delay, eta),
-                                        using)
+        return await _on_commit()(app, name, args, kwargs, prio, start_at(delay, eta), using,
+                                  awaiting=True)
 
     def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
                  task_name: str | None = None, **kwargs: Any) -> AsyncTaskCls:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from qtasks.app import resolve_app
+from qtasks.core.apps import resolve_app
 
 if TYPE_CHECKING:
     from qtasks.core.record import Task

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from qtasks import _state
+from qtasks.core import apps as _state
 from qtasks.core.definition import TaskTable, build_definition, task_decorator
 
 registry = TaskTable()

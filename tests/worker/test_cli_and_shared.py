@@ -17,7 +17,7 @@ def qtasks(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_shared_tasks_imported_after_the_app_run_on_its_worker(start_worker):
-    from qtasks import _state
+    from qtasks.core import apps as _state
 
     app = shared_after.app
     _state.app_main = app  # shared handles enqueue to the most recently created app (QTasks rule)

@@ -77,7 +77,7 @@ def build_definition(
     )
     run = {k: options.get(k) for k in _RUN_OPTIONS}
     _check_run_options(task_name, run, generating)
-    from qtasks.injection import plan_injections
+    from qtasks.core.injection import plan_injections
 
     queue = options.get("queue") or "default"
     if not isinstance(queue, str):
@@ -158,7 +158,7 @@ class TaskTable(dict[str, TaskDefinition]):
 
 def check_middleware(middleware: Any, where: str) -> None:
     """``TypeError`` unless ``middleware`` is a ``TaskMiddleware`` subclass."""
-    from qtasks.middlewares import TaskMiddleware
+    from qtasks.core.middleware import TaskMiddleware
 
     if not (isinstance(middleware, type) and issubclass(middleware, TaskMiddleware)):
         raise TypeError(f"{where}: {middleware!r} is not a TaskMiddleware subclass")

@@ -70,13 +70,13 @@ class Task:
 
     def wait_result(self, timeout: float = 100.0) -> Task | None:
         """Block until the task reaches a final status; ``None`` if ``timeout`` passes first."""
-        from qtasks.app import resolve_app
+        from qtasks.core.apps import resolve_app
 
         return resolve_app(self._app).wait_sync(self.uuid, timeout)
 
     async def wait_result_async(self, timeout: float = 100.0) -> Task | None:
         """Await the task's final record; ``None`` if ``timeout`` passes first."""
-        from qtasks.app import resolve_app
+        from qtasks.core.apps import resolve_app
 
         return await resolve_app(self._app).wait_async(self.uuid, timeout)
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from qtasks.backends.base import Delivery, NewTask, Outcome
 from qtasks.core.codec import loads
+from qtasks.core.hooks import Enqueue
 from qtasks.core.record import Task
 
 
@@ -127,11 +128,47 @@ class Captured:
 
 @contextmanager
 def capture_tasks(app: Any) -> Iterator[Captured]:
-    """Inside the block, ``app``'s enqueues are captured (not sent, not run)."""
+    """Inside the block, ``app``'s enqueues are captured (not sent, not run).
+
+    Capture is a layer of ``app``'s ``enqueue`` hook for the block; an inner block captures
+    what is enqueued inside it.
+    """
     captured = Captured(app)
-    previous = app._capture
-    app._capture = captured.tasks
+
+    def capture(ctx: Enqueue, call_next: Callable[[], Any]) -> Task:
+        captured.tasks.append(ctx.new)
+        return ctx.app._new_record(ctx.new, ctx.args, ctx.kwargs)
+
+    app.hooks.add("enqueue", capture)
     try:
         yield captured
     finally:
-        app._capture = previous
+        app.hooks.remove("enqueue", capture)
+
+
+def run_inline(ctx: Enqueue, call_next: Callable[[], Any]) -> Any:
+    """``enqueue`` layer of immediate mode: the task runs now, inline; its final record is what
+    ``add_task`` returns (awaitable in the async app)."""
+    captured = Captured(ctx.app)
+    captured.tasks.append(ctx.new)
+    if ctx.awaiting:
+        return _first(captured.arun())
+    return captured.run()[0]
+
+
+async def _first(records: Any) -> Task:
+    return (await records)[0]
+
+
+def set_immediate(app: Any, on: bool = True) -> None:
+    """Immediate mode for ``app``: each ``add_task`` runs its task inline, at once, and returns
+    its final record (Django's ``QTASKS_IMMEDIATE``). A capture block still wins inside it."""
+    if on:
+        # under any capture layer added later, which is outside it
+        app.hooks.add("enqueue", run_inline)
+    else:
+        app.hooks.remove("enqueue", run_inline)
+
+
+def is_immediate(app: Any) -> bool:
+    return bool(app.hooks.has("enqueue", run_inline))

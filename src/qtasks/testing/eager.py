@@ -1,47 +1,6 @@
-"""The in-process worker behind eager mode and the test cases.
+"""The in-process worker of eager mode and the test cases; it lives in ``qtasks.worker.background``
+(this name is kept for code that imported it from here)."""
 
-``ensure_worker(app)`` starts the real worker on a daemon thread (its own event loop, no signal
-handlers) unless one already runs for the app; ``stop_worker(app)`` stops it and waits.
-"""
+from qtasks.worker.background import ensure_worker, stop_worker
 
-from __future__ import annotations
-
-import asyncio
-import threading
-import time
-from typing import Any
-
-from qtasks.worker import Worker
-
-_lock = threading.Lock()
-
-
-def ensure_worker(app: Any, concurrency: int | None = None,
-                  queues: list[str] | None = None) -> Worker:
-    with _lock:
-        running = getattr(app, "_background", None)
-        if running is not None and running[1].is_alive():
-            return running[0]
-        worker = Worker(app, concurrency=concurrency, install_signals=False, queues=queues)
-        thread = threading.Thread(target=lambda: asyncio.run(worker.run()), daemon=True,
-                                  name=f"qtasks-worker-{app.name}")
-        app._background = (worker, thread)
-        app._worker = worker
-        thread.start()
-    deadline = time.monotonic() + 10
-    while worker._loop is None and time.monotonic() < deadline:
-        time.sleep(0.001)
-    return worker
-
-
-def stop_worker(app: Any, timeout: float = 30.0) -> None:
-    with _lock:
-        running = getattr(app, "_background", None)
-        app._background = None
-    if running is None:
-        return
-    worker, thread = running
-    worker.request_stop()
-    thread.join(timeout)
-    if app._worker is worker:
-        app._worker = None
+__all__ = ["ensure_worker", "stop_worker"]

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from qtasks import _state
 from qtasks.chains import AsyncTaskUtils, SyncTaskUtils
+from qtasks.core import apps as _state
 from qtasks.shared import shared_task
 
 

@@ -22,7 +22,7 @@ def run_worker(app: BaseQueueTasks, concurrency: int | None = None,
     already been handed back to the queue; waiting for those threads would let the same task run
     twice at once, so the process exits immediately with status 1.
     """
-    from qtasks import _state
+    from qtasks.core import apps as _state
 
     _state.app_main = app
     worker = Worker(app, concurrency=concurrency, grace=grace, timers=timers, queues=queues)

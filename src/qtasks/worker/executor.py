@@ -32,6 +32,9 @@ from qtasks.backends.base import Delivery, NewTask, Outcome
 from qtasks.core.codec import Envelope, decode_envelope, dumps, encode_envelope, encode_result, loads
 from qtasks.core.definition import TaskDefinition
 from qtasks.core.delivery import class_path
+from qtasks.core.hooks import compose, stacked
+from qtasks.core.injection import Scope, inject
+from qtasks.core.middleware import TaskRun
 from qtasks.core.record import Task
 from qtasks.core.retry import remaining_attempts, retry_delay, should_retry
 from qtasks.exceptions import (
@@ -41,8 +44,6 @@ from qtasks.exceptions import (
     TaskPluginTriggerError,
     UnknownTaskError,
 )
-from qtasks.injection import Scope, inject
-from qtasks.middlewares import TaskRun
 from qtasks.plugins.runner import trigger_async
 
 if TYPE_CHECKING:
@@ -131,53 +132,12 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
             fields["extra_json"] = dumps({**ctx._extra, **stored})
         return Outcome(delivery=delivery, priority=env.priority, **_fields(env), **fields)
 
-    run = TaskRun(task_func=definition, task_broker=env, args=args, kwargs=dict(env.kwargs))
-    task_scope = Scope() if definition.inject else None
+    run = TaskRun(task_func=definition, task_broker=env, args=args, kwargs=dict(env.kwargs),
+                  worker=worker)
     plugins = app._plugins
     try:
-        before = [*app.middlewares_before, *definition.middlewares_before]
-        after = [*definition.middlewares_after, *app.middlewares_after][::-1]
-        if plugins:
-            await trigger_async(plugins, "task_executor_middlewares_execute", task_executor=run,
-                                middlewares_before=before)
-        await _middlewares(before, run)
-        if plugins:
-            await _plugins_before(plugins, run, worker)
-        if task_scope is not None:
-            shared = worker.shared_scope if worker is not None else Scope()
-            head = run.args[:1] if definition.echo else []
-            rest = await inject(definition.inject, run.args[len(head):], run.kwargs,
-                                task_scope, shared)
-            run.args = [*head, *rest]
-        try:
-            if plugins:
-                await trigger_async(plugins, "worker_run_task_before", worker=worker,
-                                    task_func=definition, task_broker=env)
-            db = getattr(worker, "db", None)
-            run.result = await _call(definition, run.args, run.kwargs, pool, db)
-            if plugins:
-                name, key = (("task_executor_run_task_gen", "results") if definition.generating
-                             else ("task_executor_run_task", "result"))
-                merged = await trigger_async(plugins, name, task_executor=run,
-                                             **{key: run.result})
-                run.result = merged.get(key, run.result)
-        except TaskPluginTriggerError as exc:
-            run.result = await _plugin_decides(plugins, run, exc)
-        finally:
-            if task_scope is not None:
-                await task_scope.close()  # this run's task-scoped dependencies only
-            if plugins:
-                await trigger_async(plugins, "task_executor_task_close", task_executor=run,
-                                    task_func=definition, task_broker=env)
-        if plugins:
-            await trigger_async(plugins, "task_executor_middlewares_execute", task_executor=run,
-                                middlewares_after=after)
-        await _middlewares(after, run)
-        if plugins:
-            await trigger_async(plugins, "task_executor_after_execute", task_executor=run)
-            merged = await trigger_async(plugins, "task_executor_after_execute_result_replace",
-                                         task_executor=run, result=run.result)
-            run.result = merged.get("result", run.result)
+        onion = compose(_layers(app, definition), _endpoint(app, pool), awaiting=True)
+        run.result = await onion(run)
     except TaskCancelError as exc:
         reason = str(exc) or f"{env.task_name}.cancel"
         return done(status="cancel", extra_json=dumps({"cancel_reason": reason}))
@@ -206,6 +166,105 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
         log.error("task %s (%s): %s", env.task_name, env.uuid, reason)
         return set_aside(delivery, reason, ResultEncodingError, **_fields(env, with_args=True))
     return done(status="success", returning_json=returning)
+
+
+def _layers(app: BaseQueueTasks, definition: TaskDefinition) -> list[Any]:
+    """The execution onion of one task, outermost first.
+
+    The plugins' after-execute triggers, middlewares (with the plugin triggers around them),
+    the plugins' before-execute triggers, dependency injection, the plugins' run triggers, then
+    the ``task_run`` hook's layers (integrations); the task itself is the centre
+    (``_endpoint``). Plugin layers are there only when the app has plugins.
+    """
+    plugins = app._plugins
+    layers: list[Any] = []
+    if plugins:
+        layers.append(functools.partial(_plugin_after_layer, plugins))
+    layers.append(functools.partial(_middleware_layer, app))
+    if plugins:
+        layers.append(functools.partial(_plugin_before_layer, plugins))
+    if definition.inject:
+        layers.append(_injection_layer)
+    if app._plugins:
+        layers.append(functools.partial(_plugin_run_layer, app._plugins))
+    layers.extend(stacked("task_run", app.hooks))
+    return layers
+
+
+def _endpoint(app: BaseQueueTasks, pool: Executor) -> Callable[[TaskRun], Any]:
+    """The centre of the onion: the task function, inside the ``task_call`` hook's layers
+    when it runs in a pool thread."""
+    around = stacked("task_call", app.hooks)
+
+    async def call(run: TaskRun) -> Any:
+        return await _call(run, pool, around)
+
+    return call
+
+
+async def _middleware_layer(app: BaseQueueTasks, run: TaskRun,
+                            call_next: Callable[[], Any]) -> Any:
+    """QTasks middlewares: the app's and the task's ``before`` ones, then (after the task) the
+    task's and the app's ``after`` ones."""
+    definition = run.task_func
+    plugins = app._plugins
+    before = [*app.middlewares_before, *definition.middlewares_before]
+    after = [*definition.middlewares_after, *app.middlewares_after][::-1]
+    if plugins:
+        await trigger_async(plugins, "task_executor_middlewares_execute", task_executor=run,
+                            middlewares_before=before)
+    await _middlewares(before, run)
+    run.result = await call_next()
+    if plugins:
+        await trigger_async(plugins, "task_executor_middlewares_execute", task_executor=run,
+                            middlewares_after=after)
+    await _middlewares(after, run)
+    return run.result
+
+
+async def _plugin_before_layer(plugins: Any, run: TaskRun, call_next: Callable[[], Any]) -> Any:
+    await _plugins_before(plugins, run, run.worker)
+    return await call_next()
+
+
+async def _plugin_after_layer(plugins: Any, run: TaskRun, call_next: Callable[[], Any]) -> Any:
+    run.result = await call_next()
+    await trigger_async(plugins, "task_executor_after_execute", task_executor=run)
+    merged = await trigger_async(plugins, "task_executor_after_execute_result_replace",
+                                 task_executor=run, result=run.result)
+    return merged.get("result", run.result)
+
+
+async def _injection_layer(run: TaskRun, call_next: Callable[[], Any]) -> Any:
+    """``Depends``: resolve the task's dependencies; close its task-scoped ones after it."""
+    definition, worker = run.task_func, run.worker
+    task_scope = Scope()
+    try:
+        shared = worker.shared_scope if worker is not None else Scope()
+        head = run.args[:1] if definition.echo else []
+        rest = await inject(definition.inject, run.args[len(head):], run.kwargs, task_scope,
+                            shared)
+        run.args = [*head, *rest]
+        return await call_next()
+    finally:
+        await task_scope.close()  # this run's task-scoped dependencies only
+
+
+async def _plugin_run_layer(plugins: Any, run: TaskRun, call_next: Callable[[], Any]) -> Any:
+    definition, env = run.task_func, run.task_broker
+    try:
+        await trigger_async(plugins, "worker_run_task_before", worker=run.worker,
+                            task_func=definition, task_broker=env)
+        result = await call_next()
+        name, key = (("task_executor_run_task_gen", "results") if definition.generating
+                     else ("task_executor_run_task", "result"))
+        merged = await trigger_async(plugins, name, task_executor=run, **{key: result})
+        return merged.get(key, result)
+    except TaskPluginTriggerError as exc:
+        return await _plugin_decides(plugins, run, exc)
+    finally:
+        await trigger_async(plugins, "task_executor_task_close", task_executor=run,
+                            task_func=definition, task_broker=env)
 
 
 async def _plugins_before(plugins: Any, run: TaskRun, worker: Any) -> None:
@@ -286,23 +345,18 @@ def _echo_handle(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope,
     return handle
 
 
-async def _call(definition: TaskDefinition, args: list[Any], kwargs: dict[str, Any],
-                pool: Executor, db: Any = None) -> Any:
+async def _call(run: TaskRun, pool: Executor, around: tuple[Any, ...] = ()) -> Any:
     """Run the task function (or drain its generator), under ``max_time`` if it has one.
 
-    ``db`` is the worker's Django connection hygiene, if Django is set up.
+    A plain function (or plain generator) runs in a pool thread, inside ``around``: the layers
+    of the ``task_call`` hook, in that thread.
     """
+    definition, args, kwargs = run.task_func, run.args, run.kwargs
     func = definition.func
-    if db is not None and (definition.awaiting or definition.generating == "async"):
-        await db.before_async()
-        try:
-            return await _call(definition, args, kwargs, pool)
-        finally:
-            await db.after_async()
     if definition.generating == "async":
-        run: Any = _drain_async(func(*args, **kwargs), definition.generate_handler)
+        running: Any = _drain_async(func(*args, **kwargs), definition.generate_handler)
     elif definition.awaiting:
-        run = func(*args, **kwargs)
+        running = func(*args, **kwargs)
     else:
         loop = asyncio.get_running_loop()
         if definition.generating == "sync":
@@ -310,13 +364,14 @@ async def _call(definition: TaskDefinition, args: list[Any], kwargs: dict[str, A
                                      definition.generate_handler, loop)
         else:
             call = functools.partial(func, *args, **kwargs)
-        if db is not None:
-            call = db.wrap(call)
-        run = loop.run_in_executor(pool, contextvars.copy_context().run, call)
+        if around:
+            inner = call
+            call = functools.partial(compose(around, lambda _run: inner()), run)
+        running = loop.run_in_executor(pool, contextvars.copy_context().run, call)
     if definition.max_time is None:
-        return await run
+        return await running
     try:
-        return await asyncio.wait_for(run, definition.max_time)
+        return await asyncio.wait_for(running, definition.max_time)
     except TimeoutError:
         raise TimeoutError(
             f"Time limit exceeded for task {definition.name}: {definition.max_time} seconds"

@@ -25,7 +25,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,8 +43,10 @@ from qtasks.core.delivery import (
     verdict,
     worker_lost_reason,
 )
+from qtasks.core.hooks import notify
+from qtasks.core.injection import Scope
 from qtasks.exceptions import BackendConnectionError, ResultStorageError, WorkerLostError
-from qtasks.injection import Scope
+from qtasks.integrations import activate as activate_integrations
 from qtasks.plugins.runner import trigger_async
 from qtasks.worker.executor import execute, set_aside
 from qtasks.worker.lending import MAX_LENT, current_lender
@@ -90,7 +91,8 @@ class Worker:
         self._backoff = 0.5
         self._loop: asyncio.AbstractEventLoop | None = None
         self.shared_scope = Scope()  # dependencies with a scope wider than one task
-        self.db = _database_hygiene()  # Django's connection clean-up, when Django is set up
+        self.extensions: dict[str, Any] = {}  # what integrations keep per worker (hooks)
+        self.pool: ThreadPoolExecutor | None = None  # the thread pool of plain functions
         self._lent = 0  # slots lent back by tasks that wait for other tasks (see lending.py)
         self._lent_lock = threading.Lock()
 
@@ -138,6 +140,9 @@ class Worker:
         # Threads are made on demand; the headroom serves tasks that lent their slot while they
         # wait, and threads that max_time stopped waiting for.
         pool = ThreadPoolExecutor(self.concurrency + MAX_LENT, thread_name_prefix="qtasks-task")
+        self.pool = pool
+        activate_integrations()
+        await notify("worker_started", self, self.app.hooks)
         heartbeat = asyncio.create_task(self._heartbeat())
         timers = list(self.app._timers) if self.timers else []
         for timer in timers:
@@ -186,9 +191,10 @@ class Worker:
                     log.exception("plugin %r failed to stop", plugin)
             heartbeat.cancel()
             await transport.unregister(self.id)
-            if self.db is not None:
-                await loop.run_in_executor(None, self.db.close_in_pool, pool)
-                await self.db.close_async()
+            try:
+                await notify("worker_stopping", self, self.app.hooks)
+            except Exception:
+                log.exception("an integration failed at the worker's stop")
             pool.shutdown(wait=False, cancel_futures=True)
             if signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -442,16 +448,3 @@ class Worker:
 async def _maybe_await(value: object) -> None:
     if inspect.isawaitable(value):
         await value
-
-
-def _database_hygiene() -> object | None:
-    if "django" not in sys.modules:  # never import Django into a process that does not use it
-        return None
-    from qtasks.contrib.django.db import django_ready
-
-    if not django_ready():
-        return None
-    from qtasks.contrib.django.db import DatabaseHygiene
-
-    log.info("Django is set up: database connections are cleaned up around every task")
-    return DatabaseHygiene()

@@ -99,6 +99,7 @@ class QTasksConfig(AppConfig):
     def ready(self) -> None:
         global loaded
         from qtasks.contrib.django.autodiscover import autodiscover_tasks
+        from qtasks.testing.capture import set_immediate
 
         entries = getattr(settings, "QTASKS", None) or {}
         if not isinstance(entries, dict):
@@ -106,7 +107,7 @@ class QTasksConfig(AppConfig):
         immediate = getattr(settings, "QTASKS_IMMEDIATE", False) is True
         for alias, entry in entries.items():
             app, modules, discover = _load(alias, entry)
-            app._immediate = immediate  # tests: run inline at enqueue (never implied by DEBUG)
+            set_immediate(app, immediate)  # tests: run inline at enqueue (never implied by DEBUG)
             _apps[alias] = app
             _modules[alias] = modules
             if discover:

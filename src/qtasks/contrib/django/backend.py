@@ -69,6 +69,7 @@ else:  # Django 5.2: the django-tasks backport
             f"INSTALLED_APPS)") from exc
 
 from qtasks.core.record import Task as Record
+from qtasks.testing.capture import is_immediate
 
 log = logging.getLogger("qtasks.contrib.django")
 
@@ -219,7 +220,7 @@ class QTasksBackend(BaseTaskBackend):
 
     def _enqueued(self, record: Record) -> None:
         """The task is in the queue (or, in immediate mode, has run): tell the receivers."""
-        if self.app._immediate:
+        if is_immediate(self.app):
             if record.status == "new":
                 return  # captured (capture mode wins): task_enqueued comes when it runs
             # the inline run sent task_enqueued before task_started; keep its final record
@@ -381,7 +382,7 @@ def _begin(ctx: Any, alias: str, base: Task, args: tuple[Any, ...], kwargs: dict
     env = ctx._envelope
     meta = dict((env.meta or {}).get("django") or {})
     # run inline by immediate mode: nobody sent task_enqueued (it belongs before task_started)
-    inline = ctx._worker_id is None and ctx._app._immediate
+    inline = ctx._worker_id is None and is_immediate(ctx._app)
     worker_id = ctx._worker_id or f"inline:{_host_pid()}"
     started = time.time()
     meta.update(started_at=started, worker_ids=[worker_id])

@@ -1,0 +1,84 @@
+"""The internal hook mechanism: one compose for sync and async onions, hooks named in one place."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from qtasks import QueueTasks
+from qtasks.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks.core.hooks import HOOKS, Hooks, compose
+
+
+def trace(tag, log):
+    def layer(ctx, call_next):  # a plain layer: works in a sync and in an async onion
+        log.append(f"{tag}>")
+        return call_next()
+
+    return layer
+
+
+def test_one_compose_serves_a_sync_onion():
+    log = []
+
+    def around(ctx, call_next):
+        log.append("around>")
+        result = call_next()
+        log.append("<around")
+        return result * 10
+
+    onion = compose([trace("a", log), around], lambda ctx: ctx + 1)
+    assert onion(1) == 20
+    assert log == ["a>", "around>", "<around"]
+
+
+def test_one_compose_serves_an_async_onion():
+    log = []
+
+    async def around(ctx, call_next):
+        log.append("around>")
+        result = await call_next()
+        log.append("<around")
+        return result * 10
+
+    async def endpoint(ctx):
+        return ctx + 1
+
+    def answers(ctx, call_next):  # a plain layer answering without call_next
+        return "kept" if ctx < 0 else call_next()
+
+    onion = compose([trace("a", log), around, answers], endpoint, awaiting=True)
+    assert asyncio.run(onion(1)) == 20
+    assert asyncio.run(onion(-5)) == "kept" * 10
+    assert log[:3] == ["a>", "around>", "<around"]
+
+
+def test_hook_names_are_listed_in_one_place():
+    hooks = Hooks()
+    with pytest.raises(ValueError, match="unknown hook 'enqueu'"):
+        hooks.add("enqueu", lambda ctx, call_next: call_next())
+    with pytest.raises(ValueError, match="provider"):
+        hooks.add("commit", lambda: None)
+    assert {"enqueue", "task_run", "task_call", "worker_started", "worker_stopping",
+            "commit"} == set(HOOKS)
+
+
+def test_an_enqueue_layer_sees_and_can_keep_a_task_in_both_flavours():
+    seen = []
+
+    def keep(ctx, call_next):
+        seen.append((ctx.new.task_name, ctx.args, ctx.awaiting))
+        return "kept"
+
+    sync_app = QueueTasks("hooks-sync", broker_url="memory://hooks-sync")
+    sync_app.hooks.add("enqueue", keep)
+    assert sync_app.add_task("job", 1) == "kept"
+
+    async_app = AsyncQueueTasks("hooks-async", broker_url="memory://hooks-async")
+    async_app.hooks.add("enqueue", keep)
+    assert asyncio.run(async_app.add_task("job", 2)) == "kept"
+    assert seen == [("job", (1,), False), ("job", (2,), True)]
+    sync_app.hooks.remove("enqueue", keep)
+    assert sync_app.add_task("job", 3).status == "new"  # sent again
+    assert sync_app.stats().queued == 1
