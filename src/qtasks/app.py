@@ -12,7 +12,7 @@ import time
 from collections import ChainMap
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from uuid import UUID, uuid4
 
 from qtasks.backends import Backend, Client, Transport, backend_from_url, connect
@@ -38,6 +38,12 @@ from qtasks.shared import registry as shared_registry
 from qtasks.version import __version__
 from qtasks.worker.background import stop_worker
 from qtasks.worker.lending import slot_lent
+
+if TYPE_CHECKING:
+    from qtasks.handles import AsyncTask, AsyncTaskDecorator, SyncTask, SyncTaskDecorator
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _DEFERRED = object()  # the endpoint of a bulk enqueue: sent later, with the others
 
@@ -102,6 +108,7 @@ class BaseQueueTasks:
         self._background: Any = None  # (worker, thread) of eager mode and test cases
         self.hooks = Hooks()  # this app's layers (capture, immediate mode), see qtasks.core.hooks
         _state.app_main = self
+        _state.log_main = self.log
         _state.apps.add(self)
 
     # -- registration -------------------------------------------------------------------------
@@ -501,6 +508,16 @@ class QueueTasks(BaseQueueTasks):
     QTasks compatibility.
     """
 
+    if TYPE_CHECKING:
+        # @app.task keeps the function's signature: SyncTask[P, R] (see qtasks.handles)
+        @overload  # type: ignore[override]  # same calls as the base, narrower results
+        def task(self, name: Callable[P, R], /) -> SyncTask[P, R]: ...
+        @overload
+        def task(self, name: str | None = None, *, priority: int | None = None,
+                 echo: bool = False, max_time: float | None = None, retry: int | None = None,
+                 **options: Any) -> SyncTaskDecorator: ...
+        def task(self, name: Any = None, **options: Any) -> Any: ...
+
     def add_task(self, task_name: str, *args: Any, priority: int | None = None,
                  timeout: float | None = None, delay: float | None = None,
                  eta: datetime | float | None = None, **kwargs: Any) -> Task | None:
@@ -560,6 +577,15 @@ class AsyncQueueTasks(BaseQueueTasks):
     """The async app: ``add_task``, ``get``, ``ping`` and ``flush_all`` are coroutines."""
 
     _flavour = "async"
+
+    if TYPE_CHECKING:
+        @overload  # type: ignore[override]  # same calls as the base, narrower results
+        def task(self, name: Callable[P, R], /) -> AsyncTask[P, R]: ...
+        @overload
+        def task(self, name: str | None = None, *, priority: int | None = None,
+                 echo: bool = False, max_time: float | None = None, retry: int | None = None,
+                 **options: Any) -> AsyncTaskDecorator: ...
+        def task(self, name: Any = None, **options: Any) -> Any: ...
 
     async def add_task(self, task_name: str, *args: Any, priority: int | None = None,
                        timeout: float | None = None, delay: float | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 from qtasks.core.definition import TaskDefinition
 from qtasks.core.delays import start_at
@@ -23,7 +23,17 @@ if TYPE_CHECKING:
     from qtasks.core.record import Task
 
 
-class _Handle:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Handle(Generic[P, R]):
+    """What both handle flavours share. Generic in the function's parameters ``P`` and result
+    ``R``, so ``handle.func`` and ``handle(...)`` keep the decorated function's signature for
+    type checkers."""
+
+    func: Callable[P, R] | None
+
     def __init__(
         self,
         task_name: str | None = None,
@@ -41,7 +51,7 @@ class _Handle:
         middlewares_after: list[Any] | None = None,
         extra: dict[str, Any] | None = None,
         app: BaseQueueTasks | None = None,
-        func: Callable[..., Any] | None = None,
+        func: Callable[P, R] | None = None,
     ) -> None:
         self.task_name = task_name
         self.priority = priority
@@ -58,7 +68,7 @@ class _Handle:
         self.middlewares_after = middlewares_after or []
         self.extra = extra or {}
         self.func = func
-        self.ctx = None
+        self.ctx: Any = None  # the live context of an echo=True task (set by the worker)
         self._app = app
         self._router: Any = None  # set for router tasks: they go to the app that includes the router
         if func is not None:
@@ -103,7 +113,7 @@ def _on_commit() -> Any:
     return provider
 
 
-class SyncTask(_Handle):
+class SyncTask(_Handle[P, R]):
     """Handle whose ``add_task`` blocks."""
 
     def add_task(self, *args: Any, priority: int | None = None, timeout: float | None = None,
@@ -130,16 +140,22 @@ class SyncTask(_Handle):
         prio = self.priority if priority is None and name == self.task_name else priority
         return _on_commit()(app, name, args, kwargs, prio, start_at(delay, eta), using)
 
-    def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
-                 task_name: str | None = None, **kwargs: Any) -> SyncTaskCls:
-        """Build the call without enqueuing it; ``.add_task()`` on the result enqueues."""
-        cls = SyncTaskCls(task_name or self.task_name, priority if priority is not None
-                          else self.priority, timeout, args, kwargs)
-        cls.bind(self)
-        return cls
+    if TYPE_CHECKING:
+        # for type checkers, the call takes the function's own arguments (the options below
+        # are QTasks' and still work; give them to add_task to keep the check)
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> SyncTaskCls: ...
+    else:
+        def __call__(self, *args: Any, priority: int | None = None,
+                     timeout: float | None = None, task_name: str | None = None,
+                     **kwargs: Any) -> SyncTaskCls:
+            """Build the call without enqueuing it; ``.add_task()`` on the result enqueues."""
+            cls = SyncTaskCls(task_name or self.task_name, priority if priority is not None
+                              else self.priority, timeout, args, kwargs)
+            cls.bind(self)
+            return cls
 
 
-class AsyncTask(_Handle):
+class AsyncTask(_Handle[P, R]):
     """Handle whose ``add_task`` is a coroutine."""
 
     async def add_task(self, *args: Any, priority: int | None = None,
@@ -164,13 +180,18 @@ class AsyncTask(_Handle):
         return await _on_commit()(app, name, args, kwargs, prio, start_at(delay, eta), using,
                                   awaiting=True)
 
-    def __call__(self, *args: Any, priority: int | None = None, timeout: float | None = None,
-                 task_name: str | None = None, **kwargs: Any) -> AsyncTaskCls:
-        """Build the call without enqueuing it; ``await .add_task()`` on the result enqueues."""
-        cls = AsyncTaskCls(task_name or self.task_name, priority if priority is not None
-                           else self.priority, timeout, args, kwargs)
-        cls.bind(self)
-        return cls
+    if TYPE_CHECKING:
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> AsyncTaskCls: ...
+    else:
+        def __call__(self, *args: Any, priority: int | None = None,
+                     timeout: float | None = None, task_name: str | None = None,
+                     **kwargs: Any) -> AsyncTaskCls:
+            """Build the call without enqueuing it; ``await .add_task()`` on the result
+            enqueues."""
+            cls = AsyncTaskCls(task_name or self.task_name, priority if priority is not None
+                               else self.priority, timeout, args, kwargs)
+            cls.bind(self)
+            return cls
 
 
 @dataclass
@@ -184,7 +205,7 @@ class BaseTaskCls:
     kwargs: dict[str, Any] = field(default_factory=dict)
     _task_deco: Any = field(default=None, repr=False)
 
-    def bind(self, deco: _Handle) -> None:
+    def bind(self, deco: _Handle[Any, Any]) -> None:
         self._task_deco = deco
 
     def _handle(self) -> Any:
@@ -206,8 +227,21 @@ class AsyncTaskCls(BaseTaskCls):
                                              **self.kwargs)
 
 
-def handle_class(flavour: str) -> type[_Handle]:
+def handle_class(flavour: str) -> type[_Handle[Any, Any]]:
     return AsyncTask if flavour == "async" else SyncTask
 
 
-__all__ = ["AsyncTask", "AsyncTaskCls", "BaseTaskCls", "SyncTask", "SyncTaskCls"]
+class SyncTaskDecorator(Protocol):
+    """What ``@app.task(...)`` (with options) returns in the sync app."""
+
+    def __call__(self, func: Callable[P, R], /) -> SyncTask[P, R]: ...
+
+
+class AsyncTaskDecorator(Protocol):
+    """What ``@app.task(...)`` (with options) returns in the async app."""
+
+    def __call__(self, func: Callable[P, R], /) -> AsyncTask[P, R]: ...
+
+
+__all__ = ["AsyncTask", "AsyncTaskCls", "AsyncTaskDecorator", "BaseTaskCls", "SyncTask",
+           "SyncTaskCls", "SyncTaskDecorator"]

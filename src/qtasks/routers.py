@@ -7,12 +7,16 @@ seen too; a name that clashes with a task already known to an attached app raise
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from qtasks.core.definition import TaskTable, build_definition, task_decorator
 
 if TYPE_CHECKING:
     from qtasks.app import BaseQueueTasks
+    from qtasks.handles import AsyncTask, AsyncTaskDecorator, SyncTask, SyncTaskDecorator
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class _Router:
@@ -43,11 +47,27 @@ class _Router:
 class SyncRouter(_Router):
     """A router whose handles enqueue with blocking calls."""
 
+    if TYPE_CHECKING:
+        @overload  # type: ignore[override]  # same calls as the base, narrower results
+        def task(self, name: Callable[P, R], /) -> SyncTask[P, R]: ...
+        @overload
+        def task(self, name: str | None = None, *, priority: int | None = None,
+                 **options: Any) -> SyncTaskDecorator: ...
+        def task(self, name: Any = None, **options: Any) -> Any: ...
+
 
 class AsyncRouter(_Router):
     """A router whose handles enqueue with ``await``."""
 
     _handle_flavour = "async"
+
+    if TYPE_CHECKING:
+        @overload  # type: ignore[override]  # same calls as the base, narrower results
+        def task(self, name: Callable[P, R], /) -> AsyncTask[P, R]: ...
+        @overload
+        def task(self, name: str | None = None, *, priority: int | None = None,
+                 **options: Any) -> AsyncTaskDecorator: ...
+        def task(self, name: Any = None, **options: Any) -> Any: ...
 
 
 __all__ = ["AsyncRouter", "SyncRouter"]

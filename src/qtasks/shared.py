@@ -7,7 +7,7 @@ a module defining them may be imported before or after the app is created.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from qtasks.core import apps as _state
 from qtasks.core.definition import TaskTable, build_definition, task_decorator
@@ -15,6 +15,21 @@ from qtasks.core.definition import TaskTable, build_definition, task_decorator
 registry = TaskTable()
 
 
+if TYPE_CHECKING:
+    from qtasks.handles import AsyncTaskDecorator, SyncTask, SyncTaskDecorator
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@overload
+def shared_task(name: Callable[P, R], /) -> SyncTask[P, R]: ...
+@overload
+def shared_task(name: str | None = None, *, priority: int | None = None,
+                awaiting: Literal[True], **options: Any) -> AsyncTaskDecorator: ...
+@overload
+def shared_task(name: str | None = None, *, priority: int | None = None,
+                awaiting: Literal[False] | None = None, **options: Any) -> SyncTaskDecorator: ...
 def shared_task(
     name: str | Callable[..., Any] | None = None,
     *,

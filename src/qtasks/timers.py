@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -29,6 +30,11 @@ log = logging.getLogger("qtasks.timers")
 
 
 class _Timer:
+    """What both timer flavours share; each supplies ``_scheduler`` and ``_fire``."""
+
+    _scheduler: Callable[[], Any]
+    _fire: Callable[..., Any]
+
     def __init__(self, app: Any, log: Any = None, config: Any = None) -> None:
         self.app = app
         self.config = config or app.config

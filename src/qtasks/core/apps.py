@@ -10,6 +10,7 @@ import weakref
 from typing import Any
 
 app_main: Any = None
+log_main: Any = None  # the logger of app_main (QTasks' name)
 apps: weakref.WeakSet[Any] = weakref.WeakSet()
 
 

@@ -87,7 +87,8 @@ def _opt_uuid(value: Any) -> UUID | None:
 
 def record_from_row(row: RecordRow, app: BaseQueueTasks | None = None) -> Task:
     """Build a ``Task`` from stored columns. Unknown extra keys stay in ``extra``."""
-    extra: dict[str, Any] = json.loads(row["extra"]) if row.get("extra") else {}
+    raw_extra = row.get("extra")
+    extra: dict[str, Any] = json.loads(raw_extra) if raw_extra else {}
     returning = row.get("returning")
     return Task(
         status=row["status"],

@@ -66,6 +66,9 @@ class TestConfig:
 
 
 class _TestCase:
+    def stop(self) -> None:  # each flavour documents its own
+        self._stop()
+
     def __init__(self, app: Any, name: str | None = None) -> None:
         self.app = app
         self.name = name or app.name

@@ -339,9 +339,11 @@ def _echo_handle(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope,
         extra=definition.extra, app=app, func=definition.func,
     )
     context = AsyncContext if is_async else SyncContext
-    handle.ctx = context(app, definition.name, env.uuid, definition.generate_handler)
-    handle.ctx._worker_id = getattr(worker, "id", None)
-    handle.ctx._envelope = env
+    ctx: AsyncContext | SyncContext = context(app, definition.name, env.uuid,
+                                              definition.generate_handler)
+    ctx._worker_id = getattr(worker, "id", None)
+    ctx._envelope = env
+    handle.ctx = ctx
     return handle
 
 

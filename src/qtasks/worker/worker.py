@@ -419,7 +419,7 @@ class Worker:
             except Exception:
                 log.exception("could not hand back %d unstarted tasks; they run again when "
                               "their lease expires", len(unstarted))
-        pending = set(self._running)
+        pending: set[asyncio.Task[Any]] = set(self._running)
         until = time.monotonic() + self.grace
         deadline = asyncio.create_task(asyncio.sleep(self.grace))
         hard = asyncio.create_task(self._hard.wait())

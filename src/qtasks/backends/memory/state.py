@@ -332,7 +332,9 @@ class MemoryState:
     def mark_queued(self, deliveries: Sequence[Delivery]) -> None:
         with self.lock:
             for d in deliveries:
-                row = self.records.get(d.uuid) if d.uuid is not None else None
+                if d.uuid is None:
+                    continue
+                row = self.records.get(d.uuid)
                 if row is not None and row["status"] == "process" \
                         and self.holders.get(d.uuid) == (d.tag, d.token):
                     row["status"] = "new"

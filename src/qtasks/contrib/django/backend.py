@@ -331,6 +331,7 @@ def _runner(alias: str, base: Task) -> Callable[..., Any]:
     func = base.func
     sender = QTasksBackend
 
+    run: Any
     if inspect.iscoroutinefunction(func):
         async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
             result, inline = _begin(self.ctx, alias, base, args, kwargs)
@@ -372,7 +373,7 @@ def _runner(alias: str, base: Task) -> Callable[..., Any]:
 
     run.__module__, run.__qualname__ = func.__module__, func.__qualname__
     run.__name__, run.__doc__ = func.__name__, func.__doc__
-    run._django_func = func  # type: ignore[attr-defined]
+    run._django_func = func
     return run
 
 
