@@ -176,8 +176,9 @@ class BaseQueueTasks:
         """The result store's backend: ``storage_url`` (``QTASKS_STORAGE_URL``), else the
         broker's own."""
         if self._storage is None:
+            separate = self.storage_url and self.storage_url != self.broker_url
             self._storage = (backend_from_url(self.storage_url, self.name, self.config)
-                             if self.storage_url else self.backend)
+                             if separate else self.backend)
         return self._storage
 
     def _swap_backend(self, backend: Backend | None, storage: Backend | None = None) -> tuple[Any, ...]:

@@ -109,6 +109,8 @@ def _info(app: Any) -> None:
     counts = app.client.stats().as_dict()
     print(f"app:          {app.name} (qtasks {__version__}, {type(app).__name__})")
     print(f"backend:      {app.backend.describe()}")
+    if app.storage is not app.backend:
+        print(f"store:        {app.storage.describe()} (records)")
     print(f"tasks:        {', '.join(sorted(app.tasks)) or '(none registered)'}")
     print("queue:        {queued} waiting, {running} claimed by workers".format(**counts))
     by_queue = counts.get("by_queue") or {}

@@ -43,6 +43,26 @@ def test_the_store_url_can_come_from_the_environment(tmp_path, monkeypatch):
     assert "sqlite" in app.storage.describe() and "memory" in app.backend.describe()
 
 
+def test_a_store_url_equal_to_the_broker_url_is_the_one_backend(tmp_path):
+    url = f"sqlite:///{tmp_path}/same.sqlite3"
+    app = QueueTasks(name="same", broker_url=url, storage_url=url)
+    assert app.storage is app.backend  # one backend: the fused exchange, one transaction
+
+
+def test_info_names_the_store_of_a_pair(tmp_path, capsys, monkeypatch):
+    from qtasks.cli import main
+
+    (tmp_path / "infopair_app.py").write_text(
+        "from qtasks import QueueTasks\n"
+        f"app = QueueTasks(name='infopair', broker_url='memory://infopair', "
+        f"storage_url='sqlite:///{tmp_path}/infopair.sqlite3')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["-A", "infopair_app:app", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "backend:      memory" in out
+    assert "store:" in out and "sqlite" in out.split("store:")[1].splitlines()[0]
+
+
 def test_an_unknown_scheme_lists_the_known_ones():
     with pytest.raises(BackendError, match=r"known schemes are .*memory://.*sqlite://"):
         QueueTasks(name="nope", broker_url="nope://host/").add_task("x")
