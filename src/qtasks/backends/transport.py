@@ -6,7 +6,8 @@ The order of the calls is what keeps a pair of separate services from losing wor
   record a producer cannot read;
 - finish: the follow-ups (a retry's next attempt) are queued first, then the final records are
   written (fenced by the delivery's token in the store), then the messages are removed. A crash
-  between two steps repeats work (the message comes back) but never loses it;
+  between two steps repeats work (the message comes back) but never loses it. The follow-up of
+  an outcome the store rejects (its lease was lost) is cancelled before any worker starts it;
 - start: the broker counts the delivery first, then the store marks the record running; a task
   cancelled meanwhile is finished at the broker without running.
 
@@ -137,6 +138,9 @@ class Transport:
         seen = {id(o) for o in report.rejected}
         result.rejected.extend(report.rejected)
         result.rejected.extend(o for o in finished if id(o.delivery) in lost and id(o) not in seen)
+        for rejected in report.rejected:  # the attempt lost its lease: its retry must not run
+            if rejected.follow_up is not None:
+                await self.cancel(rejected.follow_up.uuid, SUPERSEDED)
 
     async def _start(self, started: Sequence[Delivery], result: Exchange) -> None:
         lost = {id(d) for d in await self.broker.start(started)}
@@ -189,6 +193,10 @@ def merge(into: Exchange, other: Exchange) -> None:
     into.refused.extend(other.refused)
     into.rejected.extend(other.rejected)
     into.unstorable.extend(other.unstorable)
+
+
+SUPERSEDED = ("superseded: the attempt that queued this retry had lost its lease to another "
+              "worker, whose outcome stands")
 
 
 class Client:
