@@ -251,3 +251,18 @@ def test_a_rejected_outcome_queues_no_follow_up(contract):
     else:  # two services: queued before the outcome was written, then cancelled at once
         assert contract.client.get(follow.uuid)["status"] == "cancel"
     assert contract.fetch("c") == []  # either way, no retry of the lost attempt runs
+
+
+def test_an_outcome_the_store_cannot_hold_is_reported_not_written(contract):
+    bad, good = contract.enqueue(contract.new(), contract.new())
+    deliveries = {d.uuid: d for d in contract.fetch(start=2)}
+    result = contract.exchange(limit=0, finished=[
+        outcome(deliveries[bad.uuid], result="lone \ud800 surrogate"),
+        outcome(deliveries[good.uuid], result="fine")])
+    assert [o.uuid for o, _ in result.unstorable] == [bad.uuid]
+    assert "surrogate" in result.unstorable[0][1]
+    assert result.rejected == []
+    assert contract.client.get(bad.uuid)["status"] == "process"  # not written ...
+    assert contract.client.get(good.uuid)["returning"] == '"fine"'  # ... and not in the way
+    stats = contract.app.stats()
+    assert (stats.queued, stats.running) == (0, 1)  # its message stays: core stores an error

@@ -95,6 +95,24 @@ class _Message:
 _FINAL = FINAL_STATUSES
 
 
+def _unstorable(o: Outcome) -> str | None:
+    """Why a store could not hold this outcome: text that is not valid UTF-8 (a lone surrogate).
+
+    Python strings could keep it here, but no store outside this process can (SQLite refuses
+    it), so the outcome is reported unstorable, as there: a test sees what production would.
+    """
+    payload = o.delivery.payload
+    for text in (o.task_name, o.args_json, o.kwargs_json, o.returning_json, o.traceback,
+                 o.extra_json, o.dead_letter, payload if isinstance(payload, str) else None):
+        if text is None:
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return repr(exc)
+    return None
+
+
 class MemoryState:
     """One app's queue, records, dead letters and workers, shared by every role object."""
 
@@ -345,6 +363,10 @@ class MemoryState:
         now = time.time()
         with self.lock:
             for o in outcomes:
+                problem = _unstorable(o)
+                if problem is not None:
+                    report.unstorable.append((o, problem))
+                    continue
                 row = self.records.get(o.uuid)
                 holder = self.holders.get(o.uuid)
                 # only a started delivery is fenced by the holder (see the SQLite store)
