@@ -1,7 +1,16 @@
 """Small helpers shared by the tests."""
 
+import io
+import logging
 import os
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+
+from backend_urls import in_process_only
+
+TESTS = Path(__file__).parent
 
 
 def marks() -> list[str]:
@@ -31,6 +40,33 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``qtasks *args`` in a subprocess; when the test backend lives in one process
+    (``memory://``), ``qtasks.cli.main`` in this process instead, so the command sees the test's
+    queue and records. Either way: a ``CompletedProcess`` with the exit status and the text."""
+    if not in_process_only():
+        env = {**os.environ, "PYTHONPATH": str(TESTS)}
+        return subprocess.run([sys.executable, "-m", "qtasks", *args], cwd=TESTS, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    from qtasks.cli import main
+
+    if "run" in args:
+        raise ValueError("run_cli cannot run a worker in this process: use start_worker")
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    saved = list(sys.path), list(root.handlers), root.level  # main() configures logging
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's usage errors, as the process would exit
+                code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        sys.path[:], root.handlers[:] = saved[0], saved[1]
+        root.setLevel(saved[2])
+    return subprocess.CompletedProcess(["qtasks", *args], code, out.getvalue(), err.getvalue())
 
 
 DJANGO_PROJECT = Path(__file__).parent / "django_project"

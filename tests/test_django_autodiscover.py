@@ -91,6 +91,8 @@ def test_import_qtasks_does_not_import_django():
     assert result.stdout.strip() == "False", result.stderr
 
 
+@pytest.mark.requires_processes("the worker is the Django project's process "
+                                "(DJANGO_SETTINGS_MODULE and its sys.path at start)")
 def test_plain_qtasks_worker_runs_django_project_tasks(start_worker):
     project_qtasks = django_project_qtasks()
     app = project_qtasks.app

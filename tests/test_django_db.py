@@ -44,6 +44,8 @@ def app():
     return app
 
 
+@pytest.mark.requires_processes("the worker is the Django project's process "
+                                "(DJANGO_SETTINGS_MODULE and its sys.path at start)")
 @pytest.mark.parametrize("task", ["backend_pid", "abackend_pid"])
 def test_a_killed_database_connection_does_not_break_the_next_task(pg, app, start_worker,
                                                                       task):
@@ -58,6 +60,8 @@ def test_a_killed_database_connection_does_not_break_the_next_task(pg, app, star
     assert "database connections are cleaned up around every task" in worker.output
 
 
+@pytest.mark.requires_processes("the worker is the Django project's process "
+                                "(DJANGO_SETTINGS_MODULE and its sys.path at start)")
 def test_the_orm_works_in_tasks(pg, app, start_worker):
     worker = start_worker("proj.qtasks:app", env=ENV)
     assert app.add_task("count_orders", timeout=20).returning >= 0

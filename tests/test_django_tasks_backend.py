@@ -88,6 +88,8 @@ def app(project):
     return app
 
 
+@pytest.mark.requires_processes("the worker is the Django project's process "
+                                "(DJANGO_SETTINGS_MODULE and its sys.path at start)")
 def test_django_tasks_run_on_a_qtasks_worker(app, start_worker):
     start_worker("proj.qtasks:app", "--queues", "default,emails", env=ENV)
     out = django_script("""
@@ -148,6 +150,8 @@ def test_django_tasks_run_on_a_qtasks_worker(app, start_worker):
     assert log_lines(out["async"]["id"])[-1] == f"finished {out['async']['id']} SUCCESSFUL"
 
 
+@pytest.mark.requires_processes("the worker is the Django project's process "
+                                "(DJANGO_SETTINGS_MODULE and its sys.path at start)")
 def test_django_priorities_run_larger_first(app, start_worker):
     labels = [f"p{time.monotonic_ns()}-{i}" for i in range(5)]
     django_script(f"""
@@ -167,6 +171,8 @@ def test_django_priorities_run_larger_first(app, start_worker):
     assert ran == [labels[3], labels[1], labels[4], labels[2], labels[0]]
 
 
+@pytest.mark.requires_processes("the worker is the Django project's process "
+                                "(DJANGO_SETTINGS_MODULE and its sys.path at start)")
 def test_run_after_delays_the_task(app, start_worker):
     start_worker("proj.qtasks:app", env=ENV)
     out = django_script("""

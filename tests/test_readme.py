@@ -15,6 +15,9 @@ def test_readme_opens_with_install_and_test_commands():
     assert "pip install -e '.[test]'" in blocks[1] and "pytest" in blocks[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert blocks[1].strip().splitlines()[-1] in ci
+    backends = [b for b in blocks if "QTASKS_TEST_BROKER_URL=" in b]  # the other backends' runs
+    assert backends, "README.md names the test runs on the other backends"
+    assert all(line in ci for line in backends[0].strip().splitlines())
 
 
 def test_demo_prints_results():

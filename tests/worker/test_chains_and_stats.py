@@ -2,19 +2,14 @@
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from flavours import FLAVOURS, Client
+from helpers import run_cli
 from qtasks.chains import AsyncTaskCls
 from qtasks.stats import AsyncStats, SyncStats
 from qtasks.utils import AsyncTaskUtils, SyncTaskUtils
-
-TESTS = Path(__file__).parent.parent
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -69,14 +64,10 @@ def test_stats_inspect(client):
 
 
 def test_stats_cli(client):
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    run = subprocess.run([sys.executable, "-m", "qtasks", "-A", client.spec, "stats", "inspect",
-                          "app", "json=true"], cwd=TESTS, env=env, capture_output=True,
-                         text=True, timeout=60)
+    run = run_cli("-A", client.spec, "stats", "inspect", "app", "json=true")
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert data["Name"] == client.app.name and "Tasks Count" in data
-    run = subprocess.run([sys.executable, "-m", "qtasks", "-A", client.spec, "stats", "inspect",
-                          "task", "add", "json=true"], cwd=TESTS, env=env, capture_output=True,
-                         text=True, timeout=60)
+    assert data["Workers"] == 1  # the command saw the test's worker through the backend
+    run = run_cli("-A", client.spec, "stats", "inspect", "task", "add", "json=true")
     assert json.loads(run.stdout)["name"] == "add"

@@ -1,19 +1,7 @@
-"""The CLI and shared tasks through real processes."""
+"""The CLI and shared tasks through real workers."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-from apps import shared_after, shared_mod
-
-TESTS = Path(__file__).parent.parent
-
-
-def qtasks(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    return subprocess.run([sys.executable, "-m", "qtasks", *args], cwd=TESTS, env=env,
-                          capture_output=True, text=True, timeout=60)
+from apps import shared_after, shared_mod, sync_app
+from helpers import run_cli as qtasks
 
 
 def test_shared_tasks_imported_after_the_app_run_on_its_worker(start_worker):
@@ -29,10 +17,13 @@ def test_shared_tasks_imported_after_the_app_run_on_its_worker(start_worker):
     assert asyncio.run(shared_mod.double.add_task(4, timeout=10)).returning == 8
 
 
-def test_info_prints_backend_file_and_tasks():
+def test_info_prints_the_backend_and_tasks():
     result = qtasks("-A", "apps.sync_app:app", "info")
     assert result.returncode == 0, result.stderr
-    assert "tsync.sqlite3" in result.stdout
+    app = sync_app.app
+    assert f"backend:      {app.backend.describe()}\n" in result.stdout
+    if app.storage is not app.backend:  # a broker and a separate result store
+        assert f"store:        {app.storage.describe()} (records)\n" in result.stdout
     assert "router_late" in result.stdout
 
 

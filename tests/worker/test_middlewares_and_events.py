@@ -1,4 +1,4 @@
-"""Middlewares and events, through real worker processes, in both flavours."""
+"""Middlewares and events, through real workers, in both flavours."""
 
 import asyncio
 
@@ -26,7 +26,7 @@ def test_sync_middlewares_and_events(start_worker):
     assert "event task_cancel cancels stop here" in seen
     # a handler that raises is logged with its traceback; the task was not affected
     assert "RuntimeError: a broken handler must not break the task" in worker.output
-    assert "event starting SqliteBackend" in seen
+    assert f"event starting {type(app.backend).__name__}" in seen
     worker.stop()
     seen = marks()
     assert seen.index("event worker_stopping") < seen.index("event stopping")

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from apps import sync_app
+from backend_urls import urls
+from helpers import run_cli
 from qtasks import QueueTasks
 
 TESTS = Path(__file__).parent.parent
@@ -20,8 +22,7 @@ def test_a_worker_takes_only_its_queues(start_worker):
     assert app.add_task("add", 1, 2, timeout=20).returning == 3
     assert app.get(mail.uuid).status == "new", "a default-queue worker ran an 'emails' task"
     assert app.stats().by_queue == {"emails": 1}
-    info = subprocess.run([sys.executable, "-m", "qtasks", "-A", "apps.sync_app:app", "info"],
-                          capture_output=True, text=True, timeout=30, cwd=TESTS)
+    info = run_cli("-A", "apps.sync_app:app", "info")
     assert "waiting in:   emails 1" in info.stdout, info.stdout + info.stderr
     start_worker("apps.sync_app:app", "--queues", "emails")
     assert app.wait_sync(mail.uuid, 20).returning == "mail to ann"
@@ -49,13 +50,14 @@ def test_a_delayed_task_runs_on_a_worker_of_its_queue_only(start_worker):
 
 
 def test_the_queue_option_is_checked():
-    app = QueueTasks(name="queue-check", broker_url="memory://queue-check")
+    app = QueueTasks(name="queue-check", **urls("queue-check"))
     with pytest.raises(TypeError, match="queue must be a queue name"):
         app.task(queue=5)(lambda: None)
     assert app.task(queue="reports")(lambda: None).task_name == "<lambda>"
 
 
 def test_an_empty_queue_list_is_refused():
+    # the real command line, in a process of its own on any backend: it fails before any backend
     result = subprocess.run([sys.executable, "-m", "qtasks", "-A", "apps.sync_app:app", "run",
                              "--queues", " , "], capture_output=True, text=True, timeout=30,
                             cwd=TESTS)

@@ -1,4 +1,4 @@
-"""The async app against a real worker process on the embedded backend."""
+"""The async app against a real worker on the test backend."""
 
 import asyncio
 from uuid import UUID, uuid4

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from apps import sync_app
 from helpers import wait_until
 
@@ -13,6 +15,7 @@ TESTS = Path(__file__).parent.parent
 SCRIPT = "from apps.sync_app import app\napp.run_forever()\n"
 
 
+@pytest.mark.requires_processes("run_forever blocks its process and stops on its SIGTERM")
 def test_run_forever_processes_tasks_and_stops_on_sigterm():
     app = sync_app.app
     app.flush_all()

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from apscheduler.job import Job
 
 from helpers import wait_until
@@ -39,6 +40,7 @@ def test_worker_without_timers_flag_runs_no_timer(start_worker):
     assert timer_app.app.stats().records == 0
 
 
+@pytest.mark.requires_processes("the timer runs standalone in a process of its own")
 def test_async_timer_standalone_beside_a_worker(start_worker):
     from apps import async_timer_app
 
