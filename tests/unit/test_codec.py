@@ -35,3 +35,20 @@ def test_envelope_round_trip_and_rejections():
     for bad in ["", "[]", '{"v":1}', f'{{"v":2,"uuid":"{uuid}"}}']:
         with pytest.raises(MalformedMessage):
             decode_envelope(bad)
+
+
+def test_text_that_is_not_valid_unicode_is_refused_at_enqueue():
+    from qtasks import QueueTasks
+
+    app = QueueTasks("surrogate", broker_url="memory://surrogate")
+    with pytest.raises(TypeError, match=r"argument 'note' \(str\).*lone surrogate"):
+        app.add_task("job", 1, note="bad \ud800 text")
+    with pytest.raises(TypeError, match=r"positional argument 0 \(dict\).*lone surrogate"):
+        app.add_task("job", {"\udfff": 1})
+    assert app.stats().queued == 0  # nothing was enqueued
+    assert encode_arguments("job", ("ünïcode ✓",), {})[0] == '["ünïcode ✓"]'
+
+
+def test_a_result_that_is_not_valid_unicode_is_refused():
+    with pytest.raises(TypeError, match="lone surrogate"):
+        encode_result(["\ud800"])

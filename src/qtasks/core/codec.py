@@ -2,8 +2,9 @@
 
 Strict means what a user of Celery's JSON serializer expects and a little more: values that JSON
 cannot carry faithfully are refused when the task is enqueued, not discovered on the worker.
-``datetime``, ``set``, ``bytes``, arbitrary objects and non-finite floats (NaN, inf) raise
-``TypeError`` naming the offending argument, and nothing is enqueued. Tuples become lists and
+``datetime``, ``set``, ``bytes``, arbitrary objects, non-finite floats (NaN, inf) and text that
+is not valid Unicode (a lone surrogate) raise ``TypeError`` naming the offending argument, and
+nothing is enqueued. Tuples become lists and
 non-string dict keys become strings, exactly as in ``json``.
 """
 
@@ -25,10 +26,27 @@ dumps = _encoder.encode
 loads = json.loads
 
 
+def _checked(text: str) -> str:
+    """``text`` if every store can keep it: ``ValueError`` for a lone surrogate (``"\ud800"``),
+    which JSON encodes but UTF-8 cannot."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"text with a lone surrogate {text[exc.start:exc.end]!r} is not "
+                             f"valid Unicode and cannot be stored") from None
+    return text
+
+
+def strict_dumps(value: Any) -> str:
+    """``dumps``, refusing text that is not valid Unicode (``ValueError``)."""
+    return _checked(dumps(value))
+
+
 def _why(value: Any) -> str:
     try:
-        dumps(value)
-    except ValueError as exc:  # NaN/inf or circular reference
+        strict_dumps(value)
+    except ValueError as exc:  # NaN/inf, circular reference or invalid text
         if isinstance(value, float) and not math.isfinite(value):
             return f"{value!r} is not a finite number"
         return str(exc)
@@ -55,14 +73,14 @@ def _hint(value: Any) -> str:
 def encode_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
     """Return ``(args_json, kwargs_json)`` or raise ``TypeError`` naming the bad argument."""
     try:
-        return dumps(list(args)), dumps(kwargs)
+        return strict_dumps(list(args)), strict_dumps(kwargs)
     except (TypeError, ValueError, RecursionError):
         pass  # locate the culprit below for a precise message
     labelled = [(f"positional argument {i}", v) for i, v in enumerate(args)]
     labelled += [(f"argument {k!r}", v) for k, v in kwargs.items()]
     for label, value in labelled:
         try:
-            dumps(value)
+            strict_dumps(value)
         except (TypeError, ValueError, RecursionError):
             raise TypeError(
                 f"task {task_name!r}: {label} ({type(value).__name__}) is not "
@@ -74,7 +92,7 @@ def encode_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, An
 def encode_result(value: Any) -> str:
     """Encode a task's return value; ``TypeError`` with the reason when JSON cannot carry it."""
     try:
-        return dumps(value)
+        return strict_dumps(value)
     except (TypeError, ValueError, RecursionError):
         raise TypeError(
             f"the task returned a {type(value).__name__}, which is not JSON-serialisable: "
