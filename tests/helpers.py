@@ -42,6 +42,14 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
         time.sleep(interval)
 
 
+def run_script(script: str, timeout: float = 60) -> None:
+    """Run ``script`` in a fresh Python process; it must print "ok" and exit 0."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok", result.stdout
+
+
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """``qtasks *args`` in a subprocess; when the test backend lives in one process
     (``memory://``), ``qtasks.cli.main`` in this process instead, so the command sees the test's

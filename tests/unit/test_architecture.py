@@ -13,11 +13,12 @@ edge to the submodule; the implicit import of a parent package is not counted.
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import run_script
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -163,7 +164,4 @@ def test_django_integration_loads_only_with_django():
         "assert installed() == {'qtasks.contrib.django.integration'}, installed()\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    run_script(script)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import subprocess
-import sys
 
 import pytest
+
+from helpers import run_script
 
 QTASKS_EXPORTS = {
     "AsyncRouter", "AsyncTask", "Depends", "QueueConfig", "QueueTasks", "SyncRouter", "SyncTask",
@@ -148,7 +148,4 @@ def test_state_app_main_is_the_latest_app_and_assignable():
         "assert (a.stats().queued, b.stats().queued) == (1, 0)\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    run_script(script)
