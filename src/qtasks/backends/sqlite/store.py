@@ -13,12 +13,13 @@ changes nothing (fencing). ``deliveries`` counts the claims that *started*.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sqlite3
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from qtasks.backends.base import (
     DeadLetter,
@@ -34,14 +35,20 @@ from qtasks.backends.base import (
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendError
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
+
+T = TypeVar("T")
 
 # Several apps may share one database file: every row carries the name of its app, and every
 # statement below is scoped to one app.
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    uuid TEXT PRIMARY KEY,
+# ``records`` is a rowid table with a unique uuid, not keyed by uuid itself: the records of tasks
+# enqueued together then sit on the same pages, so a worker round trip that marks and finishes
+# a batch of them rewrites a page or two instead of one page per (random) uuid.
+RECORDS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL UNIQUE,
     app TEXT NOT NULL,
     task_name TEXT NOT NULL,
     priority INTEGER NOT NULL,
@@ -54,7 +61,9 @@ CREATE TABLE IF NOT EXISTS records (
     traceback TEXT,
     extra TEXT,
     holder TEXT
-) WITHOUT ROWID;
+)"""
+
+SCHEMA = RECORDS_TABLE.format(name="records") + """;
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY,
     app TEXT NOT NULL,
@@ -70,7 +79,6 @@ CREATE TABLE IF NOT EXISTS queue (
 );
 CREATE INDEX IF NOT EXISTS queue_order ON queue (app, queue, priority, id);
 CREATE INDEX IF NOT EXISTS queue_lease ON queue (app, lease_until) WHERE lease_until IS NOT NULL;
-CREATE INDEX IF NOT EXISTS queue_worker ON queue (worker) WHERE worker IS NOT NULL;
 CREATE INDEX IF NOT EXISTS queue_delayed ON queue (app, eta) WHERE eta > 0;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
@@ -117,11 +125,35 @@ def _ready(queues: Sequence[str], params: dict[str, object]) -> str:
 
 _HOSTNAME = socket.gethostname()
 
+# Batches: one statement per step of a worker round trip, whatever the number of rows. Every
+# statement is a trip through the sqlite3 module and SQLite's VM, and the database thread lets
+# go of the GIL and takes it back around each step (``executemany`` steps once per row). The
+# rows of a batch are passed as a ``VALUES`` list joined against the table. A statement takes at
+# most ``_ROWS`` rows: with the widest row (12 values) that stays under 999 host parameters, the
+# smallest limit an SQLite build may have.
+_ROWS = 64
+
+
+def _batches(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[i:i + _ROWS] for i in range(0, len(items), _ROWS)]
+
+
+@functools.lru_cache(maxsize=512)
+def _values(rows: int, width: int) -> str:
+    """``(?, ?), (?, ?), ...``: ``rows`` rows of ``width`` parameters."""
+    row = f"({', '.join('?' * width)})"
+    return ", ".join([row] * rows)
+
+
+def _flat(rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+    return [value for row in rows for value in row]
+
 
 def connect(target: str, uri: bool) -> sqlite3.Connection:
     """Open a connection in autocommit mode (transactions are explicit) with WAL for files."""
+    # The batched statements below differ by their number of rows: room for all of them.
     conn = sqlite3.connect(target, uri=uri, timeout=60.0, isolation_level=None,
-                           check_same_thread=False)
+                           check_same_thread=False, cached_statements=512)
     conn.row_factory = sqlite3.Row
     if not uri:
         # WAL is a property of the file, set once; asking again while another connection
@@ -150,13 +182,8 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
             )
-        elif found == "2":  # the release before fencing tokens: add the two columns
-            conn.execute("ALTER TABLE queue ADD COLUMN token INTEGER NOT NULL DEFAULT 0")
-            conn.execute("ALTER TABLE records ADD COLUMN holder TEXT")
-            conn.execute("CREATE INDEX IF NOT EXISTS records_created ON records (app, created_at)")
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                         (SCHEMA_VERSION,))
-            found = SCHEMA_VERSION
+        else:
+            found = _upgrade(conn, found)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -166,6 +193,29 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             f"this database was written by a qtasks release with schema {found}, this release "
             f"reads schema {SCHEMA_VERSION}; use a new database file or the matching release"
         )
+
+
+def _upgrade(conn: sqlite3.Connection, found: str) -> str:
+    """Inside the schema transaction: bring a file of an earlier schema to this one; return
+    the version it now has (unchanged if it is not one this release knows how to upgrade)."""
+    if found == "2":  # the release before fencing tokens: add the two columns
+        conn.execute("ALTER TABLE queue ADD COLUMN token INTEGER NOT NULL DEFAULT 0")
+        conn.execute("ALTER TABLE records ADD COLUMN holder TEXT")
+        found = "3"
+    if found == "3":  # records keyed by uuid (WITHOUT ROWID): copied into a rowid table
+        columns = f"app, {_RECORD_COLUMNS}, holder"
+        conn.execute(RECORDS_TABLE.format(name="records_v4"))
+        conn.execute(f"INSERT INTO records_v4 ({columns}) SELECT {columns} FROM records "
+                     "ORDER BY created_at")
+        conn.execute("DROP TABLE records")
+        conn.execute("ALTER TABLE records_v4 RENAME TO records")
+        conn.execute("CREATE INDEX IF NOT EXISTS records_created ON records (app, created_at)")
+        # no statement looks messages up by worker any more (leases are fenced by token)
+        conn.execute("DROP INDEX IF EXISTS queue_worker")
+        found = "4"
+    if found == SCHEMA_VERSION:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+    return found
 
 
 class _Transaction:
@@ -243,11 +293,11 @@ def _claim(conn: sqlite3.Connection, app: str, worker: str, queues: Sequence[str
     out = [Delivery(r["id"], r["uuid"], r["payload"], r["deliveries"], r["priority"],
                     r["queue"], r["token"]) for r in rows]
     fresh = [d for d in out if d.deliveries == 0][:start]
-    if fresh:
-        conn.executemany("UPDATE queue SET deliveries = deliveries + 1 WHERE id = ?",
-                         [(d.tag,) for d in fresh])
-        for d in fresh:
-            d.started = True
+    for batch in _batches(fresh):
+        conn.execute("UPDATE queue SET deliveries = deliveries + 1 "
+                     f"WHERE id IN ({', '.join('?' * len(batch))})", [d.tag for d in batch])
+    for d in fresh:
+        d.started = True
     return out
 
 
@@ -260,12 +310,32 @@ def claim(conn: sqlite3.Connection, app: str, worker: str, queues: Sequence[str]
         return _claim(conn, app, worker, queues, limit, lease, start, time.time())
 
 
+_HELD = "id = ? AND token = ? AND lease_until IS NOT NULL"
+
+
 def _start(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """Count the start of each delivery whose lease is still its own; return the others."""
+    counted = 0
+    if len({d.tag for d in deliveries}) == len(deliveries):
+        for batch in _batches(deliveries):
+            counted += conn.execute(
+                "UPDATE queue SET deliveries = deliveries + 1 "
+                f"FROM (VALUES {_values(len(batch), 2)}) AS v "
+                "WHERE queue.id = v.column1 AND queue.token = v.column2 "
+                "AND queue.lease_until IS NOT NULL",
+                _flat([(d.tag, d.token) for d in batch])).rowcount
+    else:  # one message twice: each start counts, as one statement per delivery does
+        counted = conn.executemany(f"UPDATE queue SET deliveries = deliveries + 1 WHERE {_HELD}",
+                                   [(d.tag, d.token) for d in deliveries]).rowcount
+    if counted == len(deliveries):
+        for d in deliveries:
+            d.started = True
+        return []
+    # Some lease was lost. The update changed neither token nor lease, so the rows it counted
+    # are exactly those that still match.
     lost = []
     for d in deliveries:
-        if conn.execute("UPDATE queue SET deliveries = deliveries + 1 "
-                        "WHERE id = ? AND token = ? AND lease_until IS NOT NULL",
-                        (d.tag, d.token)).rowcount:
+        if conn.execute(f"SELECT 1 FROM queue WHERE {_HELD}", (d.tag, d.token)).fetchone():
             d.started = True
         else:
             lost.append(d)
@@ -277,10 +347,31 @@ def start(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery]) ->
         return _start(conn, deliveries)
 
 
+_DELETE_HELD = "DELETE FROM queue WHERE id = ? AND token = ?"
+
+
+def _delete_held(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> int:
+    """Delete the messages that still carry the delivery's token; how many were."""
+    deleted = 0
+    for batch in _batches(deliveries):
+        deleted += conn.execute(
+            "DELETE FROM queue WHERE id IN (SELECT queue.id "
+            f"FROM (VALUES {_values(len(batch), 2)}) AS v "
+            "JOIN queue ON queue.id = v.column1 AND queue.token = v.column2)",
+            _flat([(d.tag, d.token) for d in batch])).rowcount
+    return deleted
+
+
 def _finish_messages(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> list[Delivery]:
-    return [d for d in deliveries
-            if not conn.execute("DELETE FROM queue WHERE id = ? AND token = ?",
-                                (d.tag, d.token)).rowcount]
+    """Remove the messages whose token is still current; return the deliveries that were not."""
+    if len({d.tag for d in deliveries}) == len(deliveries):
+        conn.execute("SAVEPOINT acks")
+        if _delete_held(conn, deliveries) == len(deliveries):
+            conn.execute("RELEASE acks")
+            return []
+        conn.execute("ROLLBACK TO acks")  # some token was stale: find out which
+        conn.execute("RELEASE acks")
+    return [d for d in deliveries if not conn.execute(_DELETE_HELD, (d.tag, d.token)).rowcount]
 
 
 def finish_messages(conn: sqlite3.Connection, app: str,
@@ -357,24 +448,38 @@ def create_records(conn: sqlite3.Connection, app: str, tasks: Sequence[NewTask])
 
 def _mark_running(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery],
                   now: float) -> set[str]:
+    """Make each delivery the holder of its record; return the uuids whose record is final.
+
+    A message without a record is left alone (the worker's outcome creates the record).
+    """
+    held = [d for d in deliveries if d.uuid is not None]
+    if not held:
+        return set()
+    set_running = ("holder = v.column2, updated_at = ?, "
+                   "status = CASE status WHEN 'new' THEN 'process' ELSE status END")
+    marked = 0
+    if len({d.uuid for d in held}) == len(held):
+        for batch in _batches(held):
+            marked += conn.execute(
+                f"UPDATE records SET {set_running} FROM (VALUES {_values(len(batch), 2)}) AS v "
+                f"WHERE records.uuid = v.column1 AND records.app = ? "
+                f"AND records.status NOT IN {_FINAL}",
+                [now, *_flat([(d.uuid, _holder(d)) for d in batch]), app]).rowcount
+    else:  # one task twice: each delivery becomes the holder in turn, the last one stays
+        marked = conn.executemany(
+            f"UPDATE records SET {set_running.replace('v.column2', '?')} "
+            f"WHERE uuid = ? AND app = ? AND status NOT IN {_FINAL}",
+            [(_holder(d), now, d.uuid, app) for d in held]).rowcount
+    if marked == len(held):
+        return set()
+    # Some record is final (cancelled meanwhile) or missing: one look for the final ones.
     blocked: set[str] = set()
-    for d in deliveries:
-        if d.uuid is None:
-            continue
-        row = conn.execute("SELECT status FROM records WHERE uuid = ? AND app = ?",
-                           (d.uuid, app)).fetchone()
-        if row is None:
-            continue  # a message without a record: the worker's outcome creates it
-        if row[0] in _FINAL_SET:
-            blocked.add(d.uuid)
-            continue
-        conn.execute("UPDATE records SET holder = ?, updated_at = ?, status = CASE status "
-                     "WHEN 'new' THEN 'process' ELSE status END WHERE uuid = ?",
-                     (_holder(d), now, d.uuid))
+    uuids = sorted({d.uuid for d in held if d.uuid is not None})
+    for chunk in _batches(uuids):
+        blocked.update(uuid for (uuid,) in conn.execute(
+            f"SELECT uuid FROM records WHERE app = ? AND status IN {_FINAL} "
+            f"AND uuid IN ({', '.join('?' * len(chunk))})", (app, *chunk)).fetchall())
     return blocked
-
-
-_FINAL_SET = frozenset({"success", "error", "cancel"})
 
 
 def mark_running(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery]) -> set[str]:
@@ -398,9 +503,11 @@ def mark_queued(conn: sqlite3.Connection, app: str, deliveries: Sequence[Deliver
 _DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
                 sqlite3.ProgrammingError, OverflowError, ValueError)
 
-_UPSERT = (
-    f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, coalesce(?, '[]'), coalesce(?, '{}'), ?, ?, ?, ?, ?) "
+# The final record, inserted if it is missing (a record deleted meanwhile, an outcome of a
+# message that had none), else updated unless already final; a missing args/kwargs is stored as
+# the empty list/object. ``_upsert(n)`` writes ``n`` outcomes in one statement.
+_OUTCOME_ROW = "(?, ?, ?, ?, ?, coalesce(?, '[]'), coalesce(?, '{}'), ?, ?, ?, ?, ?)"
+_ON_CONFLICT = (
     "ON CONFLICT (uuid) DO UPDATE SET status = excluded.status, "
     "\"returning\" = excluded.\"returning\", traceback = excluded.traceback, holder = NULL, "
     "extra = CASE WHEN excluded.extra IS NULL THEN records.extra "
@@ -410,25 +517,69 @@ _UPSERT = (
 )
 
 
+@functools.lru_cache(maxsize=_ROWS)
+def _upsert(rows: int) -> str:
+    return (f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
+            f"VALUES {', '.join([_OUTCOME_ROW] * rows)} {_ON_CONFLICT}")
+
+
+_FENCE = " AND (records.holder IS NULL OR records.holder = ?)"
+_DEAD_LETTER = ("INSERT INTO dead_letters (app, uuid, task_name, reason, payload, deliveries, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+def _dead_letter_params(app: str, o: Outcome, now: float) -> tuple[Any, ...]:
+    return (app, o.uuid, o.task_name, o.dead_letter, _text(o.delivery.payload),
+            o.delivery.deliveries, now)
+
+
 def _write_one(conn: sqlite3.Connection, app: str, o: Outcome, now: float, fenced: bool) -> bool:
     """One final record (and its dead letter); False if rejected (final, or held by another)."""
     # A delivery that never started (set aside, malformed) holds nothing: the broker's token
     # was its fence. One that started must still be the record's holder.
-    fenced = fenced and o.delivery.started
-    sql = _UPSERT + (" AND (records.holder IS NULL OR records.holder = ?)" if fenced else "")
-    params: tuple[Any, ...] = (app, o.uuid, o.task_name, o.priority, o.status, o.args_json,
-                               o.kwargs_json, o.created_at or now, now, o.returning_json,
-                               o.traceback, o.extra_json)
-    if fenced:
-        params += (_holder(o.delivery),)
-    if not conn.execute(sql, params).rowcount:
+    if fenced and o.delivery.started:
+        taken = conn.execute(_upsert(1) + _FENCE,
+                             (*_outcome_params(app, o, now), _holder(o.delivery))).rowcount
+    else:
+        taken = conn.execute(_upsert(1), _outcome_params(app, o, now)).rowcount
+    if not taken:
         return False
     if o.dead_letter:
-        conn.execute(
-            "INSERT INTO dead_letters (app, uuid, task_name, reason, payload, deliveries, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (app, o.uuid, o.task_name, o.dead_letter, _text(o.delivery.payload),
-             o.delivery.deliveries, now))
+        conn.execute(_DEAD_LETTER, _dead_letter_params(app, o, now))
+    return True
+
+
+def _outcome_params(app: str, o: Outcome, now: float) -> tuple[Any, ...]:
+    return (app, o.uuid, o.task_name, o.priority, o.status, o.args_json, o.kwargs_json,
+            o.created_at or now, now, o.returning_json, o.traceback, o.extra_json)
+
+
+def _write_all(conn: sqlite3.Connection, app: str, outcomes: Sequence[Outcome], now: float,
+               fenced: bool, with_messages: bool) -> bool:
+    """The common case in a statement or two per step: every outcome taken. False as soon as
+    one is not (its message's token is stale, its record final or held by another); the caller
+    then rolls back and writes them one by one to learn which."""
+    if len({o.uuid for o in outcomes}) != len(outcomes):
+        return False  # one task twice in a batch: the order of the writes matters
+    if with_messages:
+        acks = [o.delivery for o in outcomes if o.delivery.tag is not None]
+        if len({d.tag for d in acks}) != len(acks) or _delete_held(conn, acks) != len(acks):
+            return False
+    held = [o for o in outcomes if fenced and o.delivery.started]
+    free = [o for o in outcomes if not (fenced and o.delivery.started)]
+    for batch in _batches(free):
+        if conn.execute(_upsert(len(batch)),
+                        _flat([_outcome_params(app, o, now) for o in batch])
+                        ).rowcount != len(batch):
+            return False
+    if held and conn.executemany(
+            _upsert(1) + _FENCE,
+            [(*_outcome_params(app, o, now), _holder(o.delivery)) for o in held]
+    ).rowcount != len(held):
+        return False
+    dead = [o for o in outcomes if o.dead_letter]
+    if dead:
+        conn.executemany(_DEAD_LETTER, [_dead_letter_params(app, o, now) for o in dead])
     return True
 
 
@@ -442,8 +593,7 @@ def _write_outcomes(conn: sqlite3.Connection, app: str, outcomes: Sequence[Outco
     def write(batch: Sequence[Outcome], into: FinishReport) -> None:
         for o in batch:
             if with_messages and o.delivery.tag is not None and not conn.execute(
-                    "DELETE FROM queue WHERE id = ? AND token = ?",
-                    (o.delivery.tag, o.delivery.token)).rowcount:
+                    _DELETE_HELD, (o.delivery.tag, o.delivery.token)).rowcount:
                 into.rejected.append(o)
                 continue
             if not _write_one(conn, app, o, now, fenced):
@@ -452,7 +602,9 @@ def _write_outcomes(conn: sqlite3.Connection, app: str, outcomes: Sequence[Outco
     conn.execute("SAVEPOINT batch")
     attempt = FinishReport()
     try:
-        write(outcomes, attempt)
+        if not _write_all(conn, app, outcomes, now, fenced, with_messages):
+            conn.execute("ROLLBACK TO batch")  # some outcome is rejected: learn which
+            write(outcomes, attempt)
         conn.execute("RELEASE batch")
         report.rejected.extend(attempt.rejected)
         return
@@ -612,10 +764,18 @@ def exchange(conn: sqlite3.Connection, app: str, worker: str, queues: Sequence[s
              lease: float, finished: Sequence[Outcome], started: Sequence[Delivery],
              start: int) -> Exchange:
     """A worker round trip in one transaction: outcomes written (fenced by the queue row's
-    token), deliveries started, the next batch claimed."""
+    token), deliveries started, the next batch claimed.
+
+    Each step is one statement for the whole batch; only when something in it is rejected or
+    refused (a stale token, a cancelled task) does that step look at its rows one by one, so
+    what is accepted and what is reported is the same as writing them one at a time.
+    """
     result = Exchange()
-    ready = limit > 0 and ready_now(conn, app, queues)
-    if not (ready or finished or started):
+    writing = bool(finished or started)
+    # The read first only for an exchange that would otherwise write nothing: an idle worker
+    # woken by an unrelated commit takes no write lock. One that writes takes it anyway.
+    ready = limit > 0 and (writing or ready_now(conn, app, queues))
+    if not (ready or writing):
         return result
     now = time.time()
     with _Transaction(conn):
@@ -632,26 +792,28 @@ def exchange(conn: sqlite3.Connection, app: str, worker: str, queues: Sequence[s
                 _insert_messages(conn, app, follow_ups)
         if started:
             result.refused.extend(_start(conn, started))
-            _refuse_final(conn, app, [d for d in started if d.started], now, result)
+            result.refused.extend(_refuse_final(conn, app, [d for d in started if d.started],
+                                                now))
         if ready:
             fetched = _claim(conn, app, worker, queues, limit, lease, start, now)
-            refused = Exchange()
-            _refuse_final(conn, app, [d for d in fetched if d.started], now, refused)
-            gone = {id(d) for d in refused.refused}
+            gone = {id(d) for d in _refuse_final(conn, app, [d for d in fetched if d.started],
+                                                 now)}
             result.deliveries = [d for d in fetched if id(d) not in gone]
     return result
 
 
-def _refuse_final(conn: sqlite3.Connection, app: str, started: list[Delivery], now: float,
-                  result: Exchange) -> None:
-    """Started deliveries whose task was cancelled (or is final) meanwhile: drop, don't run."""
+def _refuse_final(conn: sqlite3.Connection, app: str, started: list[Delivery],
+                  now: float) -> list[Delivery]:
+    """Mark the records of ``started`` running; those whose task was cancelled (or is final)
+    meanwhile lose their message and are returned: drop them, don't run them."""
     if not started:
-        return
+        return []
     blocked = _mark_running(conn, app, started, now)
-    for d in started:
-        if d.uuid in blocked:
-            conn.execute("DELETE FROM queue WHERE id = ? AND token = ?", (d.tag, d.token))
-            result.refused.append(d)
+    if not blocked:
+        return []
+    gone = [d for d in started if d.uuid in blocked]
+    conn.executemany(_DELETE_HELD, [(d.tag, d.token) for d in gone])
+    return gone
 
 
 def fused_release(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery],
