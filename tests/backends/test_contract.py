@@ -70,6 +70,19 @@ def test_an_expired_lease_hands_the_task_to_another_worker(contract):
     assert lost == first  # the first worker learns that it no longer holds it
 
 
+def test_an_expired_lease_is_not_started_or_extended_even_if_unclaimed(contract):
+    # Nobody took the task yet, but its lease ran out: starting it now could race a claim in
+    # the same round trip, and both workers would run it. It is refused, and handed out again.
+    (task,) = contract.enqueue(contract.new())
+    (held,) = contract.fetch("a", lease=0.2)
+    time.sleep(0.3)
+    assert contract.exchange("a", limit=0, started=[held]).refused == [held]
+    assert contract.run(contract.transport.heartbeat(_info("a"), [held], 30.0)) == [held]
+    (again,) = contract.fetch("b", start=1)
+    assert (again.uuid, again.deliveries, again.started) == (task.uuid, 0, True)
+    assert contract.client.get(task.uuid)["status"] == "process"
+
+
 def test_an_extended_lease_keeps_the_task(contract):
     contract.enqueue(contract.new())
     held = contract.fetch("a", lease=0.5)

@@ -228,11 +228,13 @@ class MemoryState:
         return msg
 
     def start(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Count each start under a live lease (see ``extend``); return the others."""
+        now = time.time()
         lost = []
         with self.lock:
             for d in deliveries:
                 msg = self._current(d)
-                if msg is None:
+                if msg is None or msg.lease_until < now:  # type: ignore[operator]
                     lost.append(d)
                 else:
                     msg.deliveries += 1

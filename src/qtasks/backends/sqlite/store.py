@@ -310,23 +310,27 @@ def claim(conn: sqlite3.Connection, app: str, worker: str, queues: Sequence[str]
         return _claim(conn, app, worker, queues, limit, lease, start, time.time())
 
 
-_HELD = "id = ? AND token = ? AND lease_until IS NOT NULL"
+# A delivery's lease is live: its token, and a deadline not passed. A task is started, or its
+# lease extended, only under a live lease: one that expired may be claimed by another worker
+# in the same transaction (the claim takes expired leases), and both would run it.
+_HELD = "id = ? AND token = ? AND lease_until >= ?"
 
 
 def _start(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> list[Delivery]:
-    """Count the start of each delivery whose lease is still its own; return the others."""
-    counted = 0
+    """Count the start of each delivery whose lease is still its own and live; return the
+    others."""
+    counted, now = 0, time.time()
     if len({d.tag for d in deliveries}) == len(deliveries):
         for batch in _batches(deliveries):
             counted += conn.execute(
                 "UPDATE queue SET deliveries = deliveries + 1 "
                 f"FROM (VALUES {_values(len(batch), 2)}) AS v "
                 "WHERE queue.id = v.column1 AND queue.token = v.column2 "
-                "AND queue.lease_until IS NOT NULL",
-                _flat([(d.tag, d.token) for d in batch])).rowcount
+                "AND queue.lease_until >= ?",
+                (*_flat([(d.tag, d.token) for d in batch]), now)).rowcount
     else:  # one message twice: each start counts, as one statement per delivery does
         counted = conn.executemany(f"UPDATE queue SET deliveries = deliveries + 1 WHERE {_HELD}",
-                                   [(d.tag, d.token) for d in deliveries]).rowcount
+                                   [(d.tag, d.token, now) for d in deliveries]).rowcount
     if counted == len(deliveries):
         for d in deliveries:
             d.started = True
@@ -335,7 +339,7 @@ def _start(conn: sqlite3.Connection, deliveries: Sequence[Delivery]) -> list[Del
     # are exactly those that still match.
     lost = []
     for d in deliveries:
-        if conn.execute(f"SELECT 1 FROM queue WHERE {_HELD}", (d.tag, d.token)).fetchone():
+        if conn.execute(f"SELECT 1 FROM queue WHERE {_HELD}", (d.tag, d.token, now)).fetchone():
             d.started = True
         else:
             lost.append(d)
@@ -395,10 +399,10 @@ def release(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery],
 
 def _extend(conn: sqlite3.Connection, deliveries: Sequence[Delivery],
             lease: float) -> list[Delivery]:
-    until = time.time() + lease
+    now = time.time()
     return [d for d in deliveries
-            if not conn.execute("UPDATE queue SET lease_until = ? WHERE id = ? AND token = ? "
-                                "AND lease_until IS NOT NULL", (until, d.tag, d.token)).rowcount]
+            if not conn.execute(f"UPDATE queue SET lease_until = ? WHERE {_HELD}",
+                                (now + lease, d.tag, d.token, now)).rowcount]
 
 
 def extend(conn: sqlite3.Connection, app: str, deliveries: Sequence[Delivery],
