@@ -107,6 +107,7 @@ class BaseQueueTasks:
         self._timers: list[Any] = []  # timers created for this app (qtasks.timers)
         self._background: Any = None  # (worker, thread) of eager mode and test cases
         self.hooks = Hooks()  # this app's layers (capture, immediate mode), see qtasks.core.hooks
+        self._onions: dict[str, Any] = {}  # task name -> its composed execution onion (worker)
         _state.app_main = self
         _state.log_main = self.log
         _state.apps.add(self)

@@ -100,6 +100,14 @@ def _known(name: str, kind: str | None = None) -> None:
         raise ValueError(f"hook {name!r} is a {entry[0]}, not a {kind}")
 
 
+_version = [0]  # bumped by every change to any Hooks: what is built from layers can be cached
+
+
+def version() -> int:
+    """A number that changes whenever a layer is added or removed anywhere in the process."""
+    return _version[0]
+
+
 class Hooks:
     """Layers by hook name; a layer added later is outside the earlier ones."""
 
@@ -114,10 +122,12 @@ class Hooks:
         current = self._layers.get(name, ())
         if layer not in current:
             self._layers[name] = (layer, *current)
+            _version[0] += 1
 
     def remove(self, name: str, layer: Layer) -> None:
         _known(name)
         self._layers[name] = tuple(x for x in self._layers.get(name, ()) if x is not layer)
+        _version[0] += 1
 
     def has(self, name: str, layer: Layer) -> bool:
         return layer in self._layers.get(name, ())

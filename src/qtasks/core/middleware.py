@@ -26,6 +26,7 @@ class TaskRun:
     result: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
     worker: Any = None  # the Worker running it; None when run inline (capture, immediate mode)
+    pool: Any = field(default=None, repr=False)  # the executor a plain function runs in
 
     # QTasks' executor attribute names
     @property

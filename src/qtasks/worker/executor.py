@@ -33,6 +33,7 @@ from qtasks.core.codec import Envelope, decode_envelope, dumps, encode_envelope,
 from qtasks.core.definition import TaskDefinition
 from qtasks.core.delivery import class_path
 from qtasks.core.hooks import compose, stacked
+from qtasks.core.hooks import version as hooks_version
 from qtasks.core.injection import Scope, inject
 from qtasks.core.middleware import TaskRun
 from qtasks.core.record import Task
@@ -133,11 +134,10 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
         return Outcome(delivery=delivery, priority=env.priority, **_fields(env), **fields)
 
     run = TaskRun(task_func=definition, task_broker=env, args=args, kwargs=dict(env.kwargs),
-                  worker=worker)
+                  worker=worker, pool=pool)
     plugins = app._plugins
     try:
-        onion = compose(_layers(app, definition), _endpoint(app, pool), awaiting=True)
-        run.result = await onion(run)
+        run.result = await _onion(app, definition)(run)
     except TaskCancelError as exc:
         reason = str(exc) or f"{env.task_name}.cancel"
         return done(status="cancel", extra_json=dumps({"cancel_reason": reason}))
@@ -168,6 +168,20 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
     return done(status="success", returning_json=returning)
 
 
+def _onion(app: BaseQueueTasks, definition: TaskDefinition) -> Callable[[TaskRun], Any]:
+    """The composed execution onion of ``definition``, built once and kept until what it is
+    made of changes (plugins present, the app's middlewares, any hook's layers)."""
+    key = (hooks_version(), bool(app._plugins), tuple(app.middlewares_before),
+           tuple(app.middlewares_after))
+    cached = app._onions.get(definition.name)
+    if cached is not None and cached[0] is definition and cached[1] == key:
+        return cached[2]
+    layers, endpoint = _layers(app, definition), _endpoint(app)
+    onion = compose(layers, endpoint, awaiting=True) if layers else endpoint
+    app._onions[definition.name] = (definition, key, onion)
+    return onion
+
+
 def _layers(app: BaseQueueTasks, definition: TaskDefinition) -> list[Any]:
     """The execution onion of one task, outermost first.
 
@@ -180,7 +194,9 @@ def _layers(app: BaseQueueTasks, definition: TaskDefinition) -> list[Any]:
     layers: list[Any] = []
     if plugins:
         layers.append(functools.partial(_plugin_after_layer, plugins))
-    layers.append(functools.partial(_middleware_layer, app))
+    if plugins or app.middlewares_before or app.middlewares_after \
+            or definition.middlewares_before or definition.middlewares_after:
+        layers.append(functools.partial(_middleware_layer, app))
     if plugins:
         layers.append(functools.partial(_plugin_before_layer, plugins))
     if definition.inject:
@@ -191,13 +207,13 @@ def _layers(app: BaseQueueTasks, definition: TaskDefinition) -> list[Any]:
     return layers
 
 
-def _endpoint(app: BaseQueueTasks, pool: Executor) -> Callable[[TaskRun], Any]:
+def _endpoint(app: BaseQueueTasks) -> Callable[[TaskRun], Any]:
     """The centre of the onion: the task function, inside the ``task_call`` hook's layers
     when it runs in a pool thread."""
     around = stacked("task_call", app.hooks)
 
     async def call(run: TaskRun) -> Any:
-        return await _call(run, pool, around)
+        return await _call(run, run.pool, around)
 
     return call
 
