@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("qtasks.worker")
 
+GATHER = 0.001  # seconds a round trip may wait for running tasks to finish (see _gather)
 IDLE_BLOCK = 10.0  # seconds an idle worker's fetch waits in the backend (a task or stop wakes it)
 
 
@@ -88,6 +89,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._hard = asyncio.Event()
         self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()  # set when the last running task finishes
         self._backoff = 0.5
         self._loop: asyncio.AbstractEventLoop | None = None
         self.shared_scope = Scope()  # dependencies with a scope wider than one task
@@ -213,6 +215,9 @@ class Worker:
             # Cleared before looking at the state, so that a wake-up arriving while this
             # iteration awaits the backend is seen by the next wait (it does not sleep).
             self._wakeup.clear()
+            if self._done and self._running:
+                await self._gather()
+                self._wakeup.clear()
             to_start, free = self._pick()
             held = len(self._running) + len(to_start) + len(self._buffer)
             slots = self.concurrency + self._lent
@@ -244,6 +249,20 @@ class Worker:
                 else:
                     self._buffer.append(delivery)
             self._buffer.sort(key=lambda d: d.priority)
+
+    async def _gather(self) -> None:
+        """Some tasks finished and others still run: give those up to ``GATHER`` seconds to
+        finish too, so that one round trip carries all their outcomes (and the starts of the
+        tasks that take their slots) instead of one round trip per handful. Short tasks then
+        travel in full batches; a long task's result waits at most ``GATHER`` more."""
+        self._idle.clear()
+        if not self._running:
+            return
+        waiter = asyncio.ensure_future(self._idle.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=GATHER)
+        finally:
+            waiter.cancel()
 
     def _pick(self) -> tuple[list[Delivery], int]:
         """Buffered deliveries to start now, and how many slots stay free after them.
@@ -365,6 +384,8 @@ class Worker:
             self._done.append(outcome)
         finally:
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            if not self._running:
+                self._idle.set()
             if self._alone is delivery:
                 self._alone = None
             self._wakeup.set()
