@@ -1,15 +1,16 @@
 """The async worker: claim, run, record; drain on SIGTERM.
 
 One fetch loop keeps up to ``concurrency`` tasks running and up to ``prefetch`` more fetched in
-a local buffer (sorted by priority). Finished tasks leave their outcome in ``_done`` and wake the
-loop, which writes those outcomes, marks the buffered tasks it is about to start as started, and
-fetches the next batch, in one round trip (``transport.exchange``). A task is counted as
-delivered only once it starts, and its start is recorded before it runs, so a task that kills
-its worker is counted and the prefetched tasks beside it are not. What a count means (run,
-run alone, set aside) is decided in ``qtasks.core.delivery``. A heartbeat extends every lease
-this worker holds in one call, so a long task is not handed to another worker while this one is
-alive; an outcome written after a lease was lost to another worker is rejected by the backend,
-counted in ``rejected`` and logged.
+a local buffer (sorted by priority). Finished tasks leave their outcome in ``_done`` and wake
+the loop, which writes those outcomes, marks the buffered tasks it is about to start as started,
+and fetches the next batch, in one round trip (``transport.exchange``); before it, tasks still
+running get up to ``GATHER`` (1 ms) to finish, so that their outcomes share that round trip. A
+task is counted as delivered only once it starts, and its start is recorded before it runs, so a
+task that kills its worker is counted and the prefetched tasks beside it are not. What a count
+means (run, run alone, set aside) is decided in ``qtasks.core.delivery``. A heartbeat extends
+every lease this worker holds in one call, so a long task is not handed to another worker while
+this one is alive; an outcome written after a lease was lost to another worker is rejected by
+the backend, counted in ``rejected`` and logged.
 
 Stopping: the first SIGTERM/SIGINT stops claiming, hands the buffered (never started) tasks back
 at once, and gives running tasks ``grace`` seconds, writing their outcomes as they finish; a
