@@ -106,9 +106,10 @@ class Transport:
         the end and its answer is handed over by the next call.
         """
         result = Exchange()
-        while self._unfinished:  # a call cancelled after it had taken messages
-            earlier = self._unfinished.pop(0)
-            merge(result, await earlier)
+        for earlier in await take_pending(self._unfinished):  # calls cancelled after they took
+            merge(result, earlier)
+        if result.deliveries and not (finished or started):
+            return result  # hand them over now: a later await could be cancelled with them
         if finished:
             await self._finish(finished, result)
         if started:
@@ -193,6 +194,18 @@ def merge(into: Exchange, other: Exchange) -> None:
     into.refused.extend(other.refused)
     into.rejected.extend(other.rejected)
     into.unstorable.extend(other.unstorable)
+
+
+async def take_pending(pending: list[Any]) -> list[Any]:
+    """The results of ``pending`` (futures of calls that were cancelled after they had taken
+    messages), removed from it only once all are in: cancelling this wait leaves them there for
+    the next call, so no message they took is dropped."""
+    if not pending:
+        return []
+    waiting = list(pending)
+    await asyncio.wait(waiting)
+    del pending[:len(waiting)]
+    return [future.result() for future in waiting]
 
 
 SUPERSEDED = ("superseded: the attempt that queued this retry had lost its lease to another "

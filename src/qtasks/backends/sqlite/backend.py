@@ -39,7 +39,7 @@ from qtasks.backends.base import (
 )
 from qtasks.backends.sqlite import store
 from qtasks.backends.sqlite.watcher import ChangeWatcher
-from qtasks.backends.transport import Client, Transport, merge
+from qtasks.backends.transport import Client, Transport, merge, take_pending
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
 from qtasks.core.waiting import run_async, run_sync, wait_for_final
@@ -202,10 +202,7 @@ class _Db:
             raise
 
     async def take_kept(self) -> list[Any]:
-        results = []
-        while self.kept:
-            results.append(await self.kept.pop(0))
-        return results
+        return await take_pending(self.kept)
 
     async def close(self) -> None:
         def shut() -> None:
@@ -455,8 +452,8 @@ class SqliteTransport(Transport):
         result = Exchange()
         for earlier in await self.db.take_kept():
             merge(result, earlier)
-        if result.deliveries:
-            block = 0.0
+        if result.deliveries and not (finished or started):
+            return result  # hand them over now: a later await could be cancelled with them
 
         async def attempt() -> Exchange | None:
             got: Exchange = await self.db.call_kept(store.exchange, worker, queues, limit,
