@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 HOOKS: dict[str, tuple[str, str]] = {
@@ -54,7 +54,6 @@ class Enqueue:
     kwargs: dict[str, Any]
     timeout: float | None  # how long add_task waits for the final record; a layer may set it
     awaiting: bool  # True in the async app: call_next() returns an awaitable
-    extra: dict[str, Any] = field(default_factory=dict)  # for layers to share state
 
 
 def compose(layers: list[Layer] | tuple[Layer, ...], endpoint: Callable[[Any], Any],

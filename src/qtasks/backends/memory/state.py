@@ -227,14 +227,20 @@ class MemoryState:
             return None
         return msg
 
+    def _live(self, d: Delivery, now: float) -> _Message | None:
+        """The message of ``d`` if its lease is still its own and not run out (a task is
+        started, or its lease extended, only under a live lease)."""
+        msg = self._current(d)
+        return msg if msg is not None and msg.lease_until >= now else None  # type: ignore[operator]
+
     def start(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        """Count each start under a live lease (see ``extend``); return the others."""
+        """Count each start under a live lease; return the others."""
         now = time.time()
         lost = []
         with self.lock:
             for d in deliveries:
-                msg = self._current(d)
-                if msg is None or msg.lease_until < now:  # type: ignore[operator]
+                msg = self._live(d, now)
+                if msg is None:
                     lost.append(d)
                 else:
                     msg.deliveries += 1
@@ -276,8 +282,8 @@ class MemoryState:
         lost = []
         with self.lock:
             for d in deliveries:
-                msg = self._current(d)
-                if msg is None or msg.lease_until < now:  # type: ignore[operator]
+                msg = self._live(d, now)
+                if msg is None:
                     lost.append(d)
                     continue
                 msg.lease_until = now + lease
