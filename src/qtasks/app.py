@@ -89,7 +89,8 @@ class BaseQueueTasks:
         self.broker_url = broker_url or self.config.broker_url
         self.storage_url = storage_url or self.config.storage_url
         self._backend = broker
-        self._storage = storage
+        # a QTasks-style broker object may carry its storage (qtasks.brokers)
+        self._storage = storage if storage is not None else getattr(broker, "paired_storage", None)
         self.worker = worker
         self.log = log or logging.getLogger(f"qtasks.{name}")
         self.events = events if events is not None else Events()

@@ -16,10 +16,19 @@ from qtasks import QueueTasks
 
 _names = itertools.count()
 
+# The shared Redis of the machine (CI starts it); each run has its own key prefix, and each app
+# its own hash tag, so runs and tests never see each other's keys.
+REDIS = os.environ.get("QTASKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+_RUN = f"t{os.getpid()}x{os.urandom(3).hex()}"
+_REDIS = f"{REDIS}{'&' if '?' in REDIS else '?'}prefix={_RUN}"
+
 BACKENDS = {
     "sqlite": ("sqlite:///{dir}/contract-{name}.sqlite3", None),
     "memory": ("memory://contract-{name}", None),
     "memory+sqlite": ("memory://contract-{name}", "sqlite:///{dir}/contract-{name}.sqlite3"),
+    "redis": (_REDIS, None),
+    "redis+sqlite": (_REDIS, "sqlite:///{dir}/contract-{name}.sqlite3"),
+    "memory+redis": ("memory://contract-{name}", _REDIS),
 }
 extra = os.environ.get("QTASKS_TEST_BROKER_URL")
 if extra and extra not in {b for b, _ in BACKENDS.values()}:
@@ -64,6 +73,7 @@ class Contract:
                              block=block).deliveries
 
     def close(self):
+        self.run(self.transport.flush())  # leave nothing behind in a shared server
         self.run(self.transport.close())
         self.loop.close()
 

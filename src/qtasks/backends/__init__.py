@@ -18,22 +18,13 @@ from importlib.metadata import entry_points
 
 from qtasks.backends.base import Backend
 from qtasks.backends.transport import Client, Transport
+from qtasks.backends.urls import redact
 from qtasks.core.config import QueueConfig
 from qtasks.exceptions import BackendError
 
 BackendFactory = Callable[..., Backend]
 
 _factories: dict[str, BackendFactory] = {}
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced, fit for logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
 
 
 def register_backend(scheme: str, factory: BackendFactory) -> None:
@@ -56,8 +47,22 @@ def _memory(url: str | None, *, name: str, config: QueueConfig) -> Backend:
     return MemoryBackend(url, name=name)
 
 
+def _redis(url: str | None, *, name: str, config: QueueConfig) -> Backend:
+    try:
+        from qtasks.backends.redis import RedisBackend
+    except ImportError as exc:
+        raise BackendError(
+            f"{redact(url or '')!r} needs the Redis client: pip install 'qtasks[redis]' ({exc})"
+        ) from exc
+
+    return RedisBackend(url or "redis://localhost:6379/0", name=name)
+
+
 register_backend("sqlite", _sqlite)
 register_backend("memory", _memory)
+for _scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+                "rediss+cluster"):
+    register_backend(_scheme, _redis)
 
 
 def _from_entry_points(scheme: str) -> BackendFactory | None:

@@ -1,0 +1,438 @@
+"""``redis://``: the production backend. Broker and result store in one Redis (or Sentinel, or
+Cluster), each worker round trip one script call.
+
+The classes here only pick a connection and run ``protocol`` operations on it: the blocking
+client for the sync app (``SyncConn``), one asyncio client per event loop for the worker and
+the async app (``AsyncConn``). Alone, Redis plays both roles through the fused transport and
+client below; beside another broker or store, each role works on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from qtasks.backends.base import (
+    Backend,
+    Broker,
+    DeadLetter,
+    Delivery,
+    Exchange,
+    FinishReport,
+    NewTask,
+    Outcome,
+    QueueStats,
+    ResultStore,
+    StoreStats,
+    SyncBroker,
+    SyncResultStore,
+    WorkerInfo,
+)
+from qtasks.backends.redis import protocol
+from qtasks.backends.redis.connection import AsyncConn, PerLoop, SyncConn, parse_url, translate
+from qtasks.backends.transport import Client, Transport, merge, take_pending
+from qtasks.backends.urls import redact
+from qtasks.core.record import RecordRow
+from qtasks.core.status import FINAL_STATUSES
+from qtasks.core.waiting import run_async, run_sync, wait_for_final
+
+T = TypeVar("T")
+
+_HOSTNAME = socket.gethostname()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _count_live(workers: list[tuple[str, str, int]]) -> int:
+    """Workers whose heartbeat holds; on this host, only those whose process exists (a worker
+    killed with -9 leaves a heartbeat that has not expired yet)."""
+    return sum(1 for _, host, pid in workers if host != _HOSTNAME or _pid_alive(pid))
+
+
+class RedisBackend(Backend):
+    """A Redis URL for the app ``name``; see ``connection`` for the URL forms and options."""
+
+    stores_records = True
+
+    def __init__(self, url: str, *, name: str = "QueueTasks") -> None:
+        self.url = url
+        self._shown = redact(url)
+        self.settings = parse_url(url)
+        self.keys = protocol.Keys(name, self.settings.prefix)
+        self._sync: SyncConn | None = None
+        self.paired_storage: Backend | None = None  # set by qtasks.brokers (QTasks' storage=)
+        self.conns = PerLoop(lambda: AsyncConn(self.settings, self.keys))
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self._shown}>"
+
+    @property
+    def sync(self) -> SyncConn:
+        if self._sync is None:
+            self._sync = SyncConn(self.settings, self.keys)
+        return self._sync
+
+    def describe(self) -> str:
+        kind = {"single": "redis", "sentinel": "redis (sentinel)",
+                "cluster": "redis (cluster)"}[self.settings.kind]
+        return f"{kind} {self._shown} (keys {self.keys.prefix}*)"
+
+    def broker_roles(self) -> tuple[Broker, SyncBroker]:
+        return RedisBroker(self), SyncRedisBroker(self)
+
+    def store_roles(self) -> tuple[ResultStore, SyncResultStore]:
+        return RedisStore(self), SyncRedisStore(self)
+
+    def fused_transport(self) -> RedisTransport:
+        return RedisTransport(RedisBroker(self), RedisStore(self))
+
+    def fused_client(self) -> RedisClient:
+        return RedisClient(SyncRedisBroker(self), SyncRedisStore(self))
+
+    def insert_raw(self, payload: str, queue: str = "default", priority: int = 0,
+                   uuid: str | None = None) -> None:
+        """Queue a raw message, bypassing the codec (to test what a worker does with it)."""
+        task = NewTask(uuid=uuid or "", task_name="", priority=priority, args_json="[]",
+                       kwargs_json="{}", created_at=time.time(), envelope=payload, queue=queue)
+        self.sync.run(protocol.enqueue([task], "M"))
+
+
+class _Kept:
+    """Calls that take messages, shielded: if the awaiting coroutine is cancelled, the call
+    still completes and its answer waits here for the next one (nothing taken is dropped)."""
+
+    def __init__(self) -> None:
+        self.pending: list[asyncio.Future[Any]] = []
+
+    async def call(self, coro: Awaitable[T]) -> T:
+        future = asyncio.ensure_future(coro)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            self.pending.append(future)
+            raise
+
+    async def take(self) -> list[Exchange]:
+        """The exchanges of calls cancelled after they took messages."""
+        return [exchange for exchange, _ in await take_pending(self.pending)]
+
+
+async def _blocking(conn: AsyncConn, queues: Sequence[str], block: float,
+                    attempt: Callable[[], Awaitable[tuple[Any, float | None]]]) -> Any:
+    """Call ``attempt()`` until it gives something, blocking on the queues' wake markers in
+    between, for at most ``block`` seconds (and no longer than the next delayed task or lease
+    deadline that the attempt reported)."""
+    deadline = time.monotonic() + block
+    while True:
+        got, wake = await attempt()
+        remaining = deadline - time.monotonic()
+        if got or remaining <= 0:
+            return got
+        if wake is not None:
+            remaining = min(remaining, wake + 0.001)
+        await conn.block(queues, remaining)
+
+
+# -- the roles -------------------------------------------------------------------------------------
+
+
+class RedisBroker(Broker):
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+        self.kept = _Kept()
+
+    async def _run(self, op: protocol.Op) -> Any:
+        return await self.backend.conns.get().run(op)
+
+    async def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        await self._run(protocol.enqueue(tasks, "M"))
+
+    async def fetch(self, worker: str, queues: Sequence[str], limit: int, lease: float,
+                    block: float = 0.0, start: int = 0) -> list[Delivery]:
+        kept = [d for earlier in await self.kept.take() for d in earlier.deliveries]
+        if kept:
+            return kept
+        conn = self.backend.conns.get()
+
+        async def attempt() -> tuple[list[Delivery], float | None]:
+            got, wake = await self.kept.call(conn.run(protocol.exchange(
+                worker, queues, limit, lease, (), (), start, fused=False)))
+            return got.deliveries, wake
+
+        return await _blocking(conn, queues, block, attempt)
+
+    async def start(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        return await self._run(protocol.start_messages(deliveries))
+
+    async def finish(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        return await self._run(protocol.finish_messages(deliveries)) if deliveries else []
+
+    async def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
+        await self._run(protocol.release(deliveries, delay, fused=False))
+
+    async def extend(self, worker: str, deliveries: Sequence[Delivery],
+                     lease: float) -> list[Delivery]:
+        return await self._run(protocol.extend(deliveries, lease))
+
+    async def discard(self, uuid: str) -> bool:
+        return await self._run(protocol.discard(uuid))
+
+    async def stats(self) -> QueueStats:
+        return (await self._run(protocol.stats()))[0]
+
+    async def flush(self) -> None:
+        await self._run(protocol.flush("Q"))
+
+    async def close(self) -> None:
+        await self.backend.conns.close()
+
+
+class SyncRedisBroker(SyncBroker):
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+
+    def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        self.backend.sync.run(protocol.enqueue(tasks, "M"))
+
+    def discard(self, uuid: str) -> bool:
+        return self.backend.sync.run(protocol.discard(uuid))
+
+    def stats(self) -> QueueStats:
+        return self.backend.sync.run(protocol.stats())[0]
+
+    def flush(self) -> None:
+        self.backend.sync.run(protocol.flush("Q"))
+
+    def close(self) -> None:
+        if self.backend._sync is not None:
+            self.backend._sync.close()
+            self.backend._sync = None
+
+
+class RedisStore(ResultStore):
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+        self.keys = backend.keys
+
+    async def _run(self, op: protocol.Op) -> Any:
+        return await self.backend.conns.get().run(op)
+
+    async def create(self, tasks: Sequence[NewTask]) -> None:
+        await self._run(protocol.enqueue(tasks, "R"))
+
+    async def mark_running(self, deliveries: Sequence[Delivery]) -> set[str]:
+        return await self._run(protocol.mark_running(deliveries))
+
+    async def mark_queued(self, deliveries: Sequence[Delivery]) -> None:
+        await self._run(protocol.mark_queued(deliveries))
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> FinishReport:
+        return await self._run(protocol.finish_records(outcomes))
+
+    async def get(self, uuid: str) -> RecordRow | None:
+        return await self._run(protocol.get(self.keys, uuid))
+
+    async def wait(self, uuid: str, timeout: float | None,
+                   final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
+        conn = self.backend.conns.get()
+        await conn.subscribed()
+        expected: list[tuple[str, asyncio.Future[None]]] = []
+
+        async def fetch(key: str) -> RecordRow | None:
+            for old in expected:
+                conn.forget(*old)
+            expected[:] = [(key, conn.expect(key))]  # before the read: no notice slips by
+            return await conn.run(protocol.watch(self.keys, key))
+
+        async def pause(seconds: float) -> None:
+            await asyncio.wait([expected[0][1]], timeout=seconds)
+
+        try:
+            return await run_async(wait_for_final(uuid, timeout, final), fetch, pause)
+        finally:
+            for old in expected:
+                conn.forget(*old)
+
+    async def cancel(self, uuid: str, reason: str) -> bool:
+        return await self._run(protocol.cancel(uuid, reason, fused=False))
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return await self._run(protocol.dead_letters(self.keys, limit))
+
+    async def search(self, *, status: str | None = None, task_name: str | None = None,
+                     limit: int = 100, before: float | None = None) -> list[RecordRow]:
+        return await self._run(protocol.search(status, task_name, limit, before))
+
+    async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
+        await self._run(protocol.heartbeat(info, lease))
+
+    async def unregister(self, worker: str) -> None:
+        await self._run(protocol.unregister(worker))
+
+    async def delete_finished(self, older_than: float | None = None) -> int:
+        return await self._run(protocol.delete_finished(older_than))
+
+    async def stats(self) -> StoreStats:
+        _, store = await self._run(protocol.stats())
+        store.workers = _count_live(await self._run(protocol.live_workers()))
+        return store
+
+    async def flush(self) -> None:
+        await self._run(protocol.flush("S"))
+
+    async def close(self) -> None:
+        await self.backend.conns.close()
+
+
+class SyncRedisStore(SyncResultStore):
+    def __init__(self, backend: RedisBackend) -> None:
+        self.backend = backend
+        self.keys = backend.keys
+
+    def create(self, tasks: Sequence[NewTask]) -> None:
+        self.backend.sync.run(protocol.enqueue(tasks, "R"))
+
+    def get(self, uuid: str) -> RecordRow | None:
+        return self.backend.sync.run(protocol.get(self.keys, uuid))
+
+    def wait(self, uuid: str, timeout: float | None,
+             final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
+        conn = self.backend.sync
+        sub = conn.pubsub()
+        current = [uuid]
+
+        def fetch(key: str) -> RecordRow | None:
+            current[0] = key
+            return conn.run(protocol.watch(self.keys, key))
+
+        def pause(seconds: float) -> None:
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    message = sub.get_message(ignore_subscribe_messages=True, timeout=left)
+                except Exception as exc:  # the subscription broke: a new one next time
+                    conn._local.pubsub = None
+                    raise translate(exc, "waiting for a result") from exc
+                if message is not None and message["data"] == current[0]:
+                    return
+
+        return run_sync(wait_for_final(uuid, timeout, final), fetch, pause)
+
+    def cancel(self, uuid: str, reason: str) -> bool:
+        return self.backend.sync.run(protocol.cancel(uuid, reason, fused=False))
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return self.backend.sync.run(protocol.dead_letters(self.keys, limit))
+
+    def search(self, *, status: str | None = None, task_name: str | None = None,
+               limit: int = 100, before: float | None = None) -> list[RecordRow]:
+        return self.backend.sync.run(protocol.search(status, task_name, limit, before))
+
+    def live_workers(self) -> int:
+        return _count_live(self.backend.sync.run(protocol.live_workers()))
+
+    def stats(self) -> StoreStats:
+        _, store = self.backend.sync.run(protocol.stats())
+        store.workers = self.live_workers()
+        return store
+
+    def flush(self) -> None:
+        self.backend.sync.run(protocol.flush("S"))
+
+    def close(self) -> None:
+        if self.backend._sync is not None:
+            self.backend._sync.close()
+            self.backend._sync = None
+
+
+# -- both roles in one script call -------------------------------------------------------------------
+
+
+class RedisTransport(Transport):
+    """Redis as broker and store: enqueue, each worker round trip, heartbeat, release and cancel
+    are one script call each."""
+
+    broker: RedisBroker
+    store: RedisStore
+
+    def __init__(self, broker: RedisBroker, store: RedisStore) -> None:
+        super().__init__(broker, store)
+        self.backend = broker.backend
+        self.kept = broker.kept
+
+    async def _run(self, op: protocol.Op) -> Any:
+        return await self.backend.conns.get().run(op)
+
+    async def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        await self._run(protocol.enqueue(tasks, "F"))
+
+    async def cancel(self, uuid: str, reason: str) -> bool:
+        return await self._run(protocol.cancel(uuid, reason, fused=True))
+
+    async def flush(self) -> None:
+        await self._run(protocol.flush("A"))
+
+    async def exchange(self, worker: str, queues: Sequence[str], *, limit: int, lease: float,
+                       block: float = 0.0, finished: Sequence[Outcome] = (),
+                       started: Sequence[Delivery] = (), start: int = 0) -> Exchange:
+        result = Exchange()
+        for earlier in await self.kept.take():
+            merge(result, earlier)
+        if result.deliveries and not (finished or started):
+            return result  # hand them over now: a later await could be cancelled with them
+        conn = self.backend.conns.get()
+        outcomes: list[Sequence[Outcome]] = [finished]
+        starts: list[Sequence[Delivery]] = [started]
+
+        async def attempt() -> tuple[Exchange | None, float | None]:
+            got, wake = await self.kept.call(conn.run(protocol.exchange(
+                worker, queues, limit, lease, outcomes[0], starts[0], start)))
+            wrote = bool(outcomes[0] or starts[0])
+            outcomes[0], starts[0] = (), ()  # written once; a further attempt only fetches
+            return (got if (got.deliveries or wrote) else None), wake
+
+        got = await _blocking(conn, queues, 0.0 if finished or started else block, attempt)
+        if got is not None:
+            merge(result, got)
+        return result
+
+    async def heartbeat(self, info: WorkerInfo, deliveries: Sequence[Delivery],
+                        lease: float) -> list[Delivery]:
+        return await self._run(protocol.heartbeat(info, lease, deliveries))
+
+    async def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
+        if deliveries:
+            await self._run(protocol.release(deliveries, delay, fused=True))
+
+    async def close(self) -> None:
+        await self.backend.conns.close()
+
+
+class RedisClient(Client):
+    """The blocking side with the fused enqueue and cancel."""
+
+    broker: SyncRedisBroker
+
+    def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        self.broker.backend.sync.run(protocol.enqueue(tasks, "F"))
+
+    def cancel(self, uuid: str, reason: str) -> bool:
+        return self.broker.backend.sync.run(protocol.cancel(uuid, reason, fused=True))
+
+    def flush(self) -> None:
+        self.broker.backend.sync.run(protocol.flush("A"))
+
+    def close(self) -> None:
+        self.broker.close()

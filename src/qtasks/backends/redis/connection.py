@@ -1,0 +1,449 @@
+"""Redis connections: the URL forms, the two redis-py clients, the drivers of ``protocol``'s
+operations, and which redis-py errors are transient.
+
+URL forms (``?`` options below):
+
+- ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS; ``ssl_ca_certs=``,
+  ``ssl_certfile=``, ``ssl_keyfile=``, ``ssl_cert_reqs=`` as redis-py reads them),
+  ``unix:///path/to/redis.sock[?db=N]``;
+- ``redis+sentinel://[[user]:password@]host1:26379,host2:26379/<service>[/db]`` (also
+  ``rediss+sentinel://``): the master of ``service`` as the sentinels report it, followed
+  across failovers; ``sentinel_password=`` if the sentinels want one;
+- ``redis+cluster://host:port[,host:port...]`` (also ``rediss+cluster://``): a Redis Cluster,
+  found from any of its nodes.
+
+Options of qtasks itself, removed before the URL reaches redis-py: ``result_ttl`` (seconds a
+final record is kept, default one day, ``0`` keeps them), ``dead_letter_ttl`` (default seven
+days, ``0`` keeps them), ``dead_letter_max`` (default 100000 entries), ``prefix`` (default
+``qtasks``). Timeouts default to 2 s to connect and 5 s per reply, with three retries, so a
+producer facing a Redis that is down gets ``BackendConnectionError`` within about ten seconds;
+``socket_connect_timeout=``, ``socket_timeout=`` and ``retries=`` change that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from qtasks.backends.redis.protocol import SCRIPT, Command, Keys, Op
+from qtasks.exceptions import BackendConnectionError, BackendError
+
+try:
+    import redis
+    import redis.asyncio as aredis
+    import redis.asyncio.cluster
+    import redis.asyncio.sentinel
+    import redis.cluster
+    import redis.sentinel
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise BackendError(
+        "redis:// URLs need the Redis extra: pip install 'qtasks[redis]'"
+    ) from exc
+
+DAY = 86400.0
+
+log = logging.getLogger("qtasks.redis")
+
+
+@dataclass
+class RedisSettings:
+    """What a Redis URL says, once parsed."""
+
+    kind: str  # "single", "sentinel" or "cluster"
+    url: str  # for redis-py (single), without qtasks' own options
+    hosts: list[tuple[str, int]] = field(default_factory=list)  # sentinel and cluster nodes
+    service: str = ""
+    db: int = 0
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    options: dict[str, str] = field(default_factory=dict)  # for redis-py
+    result_ttl: float = DAY
+    dead_letter_ttl: float = 7 * DAY
+    dead_letter_max: int = 100_000
+    prefix: str = "qtasks"
+    connect_timeout: float = 2.0
+    socket_timeout: float = 5.0
+    retries: int = 3
+
+    def script_settings(self) -> list[Any]:
+        """The settings every script call carries (ms, count, ms)."""
+        return [int(self.result_ttl * 1000), self.dead_letter_max,
+                int(self.dead_letter_ttl * 1000)]
+
+
+def _number(options: dict[str, str], name: str, default: float) -> float:
+    raw = options.pop(name, None)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BackendError(f"the Redis URL option {name}={raw!r} is not a number") from None
+    if value < 0:
+        raise BackendError(f"the Redis URL option {name} cannot be negative")
+    return value
+
+
+def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    hosts = []
+    for part in netloc.split(","):
+        host, _, port = part.rpartition(":") if ":" in part.strip("[]") else (part, "", "")
+        hosts.append((host.strip("[]") or "localhost", int(port) if port else default_port))
+    return hosts
+
+
+def parse_url(url: str) -> RedisSettings:
+    """Split a Redis URL into what redis-py needs and what qtasks reads."""
+    scheme, sep, _ = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in {"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel",
+                                 "redis+cluster", "rediss+cluster"}:
+        raise BackendError(f"not a Redis URL: scheme {scheme!r}")
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    settings = RedisSettings(kind="single", url="")
+    settings.result_ttl = _number(options, "result_ttl", DAY)
+    settings.dead_letter_ttl = _number(options, "dead_letter_ttl", 7 * DAY)
+    settings.dead_letter_max = int(_number(options, "dead_letter_max", 100_000))
+    settings.prefix = options.pop("prefix", "qtasks") or "qtasks"
+    settings.connect_timeout = _number(options, "socket_connect_timeout", 2.0)
+    settings.socket_timeout = _number(options, "socket_timeout", 5.0)
+    settings.retries = int(_number(options, "retries", 3))
+    settings.tls = scheme.startswith("rediss")
+    settings.options = options
+    creds, at, netloc = parts.netloc.rpartition("@")
+    if at:
+        user, colon, password = creds.partition(":")
+        settings.username = unquote(user) or None
+        settings.password = unquote(password) if colon else None
+        if not colon and user:  # redis://secret@host: redis-py reads that as a password
+            settings.username, settings.password = None, unquote(user)
+    if scheme.endswith("+sentinel"):
+        settings.kind = "sentinel"
+        settings.hosts = _hosts(netloc, 26379)
+        path = [p for p in parts.path.split("/") if p]
+        if not path:
+            raise BackendError("a redis+sentinel:// URL names the service after the hosts: "
+                               "redis+sentinel://host:26379/mymaster[/db]")
+        settings.service = path[0]
+        settings.db = int(path[1]) if len(path) > 1 else int(options.pop("db", 0))
+    elif scheme.endswith("+cluster"):
+        settings.kind = "cluster"
+        settings.hosts = _hosts(netloc, 6379)
+    else:
+        query = urlencode(options)
+        settings.url = url.split("?", 1)[0] + (f"?{query}" if query else "")
+    return settings
+
+
+def _retry(settings: RedisSettings) -> Any:
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), settings.retries)
+
+
+def _common(settings: RedisSettings, blocking: bool) -> dict[str, Any]:
+    """redis-py keyword arguments: our timeouts and retries, and the URL's own options."""
+    kwargs: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": settings.connect_timeout,
+        # a blocking pop waits up to IDLE_BLOCK: its socket must outwait it
+        "socket_timeout": 30.0 if blocking else settings.socket_timeout,
+        "retry": _retry(settings),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
+    for name, value in settings.options.items():
+        kwargs[name] = _convert(name, value)
+    return kwargs
+
+
+def _convert(name: str, value: str) -> Any:
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
+    parser: Any = URL_QUERY_ARGUMENT_PARSERS.get(name)
+    return parser(value) if parser else value
+
+
+def make_client(settings: RedisSettings, asyncio_: bool, blocking: bool = False) -> Any:
+    """A redis-py client (``redis.asyncio`` when ``asyncio_``) for these settings."""
+    lib: Any = aredis if asyncio_ else redis
+    kwargs = _common(settings, blocking)
+    if settings.kind == "single":
+        return lib.Redis.from_url(settings.url, **kwargs)
+    auth = {"username": settings.username, "password": settings.password}
+    if settings.tls:
+        kwargs["ssl"] = True
+    if settings.kind == "sentinel":
+        sentinel_kwargs = {"socket_connect_timeout": settings.connect_timeout,
+                           "socket_timeout": settings.socket_timeout,
+                           "password": kwargs.pop("sentinel_password", None)}
+        sentinel = lib.sentinel.Sentinel(settings.hosts, sentinel_kwargs=sentinel_kwargs,
+                                         **auth, **kwargs)
+        return sentinel.master_for(settings.service, db=settings.db)
+    cluster_lib: Any = aredis.cluster if asyncio_ else redis.cluster
+    nodes = [cluster_lib.ClusterNode(host, port) for host, port in settings.hosts]
+    kwargs.pop("retry_on_error", None)
+    return cluster_lib.RedisCluster(startup_nodes=nodes, **auth, **kwargs)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+# Not transient although redis-py files them under ConnectionError: wrong credentials or rights.
+_SETUP_ERRORS: tuple[type[BaseException], ...] = (
+    redis.AuthenticationError, redis.exceptions.AuthorizationError,
+    redis.exceptions.NoPermissionError,
+)
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError, redis.exceptions.MasterDownError,
+    redis.exceptions.ReadOnlyError, redis.exceptions.BusyLoadingError, ConnectionError,
+    OSError,
+)
+
+
+def translate(exc: BaseException, where: str) -> BaseException:
+    """The qtasks exception for a redis-py one (messages name host and port, never the
+    password: redis-py does not put it in them)."""
+    if isinstance(exc, _SETUP_ERRORS):
+        return BackendError(f"Redis refused {where}: {exc}")
+    if isinstance(exc, _TRANSIENT) or "BUSY" in str(exc)[:8]:
+        return BackendConnectionError(f"Redis is not reachable ({where}): {exc}")
+    if isinstance(exc, redis.RedisError):
+        return BackendError(f"Redis failed ({where}): {exc}")
+    return exc
+
+
+# -- drivers ---------------------------------------------------------------------------------------
+
+
+class SyncConn:
+    """Runs operations on the blocking client (one pool, shared by the threads of a process)."""
+
+    def __init__(self, settings: RedisSettings, keys: Keys) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.redis = make_client(settings, asyncio_=False)
+        self.script = self.redis.register_script(SCRIPT)
+        self._settings = settings.script_settings()
+        self._local = threading.local()
+
+    def run(self, op: Op) -> Any:
+        reply: Any = None
+        try:
+            while True:
+                step = op.send(reply)
+                if isinstance(step, Command):
+                    reply = self.redis.execute_command(*step.args)
+                else:
+                    reply = self.script(keys=[self.keys.route],
+                                        args=[self.keys.prefix, step.args[0], *self._settings,
+                                              *step.args[1:]])
+        except StopIteration as stop:
+            return stop.value
+        except redis.RedisError as exc:
+            raise translate(exc, "a blocking call") from exc
+        except OSError as exc:
+            raise translate(exc, "a blocking call") from exc
+
+    def pubsub(self) -> Any:
+        """This thread's subscription to the app's notifications of final records."""
+        sub = getattr(self._local, "pubsub", None)
+        if sub is None:
+            sub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                sub.ssubscribe(self.keys.final_channel)
+            except redis.RedisError as exc:
+                raise translate(exc, "subscribing") from exc
+            self._local.pubsub = sub
+        return sub
+
+    def close(self) -> None:
+        sub = getattr(self._local, "pubsub", None)
+        if sub is not None:
+            sub.close()
+            self._local.pubsub = None
+        self.redis.close()
+
+
+class AsyncConn:
+    """Runs operations on the asyncio client of one event loop."""
+
+    def __init__(self, settings: RedisSettings, keys: Keys) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.redis = make_client(settings, asyncio_=True)
+        self.script = self.redis.register_script(SCRIPT)
+        self._blocking: Any = None
+        self.private = f"{keys.prefix}w:{os.urandom(6).hex()}:wake"  # ends an abandoned wait
+        self._pokes: set[asyncio.Future[None]] = set()
+        self._settings = settings.script_settings()
+        self.waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed: asyncio.Future[None] | None = None
+
+    async def run(self, op: Op) -> Any:
+        reply: Any = None
+        try:
+            while True:
+                step = op.send(reply)
+                if isinstance(step, Command):
+                    reply = await self.redis.execute_command(*step.args)
+                else:
+                    reply = await self.script(keys=[self.keys.route],
+                                              args=[self.keys.prefix, step.args[0],
+                                                    *self._settings, *step.args[1:]])
+        except StopIteration as stop:
+            return stop.value
+        except (redis.RedisError, OSError) as exc:
+            raise translate(exc, "an asyncio call") from exc
+
+    async def block(self, queues: Any, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a wake marker of one of ``queues``.
+
+        A caller that stops waiting (the worker cancels an idle exchange when a task of its
+        own finishes) does not cancel the blocked command: redis-py would drop the connection,
+        and a pop the server made for it would be lost. The command is left to finish; a
+        marker on this connection's private key ends it at once, and a queue marker it popped
+        meanwhile is put back for another worker.
+        """
+        if self._blocking is None:
+            self._blocking = make_client(self.settings, asyncio_=True, blocking=True)
+        keys = [self.keys.wake(q) for q in queues]
+        keys.append(self.private)
+        call = asyncio.ensure_future(
+            self._blocking.bzpopmin(keys, timeout=max(0.001, min(timeout, 20.0))))
+        try:
+            await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(self._rearm)
+            self._pokes.add(asyncio.ensure_future(self._poke()))
+            raise
+        except (redis.RedisError, OSError) as exc:
+            raise translate(exc, "waiting for work") from exc
+
+    async def _poke(self) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(self.private, {"p": 0})
+                pipe.pexpire(self.private, 60_000)
+                await pipe.execute()
+        except (redis.RedisError, OSError) as exc:  # the pop ends by its own timeout then
+            log.debug("could not end an abandoned wait: %s", exc)
+
+    def _rearm(self, call: asyncio.Future[Any]) -> None:
+        self._pokes = {p for p in self._pokes if not p.done()}
+        if call.cancelled():
+            return
+        if call.exception() is not None:
+            log.debug("an abandoned wait failed: %s", call.exception())
+            return
+        popped = call.result()
+        if popped and popped[0] != self.private:  # a queue's marker, popped for nobody
+            key, member, score = popped
+            self._pokes.add(asyncio.ensure_future(self._zadd(key, member, score)))
+
+    async def _zadd(self, key: str, member: str, score: float) -> None:
+        try:
+            await self.redis.zadd(key, {member: score}, lt=True)
+        except (redis.RedisError, OSError) as exc:
+            log.debug("could not put back a wake marker: %s", exc)
+
+    # -- notifications of final records, shared by every waiting call of this loop ----------
+
+    async def subscribed(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._subscribed = asyncio.get_running_loop().create_future()
+            self._listener = asyncio.ensure_future(self._listen(self._subscribed))
+        assert self._subscribed is not None
+        await asyncio.shield(self._subscribed)
+
+    def expect(self, uuid: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(uuid, []).append(future)
+        return future
+
+    def forget(self, uuid: str, future: asyncio.Future[None]) -> None:
+        waiting = self.waiters.get(uuid)
+        if waiting is not None:
+            if future in waiting:
+                waiting.remove(future)
+            if not waiting:
+                del self.waiters[uuid]
+
+    async def _listen(self, ready: asyncio.Future[None]) -> None:
+        sub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await sub.ssubscribe(self.keys.final_channel)
+        except (redis.RedisError, OSError) as exc:
+            if not ready.done():
+                ready.set_exception(translate(exc, "subscribing"))
+            await sub.aclose()
+            return
+        ready.set_result(None)
+        try:
+            while True:
+                message = await sub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                if message is None:
+                    continue
+                for future in self.waiters.pop(message["data"], ()):
+                    if not future.done():
+                        future.set_result(None)
+        except (redis.RedisError, OSError):
+            # The connection went: waiters fall back on their pause; the next wait resubscribes.
+            self._wake_all()
+        finally:
+            await sub.aclose()
+
+    def _wake_all(self) -> None:
+        for waiting in self.waiters.values():
+            for future in waiting:
+                if not future.done():
+                    future.set_result(None)
+        self.waiters.clear()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        if self._pokes:
+            await asyncio.gather(*self._pokes, return_exceptions=True)
+        try:
+            await self.redis.delete(self.private)
+        except (redis.RedisError, OSError) as exc:
+            log.debug("could not delete %s: %s", self.private, exc)
+        await self.redis.aclose()
+        if self._blocking is not None:
+            await self._blocking.aclose()
+            self._blocking = None
+
+
+class PerLoop:
+    """One :class:`AsyncConn` per event loop: redis-py's asyncio connections belong to the loop
+    that opened them, and an async app may be used from several ``asyncio.run`` calls."""
+
+    def __init__(self, factory: Callable[[], AsyncConn]) -> None:
+        self._factory = factory
+        self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConn] = \
+            weakref.WeakKeyDictionary()
+
+    def get(self) -> AsyncConn:
+        loop = asyncio.get_running_loop()
+        conn = self._conns.get(loop)
+        if conn is None:
+            conn = self._conns[loop] = self._factory()
+        return conn
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        conn = self._conns.pop(loop, None)
+        if conn is not None:
+            await conn.close()

@@ -1,0 +1,645 @@
+-- The qtasks Redis backend: every operation that changes more than one key, in one script.
+--
+-- KEYS[1] is the app's `seq` key: it only routes the call (in Redis Cluster, to the node that
+-- owns the app's hash tag). Every other key is built here from the prefix ARGV[1]
+-- ("qtasks:{app}:"); they all carry the same tag, so they all live in that one slot.
+-- ARGV[2] names the operation; the rest are its arguments, read in order by `arg()`.
+--
+-- Layout (see docs/design/redis.md): a message is a hash `m:<id>` (`u` uuid, `q` queue, `p`
+-- priority, `pl` payload, `tok` fencing token, `st` starts, `sk` the token it was started under)
+-- and sits in exactly one of its queue's `ready` (score = priority; equal scores sort by id, and
+-- ids are zero-padded hex, so FIFO), `delayed` (score = due ms) or `leased` (score = lease
+-- deadline ms) sorted sets. A record is a hash `r:<uuid>`; its extra fields are stored one per
+-- hash field (`x:<name>` = JSON text), so merging extras never decodes JSON here.
+--
+-- Every write is checked against the message's current token first: a worker whose lease ran
+-- out and was taken by another can change nothing (fencing). Scripts run whole or not at all,
+-- but a reply can be lost with its connection and the call sent again: enqueue skips uuids it
+-- has, an outcome already written by the same delivery (`fin`) is accepted again, a start
+-- already counted under the same token (`sk`) is not counted twice.
+
+local P = ARGV[1]
+local pos = 2
+local function arg() pos = pos + 1; return ARGV[pos] end
+local function num() return tonumber(arg()) end
+local function opt()  -- optional text: '' is none, anything else carries a one-byte prefix
+  local v = arg()
+  if v == '' then return nil end
+  return string.sub(v, 2)
+end
+
+local t = redis.call('TIME')
+local NOW = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000      -- ms, the server's clock
+local NOW_S = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))  -- seconds, as text
+
+local FINAL = {success = true, error = true, cancel = true}
+local STATUSES = {'new', 'process', 'success', 'error', 'cancel'}
+
+local function rkey(u) return P .. 'r:' .. u end
+local function mkey(id) return P .. 'm:' .. id end
+local function qkey(q, part) return P .. 'q:' .. q .. ':' .. part end
+
+-- settings every call carries: result TTL (ms, 0 keeps records), dead-letter cap and TTL (ms)
+local RESULT_TTL, DL_MAX, DL_TTL = 0, 0, 0
+local function settings()
+  RESULT_TTL, DL_MAX, DL_TTL = num(), num(), num()
+end
+
+-- -- records -------------------------------------------------------------------------------------
+
+local function index_status(u, old, new, created)
+  if old then redis.call('ZREM', P .. 'ix:st:' .. old, u) end
+  redis.call('ZADD', P .. 'ix:st:' .. new, created, u)
+end
+
+-- A task as the client encodes it: uuid, name, priority, args, kwargs, created_at, extras, and
+-- for its message: queue, due ms ('' = now), envelope.
+local function read_task()
+  local task = {u = arg(), name = arg(), p = arg(), args = arg(), kwargs = arg(), created = arg()}
+  local n = num()
+  local extra = {}
+  for i = 1, n * 2 do extra[i] = arg() end
+  task.extra = extra
+  task.q = arg()
+  task.eta = tonumber(arg())
+  task.pl = arg()
+  return task
+end
+
+local function create_record(task)
+  local k = rkey(task.u)
+  if redis.call('EXISTS', k) == 1 then return false end
+  redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
+    'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
+    'updated_at', task.created)
+  for i = 1, #task.extra, 2 do redis.call('HSET', k, 'x:' .. task.extra[i], task.extra[i + 1]) end
+  redis.call('ZADD', P .. 'ix:all', task.created, task.u)
+  index_status(task.u, nil, 'new', task.created)
+  return true
+end
+
+-- A record became final: index it by finish time (expiry), let it expire by itself as a
+-- backstop, and tell waiting producers.
+local function finalized(u, k)
+  redis.call('ZADD', P .. 'done', NOW, u)
+  if RESULT_TTL > 0 then redis.call('PEXPIRE', k, RESULT_TTL + 86400000) end
+  if redis.call('HEXISTS', k, 'waiters') == 1 then
+    redis.call('SPUBLISH', P .. 'final', u)
+  end
+end
+
+local function set_running(u, holder)  -- 'final', 'missing' or 'ok'
+  local k = rkey(u)
+  local cur = redis.call('HMGET', k, 'status', 'created_at')
+  local status = cur[1]
+  if not status then return 'missing' end
+  if FINAL[status] then return 'final' end
+  redis.call('HSET', k, 'holder', holder, 'updated_at', NOW_S)
+  if status == 'new' then
+    redis.call('HSET', k, 'status', 'process')
+    index_status(u, 'new', 'process', cur[2])
+  end
+  return 'ok'
+end
+
+local function set_queued(u, holder)
+  local k = rkey(u)
+  local cur = redis.call('HMGET', k, 'status', 'holder', 'created_at')
+  if cur[1] == 'process' and cur[2] == holder then
+    redis.call('HSET', k, 'status', 'new')
+    redis.call('HDEL', k, 'holder')
+    index_status(u, 'process', 'new', cur[3])
+  end
+end
+
+local function cancel_record(u, reason)
+  local k = rkey(u)
+  local cur = redis.call('HMGET', k, 'status', 'created_at')
+  if cur[1] ~= 'new' then return false end
+  redis.call('HSET', k, 'status', 'cancel', 'updated_at', NOW_S, 'x:cancel_reason', reason)
+  index_status(u, 'new', 'cancel', cur[2])
+  finalized(u, k)
+  return true
+end
+
+-- Remove final records finished before `cutoff` (ms), at most `n`; never one whose task still
+-- has a message (a worker may hold it). Returns how many went.
+local function sweep(cutoff, n)
+  local old = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', cutoff, 'LIMIT', 0, n)
+  local gone = 0
+  for _, u in ipairs(old) do
+    if redis.call('HEXISTS', P .. 'byuuid', u) == 1 then
+      redis.call('ZADD', P .. 'done', NOW, u)  -- a worker may still hold its message: later
+    else
+      redis.call('ZREM', P .. 'done', u)
+      local k = rkey(u)
+      local status = redis.call('HGET', k, 'status')
+      if status == false or FINAL[status] then
+        redis.call('DEL', k)
+        redis.call('ZREM', P .. 'ix:all', u)
+        if status then
+          redis.call('ZREM', P .. 'ix:st:' .. status, u)
+        else  -- the record expired by itself: its status is unknown
+          for s in pairs(FINAL) do redis.call('ZREM', P .. 'ix:st:' .. s, u) end
+        end
+        gone = gone + 1
+      end
+    end
+  end
+  return gone, #old
+end
+
+local function expire_results(n)
+  if RESULT_TTL > 0 then sweep(NOW - RESULT_TTL, n) end
+end
+
+local function dead_letter(u, name, reason, payload, deliveries)
+  local args = {'XADD', P .. 'dead'}
+  if DL_MAX > 0 then
+    args[#args + 1] = 'MAXLEN'; args[#args + 1] = '~'; args[#args + 1] = DL_MAX
+  end
+  args[#args + 1] = '*'
+  for _, v in ipairs({'uuid', u, 'task_name', name, 'reason', reason, 'payload', payload or '',
+                      'deliveries', deliveries, 'created_at', NOW_S}) do
+    args[#args + 1] = v
+  end
+  redis.call(unpack(args))
+end
+
+-- -- messages ------------------------------------------------------------------------------------
+
+local function schedule(id, q, p, eta)
+  if eta and eta > NOW then
+    redis.call('ZADD', qkey(q, 'delayed'), eta, id)
+    redis.call('ZADD', qkey(q, 'wake'), 'LT', eta, 't')
+  else
+    redis.call('ZADD', qkey(q, 'ready'), p, id)
+    redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
+  end
+end
+
+local function put_message(u, q, p, eta, pl)
+  local id = string.format('%016x', redis.call('INCR', P .. 'seq'))
+  redis.call('HSET', mkey(id), 'u', u, 'q', q, 'p', p, 'pl', pl, 'tok', 0, 'st', 0)
+  if u ~= '' then redis.call('HSET', P .. 'byuuid', u, id) end
+  redis.call('SADD', P .. 'queues', q)
+  schedule(id, q, p, eta)
+  return id
+end
+
+local function drop_message(id, u, q)
+  redis.call('DEL', mkey(id))
+  redis.call('ZREM', qkey(q, 'leased'), id)
+  if u and u ~= '' and redis.call('HGET', P .. 'byuuid', u) == id then
+    redis.call('HDEL', P .. 'byuuid', u)
+  end
+end
+
+-- The message `id` if `tok` is still its token: its hash fields u, q, p, tok, st, sk.
+local function held(id, tok)
+  local m = redis.call('HMGET', mkey(id), 'u', 'q', 'p', 'tok', 'st', 'sk')
+  if not m[4] or m[4] ~= tok then return nil end
+  return m
+end
+
+local function live(id, tok, q)  -- held, and the lease has not run out
+  local m = held(id, tok)
+  if not m then return nil end
+  local deadline = redis.call('ZSCORE', qkey(m[2], 'leased'), id)
+  if not deadline or tonumber(deadline) < NOW then return nil end
+  return m
+end
+
+-- Due delayed messages and run-out leases of queue q become ready (at most n of each).
+local function promote(q, n)
+  local delayed, leased, ready = qkey(q, 'delayed'), qkey(q, 'leased'), qkey(q, 'ready')
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', NOW, 'LIMIT', 0, n)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', delayed, id)
+    local p = redis.call('HGET', mkey(id), 'p')
+    if p then redis.call('ZADD', ready, p, id) end
+  end
+  local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', '(' .. NOW, 'LIMIT', 0, n)
+  for _, id in ipairs(expired) do
+    redis.call('ZREM', leased, id)
+    local p = redis.call('HGET', mkey(id), 'p')
+    if p then  -- its worker is gone: a new token voids the old delivery
+      redis.call('HINCRBY', mkey(id), 'tok', 1)
+      redis.call('ZADD', ready, p, id)
+    end
+  end
+end
+
+-- Up to `limit` ready ids over `queues`: lowest priority first, then oldest.
+local function pick(queues, limit)
+  if #queues == 1 then
+    local got = redis.call('ZPOPMIN', qkey(queues[1], 'ready'), limit)
+    local ids = {}
+    for i = 1, #got, 2 do ids[#ids + 1] = got[i] end
+    return ids
+  end
+  local all = {}
+  for _, q in ipairs(queues) do
+    local got = redis.call('ZRANGE', qkey(q, 'ready'), 0, limit - 1, 'WITHSCORES')
+    for i = 1, #got, 2 do all[#all + 1] = {tonumber(got[i + 1]), got[i], q} end
+  end
+  table.sort(all, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  local ids = {}
+  for i = 1, math.min(limit, #all) do
+    redis.call('ZREM', qkey(all[i][3], 'ready'), all[i][2])
+    ids[i] = all[i][2]
+  end
+  return ids
+end
+
+-- -- worker round trip ---------------------------------------------------------------------------
+
+-- One outcome: fused, fenced by the message token; store only, by the record's holder.
+-- Returns true if taken. WRITTEN: the deliveries whose outcome this call wrote (a second one
+-- for the same delivery in one batch is rejected; the same one in a resent call is not).
+local WRITTEN = {}
+local CALL = ''  -- the id of this call: the same when a lost reply makes the client resend it
+local function write_outcome(fused)
+  local o = {id = arg(), tok = arg(), u = arg(), holder = arg(), started = arg(),
+             status = arg(), name = arg(), p = arg(), args = opt(), kwargs = opt(),
+             created = arg(), ret = opt(), tb = opt()}
+  local n = num()
+  local extra = {}
+  for i = 1, n * 2 do extra[i] = arg() end
+  local dl, payload, deliveries = opt(), opt(), arg()
+  local follow = nil
+  if arg() == '1' then follow = read_task() end
+
+  local k = rkey(o.u)
+  local cur = redis.call('HMGET', k, 'status', 'fin', 'holder', 'created_at')
+  local mine = o.id .. ':' .. o.tok .. '@' .. CALL
+  if cur[1] and FINAL[cur[1]] and cur[2] == mine and not WRITTEN[mine] then
+    return true  -- this very write was made before and its reply lost
+  end
+  if fused and o.id ~= '' then
+    local m = held(o.id, o.tok)
+    if not m then return false end
+    drop_message(o.id, m[1], m[2])
+  end
+  if cur[1] and FINAL[cur[1]] then return false end
+  if not fused and o.started == '1' and cur[3] and cur[3] ~= o.holder then return false end
+
+  local created = cur[4]
+  if not cur[1] then
+    created = (o.created ~= '' and o.created ~= '0' and o.created) or NOW_S
+    redis.call('HSET', k, 'task_name', o.name, 'priority', o.p, 'args', o.args or '[]',
+      'kwargs', o.kwargs or '{}', 'created_at', created)
+    redis.call('ZADD', P .. 'ix:all', created, o.u)
+  end
+  redis.call('HSET', k, 'status', o.status, 'updated_at', NOW_S, 'fin', mine)
+  WRITTEN[mine] = true
+  redis.call('HDEL', k, 'holder')
+  if o.ret then redis.call('HSET', k, 'returning', o.ret) else redis.call('HDEL', k, 'returning') end
+  if o.tb then redis.call('HSET', k, 'traceback', o.tb) else redis.call('HDEL', k, 'traceback') end
+  for i = 1, #extra, 2 do redis.call('HSET', k, 'x:' .. extra[i], extra[i + 1]) end
+  index_status(o.u, cur[1] or nil, o.status, created)
+  finalized(o.u, k)
+  if dl then dead_letter(o.u, o.name, dl, payload, deliveries) end
+  if follow and create_record(follow) then
+    put_message(follow.u, follow.q, follow.p, follow.eta, follow.pl)
+  end
+  return true
+end
+
+-- Start deliveries: count each under a live lease once (`sk` remembers the token it counted).
+-- Returns the message fields, or nil when the lease is lost.
+local function start_one(id, tok)
+  local m = live(id, tok)
+  if not m then return nil end
+  if m[6] ~= tok then
+    redis.call('HSET', mkey(id), 'st', tonumber(m[5]) + 1, 'sk', tok)
+  end
+  return m
+end
+
+local function next_wake(queues)
+  local best = nil
+  for _, q in ipairs(queues) do
+    for _, part in ipairs({'delayed', 'leased'}) do
+      local first = redis.call('ZRANGE', qkey(q, part), 0, 0, 'WITHSCORES')
+      if first[2] then
+        local s = tonumber(first[2])
+        if not best or s < best then best = s end
+      end
+    end
+  end
+  if not best then return -1 end
+  return math.max(0, math.ceil(best - NOW))
+end
+
+local function exchange(fused)
+  CALL = arg()
+  local worker, limit, lease, start = arg(), num(), num(), num()
+  local nq = num()
+  local queues = {}
+  for i = 1, nq do queues[i] = arg() end
+
+  local rejected, refused, out = {}, {}, {}
+  local written = 0
+  local n = num()
+  for i = 1, n do
+    if fused then
+      if write_outcome(true) then written = written + 1 else rejected[#rejected + 1] = i end
+    else  -- broker only: remove the message if the token is current
+      local id, tok = arg(), arg()
+      local m = held(id, tok)
+      if m then drop_message(id, m[1], m[2]) else rejected[#rejected + 1] = i end
+    end
+  end
+  n = num()
+  for i = 1, n do
+    local id, tok, holder = arg(), arg(), arg()
+    local m = start_one(id, tok)
+    if not m then
+      refused[#refused + 1] = i
+    elseif fused and m[1] ~= '' and set_running(m[1], holder) == 'final' then
+      drop_message(id, m[1], m[2])  -- cancelled meanwhile: do not run it
+      refused[#refused + 1] = i
+    end
+  end
+
+  if limit > 0 then
+    for _, q in ipairs(queues) do promote(q, 1000) end
+    local deadline = NOW + lease
+    for _, id in ipairs(pick(queues, limit)) do
+      local mk = mkey(id)
+      local m = redis.call('HMGET', mk, 'u', 'q', 'p', 'pl', 'st')
+      if m[2] then
+        local tok = redis.call('HINCRBY', mk, 'tok', 1)
+        redis.call('ZADD', qkey(m[2], 'leased'), deadline, id)
+        local starts, started = m[5], '0'
+        if start > 0 and starts == '0' then
+          start = start - 1
+          started = '1'
+          redis.call('HSET', mk, 'st', 1, 'sk', tok)
+        end
+        local keep = true
+        if fused and started == '1' and m[1] ~= '' then
+          if set_running(m[1], id .. ':' .. tok) == 'final' then
+            drop_message(id, m[1], m[2])
+            keep = false
+          end
+        end
+        if keep then
+          out[#out + 1] = {id, m[1], m[4], starts, m[3], m[2], tok, started}
+        end
+      end
+    end
+    for _, q in ipairs(queues) do  -- work left: wake the next idle worker
+      if redis.call('ZCARD', qkey(q, 'ready')) > 0 then
+        redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
+      end
+    end
+  end
+  if written > 0 then expire_results(written * 2 + 10) end
+  return {rejected, refused, out, next_wake(queues)}
+end
+
+-- -- operations ----------------------------------------------------------------------------------
+
+local op = ARGV[2]
+settings()
+
+if op == 'exchange' then
+  return exchange(true)
+
+elseif op == 'fetch' then  -- the broker role on its own
+  return exchange(false)
+
+elseif op == 'enqueue' then  -- mode: F records and messages, M messages only, R records only
+  local mode, n = arg(), num()
+  local added = 0
+  for _ = 1, n do
+    local task = read_task()
+    if mode == 'M' then
+      if task.u == '' or redis.call('HEXISTS', P .. 'byuuid', task.u) == 0 then
+        put_message(task.u, task.q, task.p, task.eta, task.pl)
+        added = added + 1
+      end
+    elseif create_record(task) then
+      if mode == 'F' then put_message(task.u, task.q, task.p, task.eta, task.pl) end
+      added = added + 1
+    end
+  end
+  return added
+
+elseif op == 'release' then  -- fused flag, delay ms, then id, tok, uuid, holder, started
+  local fused, delay, n = arg() == '1', num(), num()
+  for _ = 1, n do
+    local id, tok, u, holder, started = arg(), arg(), arg(), arg(), arg()
+    local m = held(id, tok)
+    if m then
+      if fused and started == '1' and m[1] ~= '' then set_queued(m[1], holder) end
+      redis.call('HINCRBY', mkey(id), 'tok', 1)  -- the released delivery's token is void
+      redis.call('ZREM', qkey(m[2], 'leased'), id)
+      schedule(id, m[2], m[3], delay > 0 and NOW + delay or nil)
+    end
+  end
+  return 0
+
+elseif op == 'extend' then  -- lease ms, then id, tok; returns the indexes whose lease is lost
+  local lease, n = num(), num()
+  local lost = {}
+  for i = 1, n do
+    local id, tok = arg(), arg()
+    local m = live(id, tok)
+    if m then
+      redis.call('ZADD', qkey(m[2], 'leased'), 'XX', NOW + lease, id)
+    else
+      lost[#lost + 1] = i
+    end
+  end
+  return lost
+
+elseif op == 'heartbeat' then  -- worker id, expiry ms, info pairs; then an extend
+  local id, lease = arg(), num()
+  local n = num()
+  local info = {}
+  for i = 1, n * 2 do info[i] = arg() end
+  redis.call('ZADD', P .. 'workers', NOW + lease, id)
+  redis.call('HSET', P .. 'worker:' .. id, 'heartbeat_at', NOW_S, unpack(info))
+  local gone = redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', NOW - 3600000, 'LIMIT', 0, 100)
+  for _, w in ipairs(gone) do
+    redis.call('ZREM', P .. 'workers', w)
+    redis.call('DEL', P .. 'worker:' .. w)
+  end
+  expire_results(1000)
+  if DL_TTL > 0 then
+    redis.call('XTRIM', P .. 'dead', 'MINID', '~', math.floor(NOW - DL_TTL))
+  end
+  local ttl = num()  -- the leases to extend follow, as for 'extend'
+  local lost = {}
+  n = num()
+  for i = 1, n do
+    local mid, tok = arg(), arg()
+    local m = live(mid, tok)
+    if m then
+      redis.call('ZADD', qkey(m[2], 'leased'), 'XX', NOW + ttl, mid)
+    else
+      lost[#lost + 1] = i
+    end
+  end
+  return lost
+
+elseif op == 'unregister' then
+  local id = arg()
+  redis.call('ZREM', P .. 'workers', id)
+  redis.call('DEL', P .. 'worker:' .. id)
+  return 0
+
+elseif op == 'workers' then  -- live workers: id, hostname, pid, ...
+  local ids = redis.call('ZRANGEBYSCORE', P .. 'workers', '(' .. NOW, '+inf')
+  local out = {}
+  for _, id in ipairs(ids) do
+    local w = redis.call('HMGET', P .. 'worker:' .. id, 'hostname', 'pid')
+    out[#out + 1] = id
+    out[#out + 1] = w[1] or ''
+    out[#out + 1] = w[2] or '0'
+  end
+  return out
+
+elseif op == 'mark_running' then  -- uuid, holder pairs; returns the uuids that are final
+  local n = num()
+  local blocked = {}
+  for _ = 1, n do
+    local u, holder = arg(), arg()
+    if set_running(u, holder) == 'final' then blocked[#blocked + 1] = u end
+  end
+  return blocked
+
+elseif op == 'mark_queued' then
+  local n = num()
+  for _ = 1, n do
+    local u, holder = arg(), arg()
+    set_queued(u, holder)
+  end
+  return 0
+
+elseif op == 'finish' then  -- the store role on its own: outcomes fenced by their holder
+  CALL = arg()
+  local n = num()
+  local rejected = {}
+  for i = 1, n do
+    if not write_outcome(false) then rejected[#rejected + 1] = i end
+  end
+  expire_results(n * 2 + 10)
+  return rejected
+
+elseif op == 'watch' then  -- a producer will wait for this record: mark it, and read it
+  local u = arg()
+  local k = rkey(u)
+  if redis.call('EXISTS', k) == 0 then return {} end
+  redis.call('HSET', k, 'waiters', 1)
+  return redis.call('HGETALL', k)
+
+elseif op == 'cancel' then  -- fused flag, uuid, reason JSON
+  local fused, u, reason = arg() == '1', arg(), arg()
+  if not cancel_record(u, reason) then return 0 end
+  if fused then
+    local id = redis.call('HGET', P .. 'byuuid', u)
+    if id then
+      local m = redis.call('HMGET', mkey(id), 'q')
+      if m[1] and not redis.call('ZSCORE', qkey(m[1], 'leased'), id) then
+        redis.call('ZREM', qkey(m[1], 'ready'), id)
+        redis.call('ZREM', qkey(m[1], 'delayed'), id)
+        drop_message(id, u, m[1])
+      end
+    end
+  end
+  return 1
+
+elseif op == 'discard' then
+  local u = arg()
+  local id = redis.call('HGET', P .. 'byuuid', u)
+  if not id then return 0 end
+  local q = redis.call('HGET', mkey(id), 'q')
+  if not q or redis.call('ZSCORE', qkey(q, 'leased'), id) then return 0 end
+  redis.call('ZREM', qkey(q, 'ready'), id)
+  redis.call('ZREM', qkey(q, 'delayed'), id)
+  drop_message(id, u, q)
+  return 1
+
+elseif op == 'delete_finished' then  -- age ms ('' = every final record), batch size
+  local age, n = arg(), num()
+  local cutoff = '+inf'
+  if age ~= '' then cutoff = NOW - tonumber(age) end
+  local gone, seen = sweep(cutoff, n)
+  return {gone, seen}
+
+elseif op == 'stats' then  -- per queue: name, ready, delayed, leased; then records, dead letters
+  local out = {}
+  for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
+    out[#out + 1] = q
+    out[#out + 1] = redis.call('ZCARD', qkey(q, 'ready'))
+    out[#out + 1] = redis.call('ZCARD', qkey(q, 'delayed'))
+    out[#out + 1] = redis.call('ZCARD', qkey(q, 'leased'))
+  end
+  return {out, redis.call('ZCARD', P .. 'ix:all'), redis.call('XLEN', P .. 'dead')}
+
+elseif op == 'search' then  -- status, task name, limit, before (seconds, '' = none)
+  local status, name, limit, before = arg(), arg(), num(), arg()
+  local key = status ~= '' and (P .. 'ix:st:' .. status) or (P .. 'ix:all')
+  local max = before ~= '' and ('(' .. before) or '+inf'
+  local out, offset = {}, 0
+  while #out < limit * 2 do
+    local chunk = redis.call('ZREVRANGEBYSCORE', key, max, '-inf', 'LIMIT', offset, 200)
+    if #chunk == 0 then break end
+    offset = offset + #chunk
+    for _, u in ipairs(chunk) do
+      local fields = redis.call('HGETALL', rkey(u))
+      if #fields > 0 then
+        local keep = name == ''
+        if not keep then
+          for i = 1, #fields, 2 do
+            if fields[i] == 'task_name' then keep = fields[i + 1] == name; break end
+          end
+        end
+        if keep and #out < limit * 2 then
+          out[#out + 1] = u
+          out[#out + 1] = fields
+        end
+      end
+    end
+  end
+  return out
+
+elseif op == 'flush' then  -- what: Q messages, S records, A both; in batches of n keys
+  local what, n = arg(), num()
+  local deleted = 0
+  local function del_members(key, prefix)
+    while deleted < n do
+      local ids = redis.call('ZRANGE', key, 0, 499)
+      if #ids == 0 then redis.call('DEL', key); return true end
+      for _, id in ipairs(ids) do redis.call('DEL', prefix .. id) end
+      redis.call('ZREM', key, unpack(ids))
+      deleted = deleted + #ids
+    end
+    return false
+  end
+  if what ~= 'S' then
+    for _, q in ipairs(redis.call('SMEMBERS', P .. 'queues')) do
+      for _, part in ipairs({'ready', 'delayed', 'leased'}) do
+        if not del_members(qkey(q, part), P .. 'm:') then return 0 end
+      end
+      redis.call('DEL', qkey(q, 'wake'))
+      redis.call('SREM', P .. 'queues', q)
+    end
+    redis.call('DEL', P .. 'byuuid')
+  end
+  if what ~= 'Q' then
+    if not del_members(P .. 'ix:all', P .. 'r:') then return 0 end
+    for _, s in ipairs(STATUSES) do redis.call('DEL', P .. 'ix:st:' .. s) end
+    redis.call('DEL', P .. 'done', P .. 'dead')
+  end
+  return 1
+end
+
+return redis.error_reply('qtasks: unknown operation ' .. tostring(op))

@@ -1,0 +1,21 @@
+"""Backend URLs as they may be shown: in logs, errors, ``qtasks info`` and reprs."""
+
+from __future__ import annotations
+
+import re
+
+_SECRET_OPTIONS = re.compile(r"([?&][^=&]*password[^=&]*=)[^&]*", re.IGNORECASE)
+
+
+def redact(url: str) -> str:
+    """The URL with every password replaced by ``***``: the one before ``@`` (``user:pw@``,
+    and a bare ``pw@``, which Redis clients read as a password) and options such as
+    ``?password=`` or ``?sentinel_password=``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    if "@" in rest.split("/", 1)[0]:
+        creds, _, host = rest.rpartition("@")
+        user, colon, _ = creds.partition(":")
+        rest = f"{user}:***@{host}" if colon else f"***@{host}"
+    return scheme + "://" + _SECRET_OPTIONS.sub(r"\1***", rest)
