@@ -57,6 +57,26 @@ def pytest_collection_modifyitems(config, items):
                        "process"))
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A three-master Redis Cluster on free loopback ports, for the whole session."""
+    from redis_servers import Cluster
+
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory):
+    """A master, a replica and three Sentinels, for the whole session."""
+    from redis_servers import Sentinels
+
+    sentinels = Sentinels(tmp_path_factory.mktemp("sentinel"))
+    yield sentinels
+    sentinels.stop()
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(os.environ["QTASKS_TEST_DIR"], ignore_errors=True)
 

@@ -28,6 +28,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cluster_port() -> int:
+    """A free port that a Cluster node can use: its bus port (+10000) must be free too."""
+    for _ in range(200):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port pair for a cluster node")
+
+
 def _wait(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -103,7 +118,7 @@ class Cluster:
         self.nodes: list[RedisServer] = []
         for i in range(3):
             node_dir = folder / f"node{i}"
-            port = free_port()
+            port = cluster_port()
             self.nodes.append(RedisServer(
                 node_dir, "--cluster-enabled", "yes", "--cluster-config-file",
                 str(node_dir / "nodes.conf"), "--cluster-node-timeout", "2000",

@@ -78,8 +78,21 @@ class Contract:
         self.loop.close()
 
 
-@pytest.fixture(params=list(BACKENDS))
+# Backends whose servers a session fixture starts (tests/conftest.py): the URL is known then.
+STARTED = {"redis-cluster": "redis_cluster", "redis-sentinel": "redis_sentinel"}
+ALL = [*BACKENDS, *STARTED]
+
+
+def urls_for(request, name: str) -> tuple[str, str | None]:
+    """The (broker, storage) URL templates of backend ``name``, starting its servers if need be."""
+    if name in STARTED:
+        server = request.getfixturevalue(STARTED[name])
+        return f"{server.url}?prefix={_RUN}", None
+    return BACKENDS[name]
+
+
+@pytest.fixture(params=ALL)
 def contract(request):
-    c = Contract(*BACKENDS[request.param])
+    c = Contract(*urls_for(request, request.param))
     yield c
     c.close()

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from backends.conftest import BACKENDS, Contract
+from backends.conftest import ALL, BACKENDS, Contract, urls_for
 from qtasks import QueueTasks
 from qtasks.backends import register_backend
 from qtasks.backends.memory import MemoryBackend
@@ -90,9 +90,9 @@ def test_third_party_backends_register_through_entry_points(tmp_path, monkeypatc
     sys.modules.pop("fakeq_backend", None)
 
 
-@pytest.fixture(params=list(BACKENDS))
+@pytest.fixture(params=ALL)
 def worker_app(request):
-    contract = Contract(*BACKENDS[request.param])
+    contract = Contract(*urls_for(request, request.param))
     app = contract.app
     attempts = []
 

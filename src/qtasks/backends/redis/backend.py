@@ -33,7 +33,7 @@ from qtasks.backends.base import (
     WorkerInfo,
 )
 from qtasks.backends.redis import protocol
-from qtasks.backends.redis.connection import AsyncConn, PerLoop, SyncConn, parse_url, translate
+from qtasks.backends.redis.connection import AsyncConn, PerLoop, SyncConn, parse_url
 from qtasks.backends.transport import Client, Transport, merge, take_pending
 from qtasks.backends.urls import redact
 from qtasks.core.record import RecordRow
@@ -310,7 +310,7 @@ class SyncRedisStore(SyncResultStore):
     def wait(self, uuid: str, timeout: float | None,
              final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
         conn = self.backend.sync
-        sub = conn.pubsub()
+        conn.pubsub()  # subscribed before the first read: no notice slips by
         current = [uuid]
 
         def fetch(key: str) -> RecordRow | None:
@@ -320,12 +320,7 @@ class SyncRedisStore(SyncResultStore):
         def pause(seconds: float) -> None:
             deadline = time.monotonic() + seconds
             while (left := deadline - time.monotonic()) > 0:
-                try:
-                    message = sub.get_message(ignore_subscribe_messages=True, timeout=left)
-                except Exception as exc:  # the subscription broke: a new one next time
-                    conn._local.pubsub = None
-                    raise translate(exc, "waiting for a result") from exc
-                if message is not None and message["data"] == current[0]:
+                if conn.next_final(left) == current[0]:
                     return
 
         return run_sync(wait_for_final(uuid, timeout, final), fetch, pause)

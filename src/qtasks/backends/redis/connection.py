@@ -253,6 +253,17 @@ class SyncConn:
         except OSError as exc:
             raise translate(exc, "a blocking call") from exc
 
+    def next_final(self, timeout: float) -> str | None:
+        """The uuid of the next final record announced to this thread within ``timeout``."""
+        sub = self.pubsub()
+        read = getattr(sub, "get_sharded_message", None) or sub.get_message  # Cluster: sharded
+        try:
+            message = read(ignore_subscribe_messages=True, timeout=timeout)
+        except (redis.RedisError, OSError) as exc:  # the subscription broke: a new one next time
+            self._local.pubsub = None
+            raise translate(exc, "waiting for a result") from exc
+        return message["data"] if message is not None else None
+
     def pubsub(self) -> Any:
         """This thread's subscription to the app's notifications of final records."""
         sub = getattr(self._local, "pubsub", None)
@@ -389,8 +400,9 @@ class AsyncConn:
             return
         ready.set_result(None)
         try:
+            read = getattr(sub, "get_sharded_message", None) or sub.get_message  # Cluster: sharded
             while True:
-                message = await sub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                message = await read(ignore_subscribe_messages=True, timeout=5.0)
                 if message is None:
                     continue
                 for future in self.waiters.pop(message["data"], ()):
