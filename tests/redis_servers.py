@@ -186,7 +186,7 @@ class Sentinels:
 
     def current_master(self) -> int:
         with self.sentinels[0].client() as c:
-            host, port = c.sentinel_get_master_addr_by_name(self.service)
+            _host, port = c.sentinel_get_master_addr_by_name(self.service)
             return int(port)
 
     def stop(self) -> None:

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from backends.conftest import ALL, BACKENDS, Contract, urls_for
+from backends.conftest import ALL, Contract, urls_for
 from qtasks import QueueTasks
 from qtasks.backends import register_backend
 from qtasks.backends.memory import MemoryBackend

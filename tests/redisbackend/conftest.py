@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from redis_servers import RedisServer
 
 from conftest import TESTS, WorkerProcess
 from qtasks import QueueTasks
 from qtasks.configs import QueueConfig
+from redis_servers import RedisServer
 
 APP_MODULE = '''\
 import time

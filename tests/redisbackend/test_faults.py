@@ -7,11 +7,11 @@ import signal
 import time
 
 import pytest
-from redis_servers import RedisServer, free_port
 
 from helpers import wait_until
 from qtasks import QueueTasks
 from qtasks.exceptions import BackendConnectionError
+from redis_servers import RedisServer, free_port
 
 pytestmark = pytest.mark.slow
 
