@@ -1,0 +1,101 @@
+"""Secrets stay out of sight, TLS works with a CA file, and QTasks 1.7 code and data still fit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from conftest import TESTS
+from qtasks import QueueTasks
+from qtasks.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks.brokers import AsyncRedisBroker, SyncRedisBroker
+from qtasks.exceptions import BackendError, NotYetSupported
+from qtasks.storages import AsyncRedisStorage, SyncRedisStorage
+from redis_servers import RedisServer, tls_server
+
+SECRET = "s3cr3t-Pa55"
+
+
+@pytest.fixture
+def locked_redis(tmp_path):
+    server = RedisServer(tmp_path / "locked", password=SECRET)
+    yield server
+    server.stop()
+
+
+def test_the_password_never_shows(locked_redis, apps, tmp_path):
+    spec, app = apps.app(locked_redis.url)
+    worker = apps.worker(spec)
+    assert app.add_task("mark", 1, timeout=10).returning == 1
+    info = subprocess.run([sys.executable, "-m", "qtasks", "-A", spec, "info"],
+                          env={**os.environ, "PYTHONPATH": f"{apps.folder}:{TESTS}"},
+                          capture_output=True, text=True, timeout=60)
+    wrong = QueueTasks(name="x", broker_url=locked_redis.url.replace(SECRET, "wrong-one"))
+    with pytest.raises(BackendError) as refused:
+        wrong.add_task("mark", 1)
+    shown = [app.backend.describe(), repr(app.backend), repr(app), info.stdout, info.stderr,
+             worker.output, str(refused.value), repr(refused.value)]
+    assert info.returncode == 0, info.stderr
+    assert "redis" in info.stdout and "***" in info.stdout
+    for text in shown:
+        assert SECRET not in text and "wrong-one" not in text, text
+
+
+def test_rediss_with_a_ca_file(tmp_path, apps):
+    with tls_server(tmp_path / "tls") as (server, ca):
+        url = f"rediss://127.0.0.1:{server.port}/0?ssl_ca_certs={ca}"
+        # the task's own side effects go to a plain server: the test is about the queue's link
+        plain = RedisServer(tmp_path / "plain")
+        try:
+            spec, app = apps.app(url, name="tls", side=plain.url)
+            apps.worker(spec)
+            assert app.add_task("mark", 5, timeout=10).returning == 5
+            untrusted = QueueTasks(name="tls", broker_url=f"rediss://127.0.0.1:{server.port}/0")
+            with pytest.raises(BackendError):  # no CA given: the certificate is not trusted
+                untrusted.add_task("mark", 1)
+        finally:
+            plain.stop()
+
+
+def test_qtasks_broker_and_storage_objects_build_the_redis_backend(redis_server, apps):
+    spec, _ = apps.app(redis_server.url, name="compat")
+    apps.worker(spec)
+    sync_app = QueueTasks(name="compat",
+                          broker=SyncRedisBroker(name="compat", url=redis_server.url))
+    assert sync_app.add_task("mark", 3, timeout=10).returning == 3
+    async_app = AsyncQueueTasks(name="compat", broker=AsyncRedisBroker(
+        name="compat", url=redis_server.url,
+        storage=AsyncRedisStorage(name="compat", url=redis_server.url)))
+    import asyncio
+
+    assert asyncio.run(async_app.add_task("mark", 4, timeout=10)).returning == 4
+    assert SyncRedisStorage(name="compat", url=redis_server.url).describe().startswith("redis")
+    with pytest.raises(NotYetSupported, match="RabbitMQ"):
+        __import__("qtasks.brokers", fromlist=["AsyncRabbitMQBroker"]).AsyncRabbitMQBroker()
+    with pytest.raises(NotYetSupported, match="socket"):
+        __import__("qtasks.brokers", fromlist=["SyncSocketBroker"]).SyncSocketBroker()
+
+
+def test_a_record_written_by_qtasks_1_7_reads_back(redis_server):
+    # The hash QTasks 1.7 writes for a finished task (reference section 11): every value text.
+    task_id = str(uuid.uuid4())
+    now = time.time()
+    with redis_server.client() as r:
+        r.hset(f"QueueTasks:{task_id}", mapping={
+            "task_name": "report", "priority": "0", "args": json.dumps([1, "a"]),
+            "kwargs": json.dumps({"x": 2}), "created_at": str(now - 5),
+            "updated_at": str(now), "status": "success", "returning": json.dumps({"ok": True}),
+            "retry": "2", "is_testing": "False"})
+    app = QueueTasks(broker_url=redis_server.url)  # QTasks' default app name
+    record = app.get(task_id)
+    assert record is not None
+    assert (record.status, record.task_name, record.args, record.kwargs, record.returning) == \
+        ("success", "report", (1, "a"), {"x": 2}, {"ok": True})
+    assert record.retry == 2
+    assert abs(record.created_at.timestamp() - (now - 5)) < 0.01

@@ -1,0 +1,56 @@
+"""Redis Cluster and Sentinel with real worker processes (the contract suite runs on both as
+well: tests/backends, parameters ``redis-cluster`` and ``redis-sentinel``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import wait_until
+from qtasks.backends.redis.protocol import Keys
+
+pytestmark = pytest.mark.slow
+
+
+def test_apps_on_different_cluster_masters_each_run_their_tasks(redis_cluster, redis_server,
+                                                                 apps):
+    # Each app's keys share one hash tag, so each app lives on one master; pick two apps whose
+    # tags land on different masters.
+    names, masters = [], set()
+    for i in range(50):
+        name = f"cl{i}"
+        master = redis_cluster.owner(Keys(name).route)
+        if master not in masters:
+            names.append(name)
+            masters.add(master)
+        if len(names) == 2:
+            break
+    assert len(masters) == 2
+    for name in names:
+        spec, app = apps.app(redis_cluster.url, name=name, side=redis_server.url)
+        apps.worker(spec)
+        records = app.add_tasks([("mark", (i,)) for i in range(200)])
+        assert [app.wait_sync(r.uuid, 30).returning for r in records] == list(range(200))
+        assert app.add_task("mark", 7, timeout=10).returning == 7
+
+
+def test_a_worker_keeps_going_across_a_sentinel_failover(redis_sentinel, redis_server, apps):
+    spec, app = apps.app(redis_sentinel.url, name="failover", side=redis_server.url)
+    worker = apps.worker(spec)
+    before = redis_sentinel.current_master()
+    first = app.add_tasks([("mark", (i,)) for i in range(100)])
+    assert [app.wait_sync(r.uuid, 30).status for r in first] == ["success"] * 100
+    with redis_sentinel.sentinels[0].client() as sentinel:
+        sentinel.execute_command("SENTINEL", "FAILOVER", redis_sentinel.service)
+    wait_until(lambda: redis_sentinel.current_master() != before, timeout=30,
+               what="the replica to become master")
+
+    def enqueue_after_failover():
+        try:
+            return app.add_tasks([("mark", (i,)) for i in range(100, 200)])
+        except Exception:  # the client is still talking to the old master: try again
+            return None
+
+    second = wait_until(enqueue_after_failover, timeout=30, interval=0.5,
+                        what="an enqueue to the new master")
+    assert [app.wait_sync(r.uuid, 60).status for r in second] == ["success"] * 100
+    assert worker.alive, worker.output
