@@ -1,0 +1,73 @@
+"""Finished records and dead letters expire, so a worker that runs for ever keeps Redis memory
+bounded; deleting finished records never touches a task a worker still holds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis_servers import rss_kb, used_memory
+
+from helpers import wait_until
+from qtasks import QueueTasks
+
+pytestmark = pytest.mark.slow
+
+
+def test_100k_tasks_drained_with_expiry_leave_memory_bounded(redis_server, apps):
+    url = redis_server.url + "?result_ttl=2"
+    spec, app = apps.app(url, name="soak", side=redis_server.url)
+    side = redis_server.client()
+    side.config_set("maxmemory-policy", "noeviction")
+    baseline = used_memory(side)
+    worker = apps.worker(spec, "--concurrency", "20")
+    total, samples, rss = 100_000, [], []
+    for start in range(0, total, 10_000):
+        app.add_tasks([("mark", (i % 1000,)) for i in range(start, start + 10_000)])
+        wait_until(lambda: app.client.stats().queued < 5_000, timeout=120,
+                   what="the worker to catch up")
+        samples.append(used_memory(side))
+        rss.append(rss_kb(worker.proc.pid))
+    wait_until(lambda: app.client.stats().queued == 0 and app.client.stats().running == 0,
+               timeout=120, what="the drain to end")
+    assert sum(int(v) for v in side.hgetall("runs").values()) == total
+    # once the TTL has passed, the records go with the worker's next heartbeats and exchanges
+    wait_until(lambda: app.client.stats().records < 1_000, timeout=60,
+               what="finished records to expire")
+    keys = side.dbsize()
+    after = used_memory(side)
+    print(f"\n100k tasks, result_ttl=2 s: Redis used_memory {baseline / 2**20:.1f} MiB before, "
+          f"peak {max(samples) / 2**20:.1f} MiB while draining, {after / 2**20:.1f} MiB after "
+          f"({keys} keys left); worker RSS {rss[0] // 1024}..{max(rss) // 1024} MiB")
+    assert keys < 2_000
+    assert after < baseline + 8 * 2**20
+    # the worker does not grow with the number of tasks it has run
+    assert max(rss[3:]) < rss[2] + 20 * 1024
+
+
+def test_deleting_finished_records_spares_a_task_a_worker_still_holds(redis_server):
+    app = QueueTasks(name="spare", broker_url=redis_server.url)
+    transport = app.transport
+
+    async def scenario():
+        done, held = app._prepare("job", (), {}, 0, None, "default"), \
+            app._prepare("job", (), {}, 0, None, "default")
+        await transport.enqueue([done, held])
+        first = await transport.exchange("w1", ["default"], limit=1, lease=30.0, start=1)
+        from qtasks.backends.base import Outcome
+
+        (d,) = first.deliveries
+        await transport.exchange("w1", ["default"], limit=0, finished=[Outcome(
+            delivery=d, uuid=d.uuid, status="success", task_name="job", priority=0,
+            returning_json="1")], lease=30.0)
+        prefetched = await transport.exchange("w1", ["default"], limit=1, lease=30.0)
+        assert [x.uuid for x in prefetched.deliveries] == [held.uuid]
+        assert await transport.cancel(held.uuid, "not wanted")  # final, message still leased
+        removed = await transport.delete_finished()
+        await transport.close()
+        return done.uuid, held.uuid, removed
+
+    done_uuid, held_uuid, removed = asyncio.run(scenario())
+    assert removed == 1
+    assert app.get(done_uuid) is None
+    assert app.get(held_uuid).status == "cancel"  # its message is leased: the record stays
