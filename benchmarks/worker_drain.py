@@ -5,6 +5,7 @@ process until all of them ran, and prints tasks per second and the process's CPU
 Run it against another checkout with ``PYTHONPATH=<checkout>/src`` to compare versions::
 
     .venv/bin/python benchmarks/worker_drain.py --tasks 20000
+    .venv/bin/python benchmarks/worker_drain.py --tasks 20000 --url redis://127.0.0.1:6379/8
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--url", help="a backend URL (default: a fresh SQLite file); its "
+                        "'drain' app is flushed first")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qtasks-drain-") as folder:
-        app = QueueTasks("drain", broker_url=f"sqlite:///{Path(folder) / 'drain.sqlite3'}")
+        app = QueueTasks("drain", broker_url=args.url
+                         or f"sqlite:///{Path(folder) / 'drain.sqlite3'}")
+        app.client.flush()
         lock, finished, count = threading.Lock(), threading.Event(), [0]
 
         @app.task(name="noop")
