@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from redis_servers import rss_kb, used_memory
 
 from helpers import wait_until
 from qtasks import QueueTasks
+from redis_servers import rss_kb, used_memory
 
 pytestmark = pytest.mark.slow
 

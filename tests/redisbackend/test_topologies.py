@@ -3,6 +3,8 @@ well: tests/backends, parameters ``redis-cluster`` and ``redis-sentinel``)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from helpers import wait_until
@@ -54,3 +56,43 @@ def test_a_worker_keeps_going_across_a_sentinel_failover(redis_sentinel, redis_s
                         what="an enqueue to the new master")
     assert [app.wait_sync(r.uuid, 60).status for r in second] == ["success"] * 100
     assert worker.alive, worker.output
+
+
+def test_the_hot_path_never_scans(redis_server, apps):
+    # Every command a drain sends, as MONITOR sees it (inside scripts too): no KEYS or SCAN, no
+    # unbounded reads of a whole collection, no LREM, no classic PUBLISH (it would be broadcast
+    # to every node of a cluster).
+    spec, app = apps.app(redis_server.url, name="hygiene")
+    apps.worker(spec)
+    assert app.add_task("mark", 0, timeout=10).returning == 0  # warmed up
+    seen: list[str] = []
+    ready = threading.Event()
+
+    def record() -> None:
+        with redis_server.client() as client, client.monitor() as monitor:
+            ready.set()
+            for event in monitor.listen():
+                if event["command"] == "ECHO qtasks-test-end":
+                    return
+                seen.append(event["command"])
+
+    watcher = threading.Thread(target=record, daemon=True)
+    watcher.start()
+    ready.wait(10)
+    records = app.add_tasks([("mark", (i,)) for i in range(300)])
+    assert [app.wait_sync(r.uuid, 30).returning for r in records] == list(range(300))
+    app.add_task("mark", 1, timeout=10)
+    with redis_server.client() as client:
+        client.echo("qtasks-test-end")
+    watcher.join(30)
+    commands = {c.split()[0].upper() for c in seen}
+    assert {"EVALSHA", "ZPOPMIN", "BZPOPMIN"} <= commands
+    forbidden = {"KEYS", "SCAN", "HSCAN", "ZSCAN", "SMEMBERS", "LREM", "LRANGE", "PUBLISH",
+                 "HGETALL ix", "FLUSHDB"}
+    assert not commands & forbidden, commands & forbidden
+    for command in seen:  # ranges are bounded: a LIMIT, or one element
+        upper = command.upper()
+        if upper.startswith(("ZRANGEBYSCORE", "ZREVRANGEBYSCORE")):
+            assert "LIMIT" in upper, command
+        if upper.startswith("ZRANGE ") and "BYSCORE" not in upper:
+            assert 0 <= int(upper.split()[3]) < 10_000, command  # a head, never "0 -1"
