@@ -94,10 +94,11 @@ local function set_running(u, holder)  -- 'final', 'missing' or 'ok'
   local status = cur[1]
   if not status then return 'missing' end
   if FINAL[status] then return 'final' end
-  redis.call('HSET', k, 'holder', holder, 'updated_at', NOW_S)
   if status == 'new' then
-    redis.call('HSET', k, 'status', 'process')
+    redis.call('HSET', k, 'holder', holder, 'updated_at', NOW_S, 'status', 'process')
     index_status(u, 'new', 'process', cur[2])
+  else
+    redis.call('HSET', k, 'holder', holder, 'updated_at', NOW_S)
   end
   return 'ok'
 end
@@ -126,27 +127,37 @@ end
 -- has a message (a worker may hold it). Returns how many went.
 local function sweep(cutoff, n)
   local old = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', cutoff, 'LIMIT', 0, n)
-  local gone = 0
+  if #old == 0 then return 0, 0 end
+  local gone, later = {}, {}
+  local by_status = {}
   for _, u in ipairs(old) do
     if redis.call('HEXISTS', P .. 'byuuid', u) == 1 then
-      redis.call('ZADD', P .. 'done', NOW, u)  -- a worker may still hold its message: later
+      later[#later + 1] = u  -- a worker may still hold its message: look again later
     else
-      redis.call('ZREM', P .. 'done', u)
       local k = rkey(u)
       local status = redis.call('HGET', k, 'status')
       if status == false or FINAL[status] then
         redis.call('DEL', k)
-        redis.call('ZREM', P .. 'ix:all', u)
-        if status then
-          redis.call('ZREM', P .. 'ix:st:' .. status, u)
-        else  -- the record expired by itself: its status is unknown
-          for s in pairs(FINAL) do redis.call('ZREM', P .. 'ix:st:' .. s, u) end
-        end
-        gone = gone + 1
+        gone[#gone + 1] = u
+        local key = status or ''  -- '' : expired by itself, its status unknown
+        by_status[key] = by_status[key] or {}
+        table.insert(by_status[key], u)
       end
     end
   end
-  return gone, #old
+  redis.call('ZREM', P .. 'done', unpack(old))
+  for _, u in ipairs(later) do redis.call('ZADD', P .. 'done', NOW, u) end
+  if #gone > 0 then
+    redis.call('ZREM', P .. 'ix:all', unpack(gone))
+    for status, members in pairs(by_status) do
+      if status == '' then
+        for s in pairs(FINAL) do redis.call('ZREM', P .. 'ix:st:' .. s, unpack(members)) end
+      else
+        redis.call('ZREM', P .. 'ix:st:' .. status, unpack(members))
+      end
+    end
+  end
+  return #gone, #old
 end
 
 local function expire_results(n)
@@ -190,9 +201,8 @@ end
 local function drop_message(id, u, q)
   redis.call('DEL', mkey(id))
   redis.call('ZREM', qkey(q, 'leased'), id)
-  if u and u ~= '' and redis.call('HGET', P .. 'byuuid', u) == id then
-    redis.call('HDEL', P .. 'byuuid', u)
-  end
+  -- a uuid has one message at a time (enqueue skips a uuid it has), so this is its entry
+  if u and u ~= '' then redis.call('HDEL', P .. 'byuuid', u) end
 end
 
 -- The message `id` if `tok` is still its token: its hash fields u, q, p, tok, st, sk.
@@ -294,12 +304,16 @@ local function write_outcome(fused)
       'kwargs', o.kwargs or '{}', 'created_at', created)
     redis.call('ZADD', P .. 'ix:all', created, o.u)
   end
-  redis.call('HSET', k, 'status', o.status, 'updated_at', NOW_S, 'fin', mine)
+  local set = {'HSET', k, 'status', o.status, 'updated_at', NOW_S, 'fin', mine}
+  local unset = {'HDEL', k, 'holder'}
+  if o.ret then set[#set + 1] = 'returning'; set[#set + 1] = o.ret
+  else unset[#unset + 1] = 'returning' end
+  if o.tb then set[#set + 1] = 'traceback'; set[#set + 1] = o.tb
+  else unset[#unset + 1] = 'traceback' end
+  for i = 1, #extra, 2 do set[#set + 1] = 'x:' .. extra[i]; set[#set + 1] = extra[i + 1] end
+  redis.call(unpack(set))
+  redis.call(unpack(unset))
   WRITTEN[mine] = true
-  redis.call('HDEL', k, 'holder')
-  if o.ret then redis.call('HSET', k, 'returning', o.ret) else redis.call('HDEL', k, 'returning') end
-  if o.tb then redis.call('HSET', k, 'traceback', o.tb) else redis.call('HDEL', k, 'traceback') end
-  for i = 1, #extra, 2 do redis.call('HSET', k, 'x:' .. extra[i], extra[i + 1]) end
   index_status(o.u, cur[1] or nil, o.status, created)
   finalized(o.u, k)
   if dl then dead_letter(o.u, o.name, dl, payload, deliveries) end
