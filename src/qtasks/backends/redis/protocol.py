@@ -130,7 +130,14 @@ def holder(d: Delivery) -> str:
 
 def _outcome(o: Outcome, out: list[Any], follow_ups: bool) -> None:
     d = o.delivery
-    out += (d.tag if d.tag is not None else "", d.token if d.token is not None else "",
+    if (d.started and d.tag is not None and o.args_json is None and o.kwargs_json is None
+            and o.traceback is None and o.extra_json is None and o.dead_letter is None
+            and (o.follow_up is None or not follow_ups)):
+        # the common case, in 9 arguments instead of 21 (the script knows the rest)
+        out += ("c", d.tag, d.token, o.uuid, o.status, o.task_name, o.priority,
+                repr(o.created_at or 0.0), _opt(o.returning_json))
+        return
+    out += ("f", d.tag if d.tag is not None else "", d.token if d.token is not None else "",
             o.uuid, holder(d), "1" if d.started else "0", o.status, o.task_name, o.priority,
             _opt(o.args_json), _opt(o.kwargs_json), repr(o.created_at or 0.0),
             _opt(o.returning_json), _opt(o.traceback))

@@ -272,16 +272,25 @@ end
 -- for the same delivery in one batch is rejected; the same one in a resent call is not).
 local WRITTEN = {}
 local CALL = ''  -- the id of this call: the same when a lost reply makes the client resend it
+local NO_EXTRA = {}
 local function write_outcome(fused)
-  local o = {id = arg(), tok = arg(), u = arg(), holder = arg(), started = arg(),
-             status = arg(), name = arg(), p = arg(), args = opt(), kwargs = opt(),
-             created = arg(), ret = opt(), tb = opt()}
-  local n = num()
-  local extra = {}
-  for i = 1, n * 2 do extra[i] = arg() end
-  local dl, payload, deliveries = opt(), opt(), arg()
-  local follow = nil
-  if arg() == '1' then follow = read_task() end
+  local o, extra, dl, payload, deliveries, follow
+  if arg() == 'c' then
+    -- the common case in 8 arguments: a plain result, no extras, dead letter or follow-up
+    o = {id = arg(), tok = arg(), u = arg(), status = arg(), name = arg(), p = arg(),
+         created = arg(), ret = opt(), started = '1'}
+    o.holder = o.id .. ':' .. o.tok
+    extra = NO_EXTRA
+  else
+    o = {id = arg(), tok = arg(), u = arg(), holder = arg(), started = arg(),
+         status = arg(), name = arg(), p = arg(), args = opt(), kwargs = opt(),
+         created = arg(), ret = opt(), tb = opt()}
+    local n = num()
+    extra = {}
+    for i = 1, n * 2 do extra[i] = arg() end
+    dl, payload, deliveries = opt(), opt(), arg()
+    if arg() == '1' then follow = read_task() end
+  end
 
   local k = rkey(o.u)
   local cur = redis.call('HMGET', k, 'status', 'fin', 'holder', 'created_at')
