@@ -1,0 +1,891 @@
+"""Python task queues side by side on one private Redis: enqueue, drain, round trip, sleep, RSS.
+
+Run from the repository root with any Python 3.11+ (this script needs only the standard
+library; every peer runs in its own virtualenv)::
+
+    python3 benchmarks/redis_peers.py                        # every peer, ~25 min
+    python3 benchmarks/redis_peers.py --quick                # smoke test, small numbers
+    python3 benchmarks/redis_peers.py --peers rq,huey --json out.json
+    python3 benchmarks/redis_peers.py --list                 # the peer names
+
+Set-up, done by the script:
+
+- Each peer lives in ``.bench-venvs/<venv>/`` at the repository root, created with
+  ``python -m venv`` and filled with ``pip install`` of the exact pins in ``PEERS`` below (plus
+  ``hiredis`` wherever the client is redis-py, as ``qtasks[redis]`` has it). A venv whose
+  ``bench-pins.txt`` matches the pins is reused as it is. This repository's qtasks uses
+  ``.venv`` when that imports qtasks from ``src/`` and has redis-py, else
+  ``.bench-venvs/qtasks`` with ``pip install -e .[redis]``. ``pip freeze`` of every venv goes
+  into the JSON.
+- A private ``redis-server`` (``/usr/bin/redis-server``) on a free loopback port, with
+  ``--save "" --appendonly no`` and its own temporary directory; ``FLUSHALL`` before each
+  scenario group and each peer; shut down at the end (also on Ctrl-C / SIGTERM).
+- Each peer's app, tasks, producer calls and worker command are in
+  ``benchmarks/redis_peers/peers/bench_<peer>.py`` (shared helpers in ``bench_common.py``).
+  Each measurement is one subprocess of that peer's venv python (``bench_<peer>.py
+  <command>``), which prints its figures as a ``BENCH_RESULT {json}`` line. The worker is
+  another subprocess (``bench_<peer>.py worker``, which ``exec``\\ s the peer's own CLI, or runs
+  the worker in-process where the peer has no CLI), in its own session; it is stopped with
+  SIGTERM, then its whole process group is killed.
+
+The tasks (the same bodies for every peer, plain functions for sync frameworks and coroutines
+for async ones): ``bump()`` does ``INCR bench:done``; ``noop()`` returns None; ``side(key)`` does
+``RPUSH key 1``; ``nap()`` sleeps 50 ms (``time.sleep`` / ``asyncio.sleep``) and then pushes its
+start and end times (``time.time()``) to ``bench:naps``. Every peer stores a result per task
+(Celery with its Redis result backend, Dramatiq's Results middleware with
+``store_results=True``, Huey with ``store_none=True``; the others do by default).
+
+Scenarios, per peer, in this order (one worker process, the peer's default concurrency, except 5):
+
+1. single enqueue: ``--tasks`` (10,000) ``bump()`` enqueued one call per task by one producer
+   process, no worker running; ``perf_counter`` around the loop in that process; tasks/s.
+2. bulk enqueue: the same count through the peer's own bulk API in batches of ``--batch``
+   (1,000): Celery ``group(...).apply_async()``, Dramatiq ``group(...).run()``, RQ
+   ``enqueue_many``, streaq ``enqueue_many`` (a pipeline), qtasks ``add_tasks``. Huey, arq,
+   taskiq, saq and QTasks 1.7.3 have none: "n/a". Run before 1, and flushed away after.
+3. drain: the backlog of scenario 1 is drained by one worker started after it. This script
+   polls ``GET bench:done`` every ``--poll`` s (10 ms); the rate is ``(N - count at the first
+   poll that saw one) / (time of the poll that saw N - time of that first poll)``, so
+   interpreter start-up and imports are excluded (reported apart as ``startup_s``).
+4. round trips with the worker idle (1 s after the drain), ``--repeats`` (200) sequential
+   ones after 3 untimed warm-ups, timed with ``perf_counter`` in the producer process:
+   (a) side effect: enqueue ``side(key)``, then ``BLPOP key``; (b) the framework's result
+   API: Celery ``AsyncResult.get``, Dramatiq ``get_result(block=True)``, RQ
+   ``job.latest_result(timeout=...)``, Huey ``result.get(blocking=True)``, arq
+   ``job.result()``, taskiq ``wait_result()``, saq ``queue.apply()``, streaq
+   ``task.result()``, QTasks ``add_task(..., timeout=5)``; p50/p99 in ms. Every wait uses
+   the framework's default polling settings (arq polls every 0.5 s, taskiq every 0.2 s,
+   QTasks 1.7.3 every 1 s, Huey backs off from 0.1 s: those rows measure that interval).
+5. 1,000 ``nap()`` tasks enqueued (single calls, worker stopped, Redis flushed), then one
+   worker with concurrency 100 (Celery ``--pool threads -c 100``, Dramatiq ``--threads 100``,
+   Huey ``-w 100``, arq ``max_jobs``, taskiq ``--max-async-tasks``, saq/streaq
+   ``concurrency``, QTasks ``max_tasks_process``, qtasks ``--concurrency``); seconds from the
+   earliest task start to the latest task end, from the timestamps the tasks pushed. Celery's
+   solo pool and RQ run one task at a time per process: "n/a".
+6. peak RSS of the drain's worker: ``VmHWM`` from ``/proc/<pid>/status`` of the worker process
+   and all its descendants, sampled every 0.25 s during the drain and once after it. The
+   table shows the largest single process (the one running the tasks; a forking peer's
+   supervisor or work horse is a separate process) and the sum over the process tree.
+
+Logging: each worker runs as its quick-start does, at WARNING where a CLI flag allows it:
+Celery ``--loglevel WARNING``, RQ ``--logging_level WARNING``, Huey ``-q``, taskiq
+``--log-level WARNING``, arq ``--custom-log-dict`` (arq logger at WARNING), qtasks
+``--loglevel WARNING``. Dramatiq and saq log no line per task by default. streaq
+(``streaq run`` has only ``-v``) and QTasks 1.7.3 (no CLI log option; its server logger is at
+INFO) keep their default INFO level, which writes lines per task to the worker's log file.
+
+The table has a row per scenario and a column per peer; under each row, one ratio row per
+qtasks flavour that has figures. Ratio = qtasks/peer for rates (higher is better) and
+peer/qtasks for milliseconds, seconds and MB; either way >1 means qtasks is better.
+A peer or scenario that fails is shown as "failed [n]" with the reason under the table and
+does not stop the others; each subprocess has a timeout (``--timeout``).
+
+The machine matters: with 2 CPUs the producer or worker, Redis and this script share them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PEERS_DIR = Path(__file__).resolve().parent / "redis_peers" / "peers"
+VENVS = REPO / ".bench-venvs"
+REDIS_SERVER = "/usr/bin/redis-server"
+HIREDIS = "hiredis==3.5.0"
+REDIS_PY = "redis==8.1.0"
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    name: str  # the column
+    adapter: str  # bench_<adapter>.py
+    venv: str  # .bench-venvs/<venv>
+    pins: tuple[str, ...]
+    variant: str = ""
+    qtasks_row: bool = False  # one of this repository's rows (the ratios' reference)
+    note: str = ""  # drain concurrency and the APIs used, printed under the table
+
+
+CELERY = ("celery==5.7.0", REDIS_PY, HIREDIS)
+QTASKS_HERE = ("-e", f"{REPO}[redis]")
+PEERS = [
+    PeerSpec("celery-solo", "celery", "celery", CELERY, "solo",
+             note="drain: --pool solo, one task at a time; bulk: group(...).apply_async(); "
+                  "result: AsyncResult.get() (the Redis backend's pub/sub)"),
+    PeerSpec("celery-threads", "celery", "celery", CELERY, "threads",
+             note="drain: --pool threads at its default concurrency, the CPU count (2 here); "
+                  "bulk and result as celery-solo"),
+    PeerSpec("dramatiq", "dramatiq", "dramatiq", ("dramatiq==2.2.1", REDIS_PY, HIREDIS),
+             note="drain: --processes 1 with the default 8 threads; bulk: group(...).run(); "
+                  "result: message.get_result(block=True)"),
+    PeerSpec("rq", "rq", "rq", ("rq==3.0.0", REDIS_PY, HIREDIS),
+             note="drain: the stock worker, one job at a time in a work horse forked per job; "
+                  "bulk: Queue.enqueue_many; result: job.latest_result(timeout=5) (XREAD BLOCK)"),
+    PeerSpec("huey", "huey", "huey", ("huey==3.5.4", REDIS_PY, HIREDIS),
+             note="drain: the default single worker thread; result: result.get(blocking=True), "
+                  "client-side polling with backoff"),
+    PeerSpec("arq", "arq", "arq", ("arq==0.28.0", "redis==5.3.1", HIREDIS),  # arq: redis<6
+             note="drain: the default max_jobs=10; an idle worker polls every 0.5 s "
+                  "(poll_delay); result: job.result(), polling every 0.5 s"),
+    PeerSpec("taskiq", "taskiq", "taskiq",
+             ("taskiq==0.13.0", "taskiq-redis==1.2.4", REDIS_PY, HIREDIS),
+             note="RedisStreamBroker; drain: --workers 1, default --max-async-tasks 100; "
+                  "result: wait_result(), polling every 0.2 s"),
+    # saq's redis extra wants redis<8; saq imports typing_extensions without declaring it.
+    PeerSpec("saq", "saq", "saq",
+             ("saq==0.26.4", "redis==7.4.1", HIREDIS, "typing_extensions==4.16.0"),
+             note="drain: the default concurrency 10; result: job.refresh(until_complete=5) "
+                  "(pub/sub; queue.apply() would poll every 0.5 s)"),
+    PeerSpec("streaq", "streaq", "streaq", ("streaq==7.2.0", "coredis==6.9.0"),
+             note="drain: the default concurrency 16; bulk: Worker.enqueue_many (a pipeline); "
+                  "result: task.result() (pub/sub); INFO log lines per task"),
+    PeerSpec("qtasks-1.7.3", "qtasks173", "qtasks173", ("qtasks==1.7.3", REDIS_PY, HIREDIS),
+             note="sync app, app.run_forever() (4 dispatcher threads, max_tasks_process 10); "
+                  "result: add_task(timeout=5), polling every 1 s; INFO log lines per task"),
+    PeerSpec("qtasks-sync", "qtasks", "qtasks", QTASKS_HERE, "sync", True,
+             note="this repository, sync app; drain: qtasks run at the default concurrency "
+                  "(config.max_tasks_process, 10); bulk: add_tasks; result: add_task(timeout=5)"),
+    PeerSpec("qtasks-async", "qtasks", "qtasks", QTASKS_HERE, "async", True,
+             note="this repository, asyncio app with coroutine tasks; otherwise as qtasks-sync"),
+]
+BY_NAME = {p.name: p for p in PEERS}
+
+
+class Failed(Exception):
+    """A scenario failed; the message is what the table's footnote says."""
+
+
+class NotAvailable(Exception):
+    """The peer has no such feature."""
+
+
+# -- progress and small helpers ------------------------------------------------------------
+
+
+def say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 12) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def short_reason(text: str) -> str:
+    """The last meaningful line of a traceback or log, for a footnote."""
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line and not line.startswith(("^", "~")):
+            return line[:300]
+    return text.strip()[:300] or "no output"
+
+
+# -- a minimal Redis client (RESP2), enough for FLUSHALL, GET, LLEN, LRANGE, INFO ----------
+
+
+class MiniRedis:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.reader = self.sock.makefile("rb")
+
+    def call(self, *args: str | int) -> Any:
+        parts = [str(a).encode() for a in args]
+        self.sock.sendall(b"*%d\r\n" % len(parts)
+                          + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        return self._reply()
+
+    def _reply(self) -> Any:
+        line = self.reader.readline()
+        if not line:
+            raise ConnectionError("redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else self.reader.read(size + 2)[:-2]
+        if kind == b"*":
+            size = int(rest)
+            return None if size < 0 else [self._reply() for _ in range(size)]
+        raise RuntimeError(f"unexpected reply {line!r}")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.reader.close()
+            self.sock.close()
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, no persistence, its own directory."""
+
+    def __init__(self, base: Path) -> None:
+        self.dir = base / "redis"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.log = self.dir / "redis.log"
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.log),
+             "--daemonize", "no"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client = MiniRedis(self.port)
+                self.client.call("PING")
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start:\n{tail(self.log)}") from None
+                time.sleep(0.05)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def version(self) -> str:
+        info = self.client.call("INFO", "server").decode()
+        for line in info.splitlines():
+            if line.startswith("redis_version:"):
+                return line.split(":", 1)[1].strip()
+        return "unknown"
+
+    def flush(self) -> None:
+        self.client.call("FLUSHALL")
+
+    def count(self, key: str) -> int:
+        value = self.client.call("GET", key)
+        return int(value) if value else 0
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.call("SHUTDOWN", "NOSAVE")
+        self.client.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+# -- virtualenvs ------------------------------------------------------------------------------
+
+
+def _venv_ok(python: Path, pins_file: Path, want: str) -> bool:
+    return python.exists() and pins_file.exists() and pins_file.read_text() == want
+
+
+def _repo_venv() -> Path | None:
+    """The repository's .venv, if it imports qtasks from src/ and has redis-py."""
+    python = REPO / ".venv" / "bin" / "python"
+    if not python.exists():
+        return None
+    probe = ("import qtasks, redis, pathlib; "
+             "print(pathlib.Path(qtasks.__file__).resolve().parent.parent)")
+    try:
+        out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True,
+                             timeout=60, cwd="/")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode == 0 and Path(out.stdout.strip()) == REPO / "src":
+        return python
+    return None
+
+
+def ensure_venv(spec: PeerSpec, log_dir: Path) -> Path:
+    """The venv python of ``spec``, installing its pins if the venv is missing or differs."""
+    if spec.qtasks_row:
+        python = _repo_venv()
+        if python is not None:
+            return python
+    folder = VENVS / spec.venv
+    python = folder / "bin" / "python"
+    pins_file = folder / "bench-pins.txt"
+    want = "\n".join(spec.pins) + "\n"
+    if _venv_ok(python, pins_file, want):
+        return python
+    say(f"  installing {spec.venv} venv: {' '.join(spec.pins)}")
+    log = log_dir / f"pip-{spec.venv}.log"
+    with log.open("ab") as out:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True,
+                           stdout=out, stderr=subprocess.STDOUT, timeout=300)
+        done = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check",
+                               "-q", *spec.pins], stdout=out, stderr=subprocess.STDOUT,
+                              timeout=900)
+    if done.returncode != 0:
+        raise Failed(f"pip install failed: {short_reason(tail(log))}")
+    pins_file.write_text(want)
+    return python
+
+
+def pip_freeze(python: Path) -> list[str]:
+    try:
+        out = subprocess.run([str(python), "-m", "pip", "freeze", "--disable-pip-version-check"],
+                             capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line for line in out.stdout.splitlines() if line and not line.startswith("#")]
+
+
+# -- running one peer's processes ---------------------------------------------------------------
+
+
+class PeerRunner:
+    def __init__(self, spec: PeerSpec, python: Path, redis: RedisServer, work: Path,
+                 timeout: float) -> None:
+        self.spec, self.python, self.redis, self.work, self.timeout = (
+            spec, python, redis, work, timeout)
+        self.script = [str(PEERS_DIR / "run_peer.py"), spec.adapter]
+        self.logs: list[Path] = []
+
+    def env(self, concurrency: int | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("QTASKS_", "PYTHON", "VIRTUAL_ENV", "CELERY_", "DRAMATIQ_"))}
+        env.update(PYTHONPATH=str(PEERS_DIR), PYTHONUNBUFFERED="1",
+                   BENCH_REDIS_URL=self.redis.url, BENCH_VARIANT=self.spec.variant)
+        if concurrency:
+            env["BENCH_CONCURRENCY"] = str(concurrency)
+        return env
+
+    def produce(self, command: str, **options: int) -> dict[str, Any]:
+        """Run one measurement subprocess and return its BENCH_RESULT."""
+        argv = [str(self.python), *self.script, command]
+        for key, value in options.items():
+            argv += [f"--{key}", str(value)]
+        log = self.work / f"{self.spec.name}-{command}.log"
+        self.logs.append(log)
+        with log.open("wb") as err:
+            proc = subprocess.Popen(argv, cwd=self.work, env=self.env(), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=err, start_new_session=True)
+            try:
+                out, _ = proc.communicate(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                raise Failed(f"{command}: timed out after {self.timeout:.0f}s") from None
+        text = out.decode(errors="replace")
+        for line in reversed(text.splitlines()):
+            if line.startswith("BENCH_RESULT "):
+                result = json.loads(line[len("BENCH_RESULT "):])
+                if "na" in result:
+                    raise NotAvailable(result["na"])
+                return result
+        raise Failed(f"{command}: exit {proc.returncode}: "
+                     f"{short_reason(tail(log, 30) or text)}")
+
+
+class Worker:
+    """The worker subprocess in its own session, with its process tree's peak RSS."""
+
+    def __init__(self, runner: PeerRunner, label: str, concurrency: int | None) -> None:
+        self.log = runner.work / f"{runner.spec.name}-worker-{label}.log"
+        runner.logs.append(self.log)
+        self._out = self.log.open("wb")
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen([str(runner.python), *runner.script, "worker"],
+                                     cwd=runner.work, env=runner.env(concurrency),
+                                     stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.peaks: dict[int, tuple[str, float]] = {}
+        self.tree_peak = 0.0
+        self._sampled = 0.0
+
+    def check_alive(self) -> None:
+        code = self.proc.poll()
+        if code is not None:
+            raise Failed(f"worker exited with code {code}: {short_reason(tail(self.log, 30))}")
+
+    def sample_rss(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._sampled < 0.25:
+            return
+        self._sampled = now
+        live = 0.0
+        for pid in process_tree(self.proc.pid):
+            hwm = vm_hwm_mb(pid)
+            if hwm is None:
+                continue
+            live += hwm
+            name = process_name(pid)
+            seen = self.peaks.get(pid)
+            # After an exec (the adapter becoming the peer's CLI) VmHWM starts afresh: the
+            # figure of the image before it is dropped.
+            if seen is None or seen[0] != name or hwm > seen[1]:
+                self.peaks[pid] = (name, hwm)
+        self.tree_peak = max(self.tree_peak, live)
+
+    def rss(self) -> dict[str, Any]:
+        """The largest VmHWM of one process, and the largest sum over the processes alive at
+        one sample (short-lived work horses are not added up across samples)."""
+        self.sample_rss(force=True)
+        values = [mb for _, mb in self.peaks.values()]
+        if not values:
+            raise Failed("no worker process to read VmHWM from")
+        return {"largest_process_mb": max(values), "tree_sum_mb": self.tree_peak,
+                "processes_seen": len(values),
+                "processes": [{"pid": pid, "name": name, "vmhwm_mb": mb}
+                              for pid, (name, mb) in sorted(self.peaks.items())][:20]}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its session: children too, nothing else
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        self._out.close()
+
+
+def process_tree(root: int) -> list[int]:
+    pids, seen = [root], {root}
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                if child not in seen:
+                    seen.add(child)
+                    pids.append(child)
+    return pids
+
+
+def vm_hwm_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def process_name(pid: int) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return " ".join(Path(a.decode(errors="replace")).name if i == 0 else a.decode(errors="replace")
+                        for i, a in enumerate(argv[:4]) if a)[:120]
+    except OSError:
+        return "?"
+
+
+# -- the scenarios --------------------------------------------------------------------------------
+
+
+@dataclass
+class PeerResult:
+    name: str
+    versions: dict[str, str] = field(default_factory=dict)
+    python: str = ""
+    freeze: list[str] = field(default_factory=list)
+    # scenario -> figures, or {"failed": reason} / {"na": reason}
+    scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def drain(runner: PeerRunner, worker: Worker, n: int, poll: float, timeout: float) -> dict[str, Any]:
+    redis = runner.redis
+    first: tuple[float, int] | None = None
+    while True:
+        at = time.perf_counter()
+        done = redis.count("bench:done")
+        if done and first is None:
+            first = (at, done)
+        if done >= n:
+            break
+        worker.check_alive()
+        worker.sample_rss()
+        if at - worker.started > timeout:
+            if first is None or done <= first[1]:
+                raise Failed(f"drain: {done}/{n} done after {timeout:.0f}s; worker log: "
+                             f"{short_reason(tail(worker.log, 30)) or 'empty'}")
+            first_at, first_done = first  # report the rate so far, marked partial
+            return {"tasks": n, "startup_s": first_at - worker.started, "counted": done - first_done,
+                    "seconds": at - first_at, "per_s": (done - first_done) / (at - first_at),
+                    "partial": f"drain stopped after {timeout:.0f} s with {done}/{n} done; "
+                               f"rate over those"}
+        time.sleep(poll)
+    assert first is not None
+    first_at, first_done = first
+    out = {"tasks": n, "startup_s": first_at - worker.started,
+           "wall_s": at - worker.started, "wall_per_s": n / (at - worker.started)}
+    if first_done < n and at > first_at:
+        out.update(counted=n - first_done, seconds=at - first_at,
+                   per_s=(n - first_done) / (at - first_at))
+    else:  # all finished between two polls
+        out.update(counted=n, seconds=out["wall_s"], per_s=out["wall_per_s"])
+    return out
+
+
+def naps(runner: PeerRunner, worker: Worker, n: int, timeout: float) -> dict[str, Any]:
+    client = runner.redis.client
+    while True:
+        have = client.call("LLEN", "bench:naps")
+        if have >= n:
+            break
+        worker.check_alive()
+        if time.perf_counter() - worker.started > timeout:
+            raise Failed(f"only {have}/{n} naps finished {timeout:.0f} s after the worker started")
+        time.sleep(0.05)
+    spans = [tuple(map(float, item.split())) for item in client.call("LRANGE", "bench:naps", 0, -1)]
+    start, end = min(s for s, _ in spans), max(e for _, e in spans)
+    return {"tasks": n, "seconds": end - start, "ideal_s": 0.05 * n / 100,
+            "wall_s": time.perf_counter() - worker.started}
+
+
+def scenario(result: PeerResult, key: str, fn: Any) -> dict[str, Any] | None:
+    """Run one scenario; record its figures, or why it is n/a or failed."""
+    try:
+        figures = fn()
+    except NotAvailable as exc:
+        result.scenarios[key] = {"na": str(exc)}
+        say(f"    {key}: n/a ({exc})")
+        return None
+    except Failed as exc:
+        result.scenarios[key] = {"failed": str(exc)}
+        say(f"    {key}: FAILED: {exc}")
+        return None
+    except Exception as exc:
+        result.scenarios[key] = {"failed": f"{type(exc).__name__}: {exc}"}
+        say(f"    {key}: FAILED: {type(exc).__name__}: {exc}")
+        return None
+    result.scenarios[key] = figures
+    say(f"    {key}: {brief(key, figures)}")
+    return figures
+
+
+def brief(key: str, figures: dict[str, Any]) -> str:
+    if figures.get("partial"):
+        return f"{brief(key, dict(figures, partial=None))} (partial: {figures['partial']})"
+    if "per_s" in figures:
+        return f"{figures['per_s']:,.0f}/s"
+    if "p50_ms" in figures:
+        return f"p50 {figures['p50_ms']:.2f} ms, p99 {figures['p99_ms']:.2f} ms"
+    if key == "naps":
+        return f"{figures['seconds']:.2f} s"
+    if key == "naps_enqueue":
+        return f"{figures['tasks']} enqueued in {figures['enqueue_seconds']:.2f} s"
+    if key == "rss":
+        return f"{figures['largest_process_mb']:.1f} MB (tree {figures['tree_sum_mb']:.1f} MB)"
+    return json.dumps(figures)[:100]
+
+
+def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Namespace) -> PeerResult:
+    result = PeerResult(spec.name)
+    started = time.perf_counter()
+    work = base / spec.name
+    work.mkdir()
+    say(f"{spec.name}:")
+    try:
+        python = ensure_venv(spec, base)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, Failed) else f"venv: {type(exc).__name__}: {exc}"
+        for key in SCENARIO_KEYS:
+            result.scenarios[key] = {"failed": reason}
+        say(f"  FAILED: {reason}")
+        return result
+    runner = PeerRunner(spec, python, redis, work, args.timeout)
+    try:
+        result.versions = runner.produce("versions")
+        result.python = result.versions.pop("python", "")
+    except (Failed, NotAvailable) as exc:
+        result.versions = {"error": str(exc)}
+    if args.freeze:
+        result.freeze = pip_freeze(python)
+    n, batch, repeats = args.tasks, args.batch, args.repeats
+
+    redis.flush()
+    scenario(result, "bulk", lambda: runner.produce("bulk", n=n, batch=batch))
+    redis.flush()
+    single = scenario(result, "single", lambda: runner.produce("single", n=n))
+    if single is None:
+        for key in ("drain", "rss", "rtt_side", "rtt_result"):
+            result.scenarios[key] = {"failed": "no backlog: the single enqueue failed"}
+    else:
+        worker = Worker(runner, "drain", None)
+        try:
+            if scenario(result, "drain", lambda: drain(runner, worker, n, args.poll,
+                                                        args.timeout)) is not None:
+                scenario(result, "rss", worker.rss)
+            else:
+                result.scenarios["rss"] = {"failed": "the drain failed"}
+            if result.scenarios["drain"].get("partial") or "failed" in result.scenarios["drain"]:
+                # A backlog is left: round trips on a fresh worker over an empty Redis instead.
+                worker.stop()
+                redis.flush()
+                worker = Worker(runner, "rtt", None)
+                time.sleep(2.0)
+            time.sleep(args.idle)
+            budget = int(args.timeout * 0.8)
+            scenario(result, "rtt_side",
+                     lambda: runner.produce("rtt-side", repeats=repeats, budget=budget))
+            scenario(result, "rtt_result",
+                     lambda: runner.produce("rtt-result", repeats=repeats, budget=budget))
+        finally:
+            worker.stop()
+
+    redis.flush()
+    if scenario(result, "naps_enqueue", lambda: runner.produce("naps", n=args.naps)) is not None:
+        worker = Worker(runner, "naps", 100)
+        try:
+            scenario(result, "naps", lambda: naps(runner, worker, args.naps, args.timeout))
+        finally:
+            worker.stop()
+    else:
+        result.scenarios["naps"] = result.scenarios["naps_enqueue"]
+    redis.flush()
+    if any("failed" in entry for entry in result.scenarios.values()):
+        for log in runner.logs:
+            text = tail(log, 40)
+            if text:
+                result.logs[log.name] = text
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+SCENARIO_KEYS = ["single", "bulk", "drain", "rtt_side", "rtt_result", "naps", "rss"]
+
+# (label, scenario, figure, unit format, higher_is_better)
+ROWS = [
+    ("1 single enqueue, tasks/s", "single", "per_s", "{:,.0f}", True),
+    ("2 bulk enqueue, tasks/s", "bulk", "per_s", "{:,.0f}", True),
+    ("3 drain, tasks/s", "drain", "per_s", "{:,.0f}", True),
+    ("4a rtt side effect p50, ms", "rtt_side", "p50_ms", "{:.2f}", False),
+    ("4a rtt side effect p99, ms", "rtt_side", "p99_ms", "{:.2f}", False),
+    ("4b rtt result API p50, ms", "rtt_result", "p50_ms", "{:.2f}", False),
+    ("4b rtt result API p99, ms", "rtt_result", "p99_ms", "{:.2f}", False),
+    ("5 {naps} x 50ms sleep @100, s", "naps", "seconds", "{:.2f}", False),
+    ("6 worker peak RSS, MB", "rss", "largest_process_mb", "{:.1f}", False),
+    ("6 ... process tree sum, MB", "rss", "tree_sum_mb", "{:.1f}", False),
+]
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def figure(result: PeerResult, key: str, name: str) -> float | None:
+    value = result.scenarios.get(key, {}).get(name)
+    return value if isinstance(value, (int, float)) else None
+
+
+def render_table(results: list[PeerResult], naps: int) -> tuple[str, list[str]]:
+    notes: list[str] = []
+    note_index: dict[str, int] = {}
+
+    def note(text: str) -> int:
+        if text not in note_index:
+            notes.append(text)
+            note_index[text] = len(notes)
+        return note_index[text]
+
+    refs = [r for r in results if BY_NAME[r.name].qtasks_row
+            and any(figure(r, k, f) is not None for _, k, f, _, _ in ROWS)]
+    lines: list[list[str]] = [["scenario"] + [r.name for r in results]]
+    for label, key, name, fmt, higher in ROWS:
+        row = [label.format(naps=naps)]
+        for r in results:
+            entry = r.scenarios.get(key, {})
+            value = figure(r, key, name)
+            if value is not None and entry.get("partial"):
+                row.append(fmt.format(value) + f" *[{note(r.name + ': ' + entry['partial'])}]")
+            elif value is not None:
+                row.append(fmt.format(value))
+            elif "na" in entry:
+                row.append(f"n/a [{note(r.name + ': ' + entry['na'])}]")
+            elif "failed" in entry:
+                row.append(f"failed [{note(r.name + ': ' + entry['failed'])}]")
+            else:
+                row.append("-")
+        lines.append(row)
+        for ref in refs:
+            mine = figure(ref, key, name)
+            ratio_row = [f"   ratio {ref.name}"]
+            for r in results:
+                theirs = figure(r, key, name)
+                if r is ref or mine is None or theirs is None or not mine or not theirs:
+                    ratio_row.append("")
+                else:
+                    ratio_row.append(f"{(mine / theirs) if higher else (theirs / mine):.2f}x")
+            lines.append(ratio_row)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = []
+    for index, line in enumerate(lines):
+        cells = [line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)]
+        out.append("  ".join(cells).rstrip())
+        if index == 0:
+            out.append("-" * len(out[0]))
+    return "\n".join(out), notes
+
+
+def repo_state() -> dict[str, Any]:
+    """The commit the qtasks rows ran on, and the uncommitted paths under src/ (read-only git)."""
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True,
+                                  text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines()]
+    return {"head": git("rev-parse", "HEAD"), "uncommitted_under_src": changed}
+
+
+def environment(redis_version: str) -> dict[str, Any]:
+    return {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "redis_server": redis_version, "harness_python": platform.python_version(),
+            "cpus": os.cpu_count(), "platform": platform.platform(),
+            "machine": platform.machine(), "repository": repo_state()}
+
+
+def print_report(results: list[PeerResult], env: dict[str, Any], args: argparse.Namespace,
+                 total: float) -> None:
+    table, notes = render_table(results, args.naps)
+    print(f"\nRedis {env['redis_server']} (private, loopback, no persistence); "
+          f"{env['cpus']} CPUs; harness Python {env['harness_python']}; "
+          f"{args.tasks} tasks, {args.repeats} round trips, {args.naps} naps, "
+          f"bulk batches of {args.batch}")
+    print("ratio rows: qtasks/peer for tasks/s, peer/qtasks for ms, s and MB; >1x means "
+          "qtasks is better")
+    print()
+    print(table)
+    if notes:
+        print()
+        for i, text in enumerate(notes, 1):
+            print(f"[{i}] {text}")
+    print("\nversions:")
+    for r in results:
+        pins = ", ".join(f"{k} {v}" for k, v in r.versions.items())
+        print(f"  {r.name}: {pins or '?'}; Python {r.python or '?'}")
+    print("\nper peer:")
+    for r in results:
+        print(f"  {r.name}: {BY_NAME[r.name].note}")
+    print("\nlogging: WARNING via CLI flag for celery, rq, huey (-q), taskiq, arq "
+          "(--custom-log-dict), qtasks; dramatiq and saq defaults (no per-task lines); "
+          "streaq and QTasks 1.7.3 at their default INFO (per-task lines).")
+    repo = env["repository"]
+    if any(BY_NAME[r.name].qtasks_row for r in results):
+        dirty = repo["uncommitted_under_src"]
+        print(f"qtasks rows: commit {repo['head'][:12]}"
+              + (f" plus uncommitted {', '.join(dirty)}" if dirty else ""))
+    print(f"(total {total:.0f} s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peers", default=",".join(p.name for p in PEERS),
+                        help="comma-separated peer names (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the peers and exit")
+    parser.add_argument("--tasks", type=int, help="tasks for scenarios 1-3 (default 10000)")
+    parser.add_argument("--repeats", type=int, help="round trips per variant (default 200)")
+    parser.add_argument("--naps", type=int, help="50 ms tasks in scenario 5 (default 1000)")
+    parser.add_argument("--batch", type=int, default=1000, help="tasks per bulk call")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: 300 tasks, 20 round trips, 200 naps (unless given)")
+    parser.add_argument("--json", metavar="PATH", help="write every figure to this file")
+    parser.add_argument("--poll", type=float, default=0.01, help="drain polling interval, s")
+    parser.add_argument("--idle", type=float, default=1.0,
+                        help="seconds the drained worker idles before the round trips")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="limit for each subprocess and each drain, s")
+    parser.add_argument("--no-freeze", dest="freeze", action="store_false",
+                        help="skip pip freeze of each venv in the JSON")
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy the worker/producer logs here")
+    args = parser.parse_args(argv)
+    if args.list:
+        for p in PEERS:
+            print(f"{p.name:16} venv {p.venv:10} pins {' '.join(p.pins)}")
+        return 0
+    small = args.quick
+    args.tasks = args.tasks or (300 if small else 10_000)
+    args.repeats = args.repeats or (20 if small else 200)
+    args.naps = args.naps or (200 if small else 1000)
+    names = [s.strip() for s in args.peers.split(",") if s.strip()]
+    unknown = [s for s in names if s not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown peer(s): {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
+    if not Path(REDIS_SERVER).exists():
+        parser.error(f"{REDIS_SERVER} not found")
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the cleanups
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    VENVS.mkdir(exist_ok=True)
+    results: list[PeerResult] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="redis-peers-") as tmp:
+        base = Path(tmp)
+        redis = RedisServer(base)
+        try:
+            env = environment(redis.version())
+            say(f"redis-server {env['redis_server']} on 127.0.0.1:{redis.port}")
+            for name in names:
+                redis.flush()
+                results.append(run_peer(BY_NAME[name], redis, base, args))
+        finally:
+            redis.close()
+            if args.keep_logs:
+                dest = Path(args.keep_logs)
+                dest.mkdir(parents=True, exist_ok=True)
+                for path in base.rglob("*.log"):
+                    shutil.copy(path, dest / f"{path.parent.name}-{path.name}")
+    total = time.perf_counter() - started
+    print_report(results, env, args, total)
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k not in ("json", "list")}
+        payload = {"environment": env, "settings": settings, "total_seconds": total,
+                   "peers": {r.name: {"versions": r.versions, "python": r.python,
+                                      "pins": list(BY_NAME[r.name].pins),
+                                      "seconds": r.seconds, "scenarios": r.scenarios,
+                                      "pip_freeze": r.freeze, "log_tails": r.logs}
+                             for r in results}}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+        say(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        raise SystemExit(130) from None
