@@ -313,10 +313,16 @@ class BaseQueueTasks:
         return self._record((yield ("wait", new.uuid, ctx.timeout)))
 
     def _send_sync(self, ctx: Enqueue) -> None:
-        self.client.enqueue([ctx.new])
+        if ctx.timeout is None:
+            self.client.enqueue([ctx.new])
+        else:  # the wait follows: the backend may prepare it in the same round trip
+            self.client.enqueue_watched([ctx.new])
 
     async def _send_async(self, ctx: Enqueue) -> None:
-        await self.transport.enqueue([ctx.new])
+        if ctx.timeout is None:
+            await self.transport.enqueue([ctx.new])
+        else:
+            await self.transport.enqueue_watched([ctx.new])
 
     def _enqueue_layers(self) -> tuple[Any, ...]:
         activate_integrations()

@@ -62,6 +62,11 @@ class Transport:
         await self.store.create(tasks)
         await self.broker.enqueue(tasks)
 
+    async def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
+        """``enqueue``, by a caller that waits for these tasks next (``add_task(timeout=)``): a
+        backend may prepare the wait in the same round trip."""
+        await self.enqueue(tasks)
+
     async def get(self, uuid: str) -> RecordRow | None:
         return await self.store.get(uuid)
 
@@ -222,6 +227,10 @@ class Client:
     def enqueue(self, tasks: Sequence[NewTask]) -> None:
         self.store.create(tasks)
         self.broker.enqueue(tasks)
+
+    def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
+        """See :meth:`Transport.enqueue_watched`."""
+        self.enqueue(tasks)
 
     def get(self, uuid: str) -> RecordRow | None:
         return self.store.get(uuid)

@@ -129,12 +129,44 @@ class _Kept:
         return [exchange for exchange, _ in await take_pending(self.pending)]
 
 
+class _Idle:
+    """What the last claim of a set of queues saw: it took fewer messages than it could, so
+    their ready sets were empty then, and the next due time or lease end. Any message that
+    becomes ready later sets a wake marker (enqueue, release) or is due by that time, so an
+    idle worker may block on the markers at once instead of first asking for work again."""
+
+    def __init__(self) -> None:
+        self.empty: dict[tuple[str, ...], float | None] = {}  # queues -> monotonic wake time
+
+    def saw(self, queues: Sequence[str], got: int, limit: int, wake: float | None) -> None:
+        key = tuple(queues)
+        if limit > 0 and got < limit:
+            self.empty[key] = None if wake is None else time.monotonic() + wake
+        else:
+            self.empty.pop(key, None)
+
+    def known_empty(self, queues: Sequence[str]) -> tuple[bool, float | None]:
+        key = tuple(queues)
+        if key not in self.empty:
+            return False, None
+        due = self.empty.pop(key)  # used once: the next claim tells again
+        if due is not None and due <= time.monotonic():
+            return False, None
+        return True, None if due is None else due - time.monotonic()
+
+
 async def _blocking(conn: AsyncConn, queues: Sequence[str], block: float,
-                    attempt: Callable[[], Awaitable[tuple[Any, float | None]]]) -> Any:
+                    attempt: Callable[[], Awaitable[tuple[Any, float | None]]],
+                    idle: _Idle | None = None) -> Any:
     """Call ``attempt()`` until it gives something, blocking on the queues' wake markers in
     between, for at most ``block`` seconds (and no longer than the next delayed task or lease
-    deadline that the attempt reported)."""
+    deadline that the attempt reported). With ``idle`` telling that the queues were empty at
+    the last claim, block first."""
     deadline = time.monotonic() + block
+    if idle is not None and block > 0:
+        empty, wake = idle.known_empty(queues)
+        if empty:
+            await conn.block(queues, block if wake is None else min(block, wake + 0.001))
     while True:
         got, wake = await attempt()
         remaining = deadline - time.monotonic()
@@ -248,12 +280,19 @@ class RedisStore(ResultStore):
                    final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
         conn = self.backend.conns.get()
         await conn.subscribed()
-        expected: list[tuple[str, asyncio.Future[None]]] = []
+        expected: list[tuple[str, asyncio.Future[RecordRow | None]]] = []
 
         async def fetch(key: str) -> RecordRow | None:
+            if expected and expected[0][0] == key and expected[0][1].done():
+                row = expected[0][1].result()  # the notice carried the final record
+                if row is not None:
+                    return row
             for old in expected:
                 conn.forget(*old)
             expected[:] = [(key, conn.expect(key))]  # before the read: no notice slips by
+            if conn.fresh == key:  # enqueued watched a moment ago: nothing to read yet
+                conn.fresh = None
+                return protocol.new_row(key)
             return await conn.run(protocol.watch(self.keys, key))
 
         async def pause(seconds: float) -> None:
@@ -311,16 +350,23 @@ class SyncRedisStore(SyncResultStore):
              final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
         conn = self.backend.sync
         conn.pubsub()  # subscribed before the first read: no notice slips by
-        current = [uuid]
+        current: list[Any] = [uuid, None]  # the uuid waited for, the record a notice carried
 
         def fetch(key: str) -> RecordRow | None:
-            current[0] = key
+            if current[0] == key and current[1] is not None:
+                return current[1]
+            current[:] = [key, None]
+            if conn.fresh == key:  # enqueued watched a moment ago: nothing to read yet
+                conn.fresh = None
+                return protocol.new_row(key)
             return conn.run(protocol.watch(self.keys, key))
 
         def pause(seconds: float) -> None:
             deadline = time.monotonic() + seconds
             while (left := deadline - time.monotonic()) > 0:
-                if conn.next_final(left) == current[0]:
+                got = conn.next_final(left)
+                if got is not None and got[0] == current[0]:
+                    current[1] = got[1]
                     return
 
         return run_sync(wait_for_final(uuid, timeout, final), fetch, pause)
@@ -366,12 +412,21 @@ class RedisTransport(Transport):
         super().__init__(broker, store)
         self.backend = broker.backend
         self.kept = broker.kept
+        self.idle = _Idle()
 
     async def _run(self, op: protocol.Op) -> Any:
         return await self.backend.conns.get().run(op)
 
     async def enqueue(self, tasks: Sequence[NewTask]) -> None:
         await self._run(protocol.enqueue(tasks, "F"))
+
+    async def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
+        """Enqueue with the records marked watched, subscribed first: the wait that follows
+        reads nothing until the final write's notice brings the record."""
+        conn = self.backend.conns.get()
+        await conn.subscribed()
+        await conn.run(protocol.enqueue(tasks, "F", watched=True))
+        conn.fresh = tasks[-1].uuid if tasks else None
 
     async def cancel(self, uuid: str, reason: str) -> bool:
         return await self._run(protocol.cancel(uuid, reason, fused=True))
@@ -396,9 +451,11 @@ class RedisTransport(Transport):
                 worker, queues, limit, lease, outcomes[0], starts[0], start)))
             wrote = bool(outcomes[0] or starts[0])
             outcomes[0], starts[0] = (), ()  # written once; a further attempt only fetches
+            self.idle.saw(queues, len(got.deliveries), limit, wake)
             return (got if (got.deliveries or wrote) else None), wake
 
-        got = await _blocking(conn, queues, 0.0 if finished or started else block, attempt)
+        got = await _blocking(conn, queues, 0.0 if finished or started else block, attempt,
+                              self.idle)
         if got is not None:
             merge(result, got)
         return result
@@ -422,6 +479,13 @@ class RedisClient(Client):
 
     def enqueue(self, tasks: Sequence[NewTask]) -> None:
         self.broker.backend.sync.run(protocol.enqueue(tasks, "F"))
+
+    def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
+        """See :meth:`RedisTransport.enqueue_watched`."""
+        conn = self.broker.backend.sync
+        conn.pubsub()
+        conn.run(protocol.enqueue(tasks, "F", watched=True))
+        conn.fresh = tasks[-1].uuid if tasks else None
 
     def cancel(self, uuid: str, reason: str) -> bool:
         return self.broker.backend.sync.run(protocol.cancel(uuid, reason, fused=True))

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from qtasks.backends.redis.protocol import SCRIPT, Command, Keys, Op
+from qtasks.backends.redis.protocol import SCRIPT, Command, Keys, Op, notice
+from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendConnectionError, BackendError
 
 try:
@@ -253,16 +254,30 @@ class SyncConn:
         except OSError as exc:
             raise translate(exc, "a blocking call") from exc
 
-    def next_final(self, timeout: float) -> str | None:
-        """The uuid of the next final record announced to this thread within ``timeout``."""
+    def next_final(self, timeout: float) -> tuple[str, RecordRow | None] | None:
+        """The next final record announced to this thread within ``timeout``: its uuid and
+        the record the notice carries; ``None`` if none came."""
         sub = self.pubsub()
         read = getattr(sub, "get_sharded_message", None) or sub.get_message  # Cluster: sharded
         try:
             message = read(ignore_subscribe_messages=True, timeout=timeout)
-        except (redis.RedisError, OSError) as exc:  # the subscription broke: a new one next time
+        except (redis.RedisError, OSError) as exc:
+            # The subscription broke (a restart, or Redis dropped a reader that fell behind):
+            # a new one next time; the waiter reads the record again, nothing is lost.
+            log.debug("the final-record subscription broke: %s", exc)
             self._local.pubsub = None
-            raise translate(exc, "waiting for a result") from exc
-        return message["data"] if message is not None else None
+            sub.close()
+            return None
+        return notice(message["data"]) if message is not None else None
+
+    @property
+    def fresh(self) -> str | None:
+        """The task this thread enqueued last for a wait that follows (``enqueue_watched``)."""
+        return getattr(self._local, "fresh", None)
+
+    @fresh.setter
+    def fresh(self, uuid: str | None) -> None:
+        self._local.fresh = uuid
 
     def pubsub(self) -> Any:
         """This thread's subscription to the app's notifications of final records."""
@@ -296,7 +311,8 @@ class AsyncConn:
         self.private = f"{keys.prefix}w:{os.urandom(6).hex()}:wake"  # ends an abandoned wait
         self._pokes: set[asyncio.Future[None]] = set()
         self._settings = settings.script_settings()
-        self.waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.waiters: dict[str, list[asyncio.Future[RecordRow | None]]] = {}
+        self.fresh: str | None = None  # see SyncConn.fresh
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Future[None] | None = None
 
@@ -376,12 +392,12 @@ class AsyncConn:
         assert self._subscribed is not None
         await asyncio.shield(self._subscribed)
 
-    def expect(self, uuid: str) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def expect(self, uuid: str) -> asyncio.Future[RecordRow | None]:
+        future: asyncio.Future[RecordRow | None] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(uuid, []).append(future)
         return future
 
-    def forget(self, uuid: str, future: asyncio.Future[None]) -> None:
+    def forget(self, uuid: str, future: asyncio.Future[RecordRow | None]) -> None:
         waiting = self.waiters.get(uuid)
         if waiting is not None:
             if future in waiting:
@@ -405,9 +421,10 @@ class AsyncConn:
                 message = await read(ignore_subscribe_messages=True, timeout=5.0)
                 if message is None:
                     continue
-                for future in self.waiters.pop(message["data"], ()):
+                uuid, row = notice(message["data"])
+                for future in self.waiters.pop(uuid, ()):
                     if not future.done():
-                        future.set_result(None)
+                        future.set_result(row)
         except (redis.RedisError, OSError):
             # The connection went: waiters fall back on their pause; the next wait resubscribes.
             self._wake_all()

@@ -211,6 +211,17 @@ def upstream_row(uuid: str, fields: dict[str, str]) -> RecordRow | None:
     }
 
 
+def notice(data: str) -> tuple[str, RecordRow | None]:
+    """A notice of the final-record channel: the uuid, and the record it carries."""
+    uuid, _, body = data.partition("\n")
+    return uuid, (record_row(uuid, json.loads(body)) if body else None)
+
+
+def new_row(uuid: str) -> RecordRow:
+    """What a record just enqueued by the caller holds, as far as waiting is concerned."""
+    return {"uuid": uuid, "status": "new", "extra": None}
+
+
 def _deliveries(rows: Sequence[Sequence[Any]]) -> list[Delivery]:
     return [Delivery(tag=r[0], uuid=r[1] or None, payload=r[2], deliveries=int(r[3]),
                      priority=int(r[4]), queue=r[5], token=int(r[6]), started=r[7] == "1")
@@ -220,11 +231,12 @@ def _deliveries(rows: Sequence[Sequence[Any]]) -> list[Delivery]:
 # -- operations --------------------------------------------------------------------------------------
 
 
-def enqueue(tasks: Sequence[NewTask], mode: str = "F") -> Op:
-    """Queue tasks: ``F`` record and message, ``M`` message only, ``R`` record only."""
+def enqueue(tasks: Sequence[NewTask], mode: str = "F", watched: bool = False) -> Op:
+    """Queue tasks: ``F`` record and message, ``M`` message only, ``R`` record only.
+    ``watched``: the caller is about to wait for them, so their final write notifies."""
     for start in range(0, len(tasks), 500):  # bounded script calls, each atomic
         chunk = tasks[start:start + 500]
-        args: list[Any] = ["enqueue", mode, len(chunk)]
+        args: list[Any] = ["enqueue", mode, "1" if watched else "0", len(chunk)]
         for t in chunk:
             _task(t, args)
         yield Script(args)

@@ -66,12 +66,13 @@ local function read_task()
   return task
 end
 
-local function create_record(task)
+local function create_record(task, watched)
   local k = rkey(task.u)
   if redis.call('EXISTS', k) == 1 then return false end
   redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
     'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
     'updated_at', task.created)
+  if watched then redis.call('HSET', k, 'waiters', 1) end
   for i = 1, #task.extra, 2 do redis.call('HSET', k, 'x:' .. task.extra[i], task.extra[i + 1]) end
   redis.call('ZADD', P .. 'ix:all', task.created, task.u)
   index_status(task.u, nil, 'new', task.created)
@@ -79,12 +80,16 @@ local function create_record(task)
 end
 
 -- A record became final: index it by finish time (expiry), let it expire by itself as a
--- backstop, and tell waiting producers.
+-- backstop, and tell waiting producers. The notice carries the record (its hash as a JSON
+-- object of strings, which cjson encodes exactly), so a waiter need not read it again.
 local function finalized(u, k)
   redis.call('ZADD', P .. 'done', NOW, u)
   if RESULT_TTL > 0 then redis.call('PEXPIRE', k, RESULT_TTL + 86400000) end
   if redis.call('HEXISTS', k, 'waiters') == 1 then
-    redis.call('SPUBLISH', P .. 'final', u)
+    local flat = redis.call('HGETALL', k)
+    local fields = {}
+    for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+    redis.call('SPUBLISH', P .. 'final', u .. '\n' .. cjson.encode(fields))
   end
 end
 
@@ -438,7 +443,8 @@ elseif op == 'fetch' then  -- the broker role on its own
   return exchange(false)
 
 elseif op == 'enqueue' then  -- mode: F records and messages, M messages only, R records only
-  local mode, n = arg(), num()
+  -- watched: the caller will wait for these records (their final write notifies)
+  local mode, watched, n = arg(), arg() == '1', num()
   local added = 0
   for _ = 1, n do
     local task = read_task()
@@ -447,7 +453,7 @@ elseif op == 'enqueue' then  -- mode: F records and messages, M messages only, R
         put_message(task.u, task.q, task.p, task.eta, task.pl)
         added = added + 1
       end
-    elseif create_record(task) then
+    elseif create_record(task, watched) then
       if mode == 'F' then put_message(task.u, task.q, task.p, task.eta, task.pl) end
       added = added + 1
     end
