@@ -48,23 +48,22 @@ _LATER = {
 _NEVER = {"SyncSocketBroker", "AsyncSocketBroker"}
 
 
+def _unavailable(name: str, why: str) -> Any:
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise NotYetSupported(f"qtasks.brokers.{name}: {why}, see docs/migration.md")
+
+    unavailable.__name__ = name
+    return unavailable
+
+
 def __getattr__(name: str) -> Any:
     if name in _LATER:
-        def unsupported(*args: Any, **kwargs: Any) -> Any:
-            raise NotYetSupported(
-                f"qtasks.brokers.{name}: the {_LATER[name]} broker is not built yet; use "
-                "broker_url='redis://...' (or the embedded default) meanwhile, see "
-                "docs/migration.md")
-        unsupported.__name__ = name
-        return unsupported
+        return _unavailable(name, f"the {_LATER[name]} broker is not built yet; use "
+                            "broker_url='redis://...' (or the embedded default) meanwhile")
     if name in _NEVER:
-        def refused(*args: Any, **kwargs: Any) -> Any:
-            raise NotYetSupported(
-                f"qtasks.brokers.{name}: qtasks has no socket broker of its own, by design (it "
-                "took unauthenticated tasks over TCP); run workers against Redis instead: "
-                "broker_url='redis://...', see docs/migration.md")
-        refused.__name__ = name
-        return refused
+        return _unavailable(name, "qtasks has no socket broker of its own, by design (it took "
+                            "unauthenticated tasks over TCP); run workers against Redis "
+                            "instead: broker_url='redis://...'")
     raise AttributeError(f"module 'qtasks.brokers' has no attribute {name!r}")
 
 

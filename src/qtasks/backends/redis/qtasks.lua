@@ -431,6 +431,23 @@ local function exchange(fused)
   return {rejected, refused, out, next_wake(queues)}
 end
 
+-- New deadlines for live leases: lease ms, a count, then id, tok pairs. Returns the indexes
+-- (from 1) of those whose lease was lost.
+local function extend_leases()
+  local lease, n = num(), num()
+  local lost = {}
+  for i = 1, n do
+    local id, tok = arg(), arg()
+    local m = live(id, tok)
+    if m then
+      redis.call('ZADD', qkey(m[2], 'leased'), 'XX', NOW + lease, id)
+    else
+      lost[#lost + 1] = i
+    end
+  end
+  return lost
+end
+
 -- -- operations ----------------------------------------------------------------------------------
 
 local op = ARGV[2]
@@ -475,18 +492,7 @@ elseif op == 'release' then  -- fused flag, delay ms, then id, tok, uuid, holder
   return 0
 
 elseif op == 'extend' then  -- lease ms, then id, tok; returns the indexes whose lease is lost
-  local lease, n = num(), num()
-  local lost = {}
-  for i = 1, n do
-    local id, tok = arg(), arg()
-    local m = live(id, tok)
-    if m then
-      redis.call('ZADD', qkey(m[2], 'leased'), 'XX', NOW + lease, id)
-    else
-      lost[#lost + 1] = i
-    end
-  end
-  return lost
+  return extend_leases()
 
 elseif op == 'heartbeat' then  -- worker id, expiry ms, info pairs; then an extend
   local id, lease = arg(), num()
@@ -504,19 +510,7 @@ elseif op == 'heartbeat' then  -- worker id, expiry ms, info pairs; then an exte
   if DL_TTL > 0 then
     redis.call('XTRIM', P .. 'dead', 'MINID', '~', math.floor(NOW - DL_TTL))
   end
-  local ttl = num()  -- the leases to extend follow, as for 'extend'
-  local lost = {}
-  n = num()
-  for i = 1, n do
-    local mid, tok = arg(), arg()
-    local m = live(mid, tok)
-    if m then
-      redis.call('ZADD', qkey(m[2], 'leased'), 'XX', NOW + ttl, mid)
-    else
-      lost[#lost + 1] = i
-    end
-  end
-  return lost
+  return extend_leases()  -- the leases to extend follow, as for 'extend'
 
 elseif op == 'unregister' then
   local id = arg()
