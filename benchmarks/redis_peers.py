@@ -3,7 +3,7 @@
 Run from the repository root with any Python 3.11+ (this script needs only the standard
 library; every peer runs in its own virtualenv)::
 
-    python3 benchmarks/redis_peers.py                        # every peer, ~25 min
+    python3 benchmarks/redis_peers.py                        # every peer, ~30 min
     python3 benchmarks/redis_peers.py --quick                # smoke test, small numbers
     python3 benchmarks/redis_peers.py --peers rq,huey --json out.json
     python3 benchmarks/redis_peers.py --list                 # the peer names
@@ -46,7 +46,9 @@ Scenarios, per peer, in this order (one worker process, the peer's default concu
 3. drain: the backlog of scenario 1 is drained by one worker started after it. This script
    polls ``GET bench:done`` every ``--poll`` s (10 ms); the rate is ``(N - count at the first
    poll that saw one) / (time of the poll that saw N - time of that first poll)``, so
-   interpreter start-up and imports are excluded (reported apart as ``startup_s``).
+   interpreter start-up and imports are excluded (reported apart as ``startup_s``). A drain
+   still running after ``--timeout`` (300 s) gives the rate so far, marked partial; the round
+   trips then run on a fresh worker over an emptied Redis.
 4. round trips with the worker idle (1 s after the drain), ``--repeats`` (200) sequential
    ones after 3 untimed warm-ups, timed with ``perf_counter`` in the producer process:
    (a) side effect: enqueue ``side(key)``, then ``BLPOP key``; (b) the framework's result
@@ -56,6 +58,8 @@ Scenarios, per peer, in this order (one worker process, the peer's default concu
    ``task.result()``, QTasks ``add_task(..., timeout=5)``; p50/p99 in ms. Every wait uses
    the framework's default polling settings (arq polls every 0.5 s, taskiq every 0.2 s,
    QTasks 1.7.3 every 1 s, Huey backs off from 0.1 s: those rows measure that interval).
+   A round trip that times out (5 s) is counted with its time and noted; the loop stops early,
+   marked partial, after 80% of ``--timeout``.
 5. 1,000 ``nap()`` tasks enqueued (single calls, worker stopped, Redis flushed), then one
    worker with concurrency 100 (Celery ``--pool threads -c 100``, Dramatiq ``--threads 100``,
    Huey ``-w 100``, arq ``max_jobs``, taskiq ``--max-async-tasks``, saq/streaq
@@ -519,6 +523,7 @@ class PeerResult:
     scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    repository: dict[str, Any] | None = None  # qtasks rows: the code they ran on
 
 
 def drain(runner: PeerRunner, worker: Worker, n: int, poll: float, timeout: float) -> dict[str, Any]:
@@ -623,6 +628,8 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
         say(f"  FAILED: {reason}")
         return result
     runner = PeerRunner(spec, python, redis, work, args.timeout)
+    if spec.qtasks_row:  # the checkout may move during a long run: note it when the row starts
+        result.repository = repo_state()
     try:
         result.versions = runner.produce("versions")
         result.python = result.versions.pop("python", "")
@@ -799,11 +806,11 @@ def print_report(results: list[PeerResult], env: dict[str, Any], args: argparse.
     print("\nlogging: WARNING via CLI flag for celery, rq, huey (-q), taskiq, arq "
           "(--custom-log-dict), qtasks; dramatiq and saq defaults (no per-task lines); "
           "streaq and QTasks 1.7.3 at their default INFO (per-task lines).")
-    repo = env["repository"]
-    if any(BY_NAME[r.name].qtasks_row for r in results):
-        dirty = repo["uncommitted_under_src"]
-        print(f"qtasks rows: commit {repo['head'][:12]}"
-              + (f" plus uncommitted {', '.join(dirty)}" if dirty else ""))
+    for r in results:
+        if r.repository:
+            dirty = r.repository["uncommitted_under_src"]
+            print(f"{r.name} ran on commit {r.repository['head'][:12]}"
+                  + (f" plus uncommitted {', '.join(dirty)}" if dirty else ""))
     print(f"(total {total:.0f} s)")
 
 
@@ -875,6 +882,7 @@ def main(argv: list[str] | None = None) -> int:
                    "peers": {r.name: {"versions": r.versions, "python": r.python,
                                       "pins": list(BY_NAME[r.name].pins),
                                       "seconds": r.seconds, "scenarios": r.scenarios,
+                                      "repository": r.repository,
                                       "pip_freeze": r.freeze, "log_tails": r.logs}
                              for r in results}}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ DONE_KEY = "bench:done"
 NAPS_KEY = "bench:naps"
 SIDE_PREFIX = "bench:side:"  # one key per round trip, so a late push cannot be mistaken
 NAP_SECONDS = 0.05
-WAIT_TIMEOUT = 5.0  # seconds one round trip may take before it counts as failed
+WAIT_TIMEOUT = 5.0  # seconds a round trip waits; one that times out is counted as such
 WARMUP = 3  # untimed round trips before the timed ones (connection set-up, first imports)
 
 
