@@ -86,8 +86,15 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password]
         args += self.options
+        self._launch(args, f"redis-server on port {self.port}")
+
+    def _launch(self, args: list[str], what: str) -> None:
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        _wait(self._ping, 20, f"redis-server on port {self.port}")
+        try:
+            _wait(self._ping, 20, what)
+        except BaseException:
+            self.stop()
+            raise
 
     def _ping(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -116,6 +123,13 @@ class Cluster:
 
     def __init__(self, folder: Path) -> None:
         self.nodes: list[RedisServer] = []
+        try:
+            self._start(folder)
+        except BaseException:
+            self.stop()  # no server outlives a set-up that failed half-way
+            raise
+
+    def _start(self, folder: Path) -> None:
         for i in range(3):
             node_dir = folder / f"node{i}"
             port = cluster_port()
@@ -159,9 +173,20 @@ class Sentinels:
     service = "mymaster"
 
     def __init__(self, folder: Path) -> None:
+        self.started: list[RedisServer] = []
+        try:
+            self._start(folder)
+        except BaseException:
+            for server in reversed(self.started):
+                server.stop()
+            raise
+
+    def _start(self, folder: Path) -> None:
         self.master = RedisServer(folder / "master", "--appendonly", "no", name="master")
+        self.started.append(self.master)
         self.replica = RedisServer(folder / "replica", "--replicaof", "127.0.0.1",
                                    str(self.master.port), name="replica")
+        self.started.append(self.replica)
         self.sentinels: list[RedisServer] = []
         for i in range(3):
             sdir = folder / f"sentinel{i}"
@@ -173,11 +198,12 @@ class Sentinels:
                 f"sentinel failover-timeout {self.service} 5000\n"
                 "sentinel resolve-hostnames no\n")
             self.sentinels.append(_SentinelServer(sdir, conf))
+            self.started.append(self.sentinels[-1])
         _wait(self._replicated, 30, "the replica")
 
-    def _replicated(self) -> bool:
+    def _replicated(self) -> bool:  # the first full sync done: the replica is online
         with self.master.client() as c:
-            return c.info("replication").get("connected_slaves", 0) >= 1
+            return c.info("replication").get("slave0", {}).get("state") == "online"
 
     @property
     def url(self) -> str:
@@ -202,8 +228,7 @@ class _SentinelServer(RedisServer):
     def start(self) -> None:
         args = [REDIS_SERVER, str(self.conf), "--sentinel", "--port", str(self.port),
                 "--bind", "127.0.0.1", "--dir", str(self.folder), "--logfile", str(self.log)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        _wait(self._ping, 20, f"sentinel on port {self.port}")
+        self._launch(args, f"sentinel on port {self.port}")
 
 
 @contextlib.contextmanager
@@ -244,8 +269,7 @@ class _TlsServer(RedisServer):
                 "--dir", str(self.folder), "--logfile", str(self.log), "--save", "",
                 "--tls-cert-file", str(cert), "--tls-key-file", str(key),
                 "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        _wait(self._ping, 20, f"TLS redis-server on port {self.port}")
+        self._launch(args, f"TLS redis-server on port {self.port}")
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, ssl=True,

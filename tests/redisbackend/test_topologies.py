@@ -36,7 +36,10 @@ def test_apps_on_different_cluster_masters_each_run_their_tasks(redis_cluster, r
 
 
 def test_a_worker_keeps_going_across_a_sentinel_failover(redis_sentinel, redis_server, apps):
-    spec, app = apps.app(redis_sentinel.url, name="failover", side=redis_server.url)
+    # wait_replicas=1: an enqueue is acknowledged only once the replica has it, so the failover
+    # (which promotes that replica) cannot lose it.
+    spec, app = apps.app(redis_sentinel.url + "?wait_replicas=1", name="failover",
+                         side=redis_server.url)
     worker = apps.worker(spec)
     before = redis_sentinel.current_master()
     first = app.add_tasks([("mark", (i,)) for i in range(100)])

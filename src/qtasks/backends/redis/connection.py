@@ -15,7 +15,10 @@ URL forms (``?`` options below):
 Options of qtasks itself, removed before the URL reaches redis-py: ``result_ttl`` (seconds a
 final record is kept, default one day, ``0`` keeps them), ``dead_letter_ttl`` (default seven
 days, ``0`` keeps them), ``dead_letter_max`` (default 100000 entries), ``prefix`` (default
-``qtasks``). Timeouts default to 2 s to connect and 5 s per reply, with three retries, so a
+``qtasks``), ``wait_replicas`` (enqueue and cancel wait until that many replicas have the
+write, ``WAIT``, for up to ``wait_timeout`` seconds, default 1, else fail with
+``BackendConnectionError``; for a Sentinel setup, where a failover loses writes the replica
+had not received). Timeouts default to 2 s to connect and 5 s per reply, with three retries, so a
 producer facing a Redis that is down gets ``BackendConnectionError`` within about ten seconds;
 ``socket_connect_timeout=``, ``socket_timeout=`` and ``retries=`` change that.
 """
@@ -72,6 +75,8 @@ class RedisSettings:
     dead_letter_ttl: float = 7 * DAY
     dead_letter_max: int = 100_000
     prefix: str = "qtasks"
+    wait_replicas: int = 0
+    wait_timeout: float = 1.0
     connect_timeout: float = 2.0
     socket_timeout: float = 5.0
     retries: int = 3
@@ -120,6 +125,8 @@ def parse_url(url: str) -> RedisSettings:
     settings.connect_timeout = _number(options, "socket_connect_timeout", 2.0)
     settings.socket_timeout = _number(options, "socket_timeout", 5.0)
     settings.retries = int(_number(options, "retries", 3))
+    settings.wait_replicas = int(_number(options, "wait_replicas", 0))
+    settings.wait_timeout = _number(options, "wait_timeout", 1.0)
     settings.tls = scheme.startswith("rediss")
     settings.options = options
     creds, at, netloc = parts.netloc.rpartition("@")
@@ -259,6 +266,18 @@ def translate(exc: BaseException, where: str) -> BaseException:
     return exc
 
 
+# Writes a producer is told have happened: with ``wait_replicas``, each is followed by ``WAIT``
+# on the same connection, and fails unless that many replicas have it.
+REPLICATED = frozenset({"enqueue", "cancel"})
+
+
+def _check_replicated(acked: int, settings: RedisSettings) -> None:
+    if acked < settings.wait_replicas:
+        raise BackendConnectionError(
+            f"the write reached {acked} of the {settings.wait_replicas} replicas asked for "
+            f"(wait_replicas) within {settings.wait_timeout:g}s; it may be lost in a failover")
+
+
 # -- drivers ---------------------------------------------------------------------------------------
 
 
@@ -271,6 +290,7 @@ class SyncConn:
         self.redis = make_client(settings, asyncio_=False)
         self.script = self.redis.register_script(SCRIPT)
         self._settings = settings.script_settings()
+        self._wait = (settings.wait_replicas, int(settings.wait_timeout * 1000))
         self._local = threading.local()
 
     def run(self, op: Op) -> Any:
@@ -281,14 +301,18 @@ class SyncConn:
                 if isinstance(step, Command):
                     reply = self.redis.execute_command(*step.args)
                 else:
-                    reply = self.script(keys=[self.keys.route],
-                                        args=[self.keys.prefix, step.args[0], *self._settings,
-                                              *step.args[1:]])
+                    args = [self.keys.prefix, step.args[0], *self._settings, *step.args[1:]]
+                    if self.settings.wait_replicas and step.args[0] in REPLICATED:
+                        pipe = self.redis.pipeline(transaction=False)
+                        self.script(keys=[self.keys.route], args=args, client=pipe)
+                        pipe.execute_command("WAIT", *self._wait)
+                        reply, acked = pipe.execute()
+                        _check_replicated(acked, self.settings)
+                    else:
+                        reply = self.script(keys=[self.keys.route], args=args)
         except StopIteration as stop:
             return stop.value
-        except redis.RedisError as exc:
-            raise translate(exc, "a blocking call") from exc
-        except OSError as exc:
+        except (redis.RedisError, OSError) as exc:
             raise translate(exc, "a blocking call") from exc
 
     def next_final(self, timeout: float) -> tuple[str, RecordRow | None] | None:
@@ -348,6 +372,7 @@ class AsyncConn:
         self.private = f"{keys.prefix}w:{os.urandom(6).hex()}:wake"  # ends an abandoned wait
         self._pokes: set[asyncio.Future[None]] = set()
         self._settings = settings.script_settings()
+        self._wait = (settings.wait_replicas, int(settings.wait_timeout * 1000))
         self.waiters: dict[str, list[asyncio.Future[RecordRow | None]]] = {}
         self.fresh: str | None = None  # see SyncConn.fresh
         self._listener: asyncio.Task[None] | None = None
@@ -361,9 +386,15 @@ class AsyncConn:
                 if isinstance(step, Command):
                     reply = await self.redis.execute_command(*step.args)
                 else:
-                    reply = await self.script(keys=[self.keys.route],
-                                              args=[self.keys.prefix, step.args[0],
-                                                    *self._settings, *step.args[1:]])
+                    args = [self.keys.prefix, step.args[0], *self._settings, *step.args[1:]]
+                    if self.settings.wait_replicas and step.args[0] in REPLICATED:
+                        pipe = self.redis.pipeline(transaction=False)
+                        await self.script(keys=[self.keys.route], args=args, client=pipe)
+                        pipe.execute_command("WAIT", *self._wait)
+                        reply, acked = await pipe.execute()
+                        _check_replicated(acked, self.settings)
+                    else:
+                        reply = await self.script(keys=[self.keys.route], args=args)
         except StopIteration as stop:
             return stop.value
         except (redis.RedisError, OSError) as exc:
