@@ -14,7 +14,6 @@ package registers its own in the ``qtasks.backends`` entry-point group::
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import entry_points
 
 from qtasks.backends.base import Backend
 from qtasks.backends.transport import Client, Transport
@@ -66,6 +65,8 @@ for _scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", 
 
 
 def _from_entry_points(scheme: str) -> BackendFactory | None:
+    from importlib.metadata import entry_points  # only for an unknown scheme: it costs ~2 MB
+
     for point in entry_points(group="qtasks.backends"):
         if point.name.lower() == scheme:
             factory: BackendFactory = point.load()

@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from qtasks.backends.base import (
@@ -32,7 +32,7 @@ from qtasks.backends.base import (
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendError
 
-SCRIPT = files("qtasks.backends.redis").joinpath("qtasks.lua").read_text(encoding="utf-8")
+SCRIPT = (Path(__file__).parent / "qtasks.lua").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True, slots=True)
