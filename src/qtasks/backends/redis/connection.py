@@ -281,6 +281,22 @@ def _check_replicated(acked: int, settings: RedisSettings) -> None:
 # -- drivers ---------------------------------------------------------------------------------------
 
 
+class _Calls:
+    """What both drivers send for a script step: the script's arguments (prefix, operation,
+    settings, then the operation's own), and whether a ``WAIT`` must follow it."""
+
+    def __init__(self, settings: RedisSettings, keys: Keys) -> None:
+        self.head = [keys.prefix]
+        self.settings = settings.script_settings()
+        self.replicas = settings.wait_replicas
+        self.wait = (settings.wait_replicas, int(settings.wait_timeout * 1000))
+
+    def script_args(self, step: Any) -> tuple[list[Any], bool]:
+        op = step.args[0]
+        return ([*self.head, op, *self.settings, *step.args[1:]],
+                bool(self.replicas) and op in REPLICATED)
+
+
 class SyncConn:
     """Runs operations on the blocking client (one pool, shared by the threads of a process)."""
 
@@ -289,8 +305,7 @@ class SyncConn:
         self.keys = keys
         self.redis = make_client(settings, asyncio_=False)
         self.script = self.redis.register_script(SCRIPT)
-        self._settings = settings.script_settings()
-        self._wait = (settings.wait_replicas, int(settings.wait_timeout * 1000))
+        self.calls = _Calls(settings, keys)
         self._local = threading.local()
 
     def run(self, op: Op) -> Any:
@@ -301,11 +316,11 @@ class SyncConn:
                 if isinstance(step, Command):
                     reply = self.redis.execute_command(*step.args)
                 else:
-                    args = [self.keys.prefix, step.args[0], *self._settings, *step.args[1:]]
-                    if self.settings.wait_replicas and step.args[0] in REPLICATED:
+                    args, replicated = self.calls.script_args(step)
+                    if replicated:
                         pipe = self.redis.pipeline(transaction=False)
                         self.script(keys=[self.keys.route], args=args, client=pipe)
-                        pipe.execute_command("WAIT", *self._wait)
+                        pipe.execute_command("WAIT", *self.calls.wait)
                         reply, acked = pipe.execute()
                         _check_replicated(acked, self.settings)
                     else:
@@ -368,11 +383,10 @@ class AsyncConn:
         self.keys = keys
         self.redis = make_client(settings, asyncio_=True)
         self.script = self.redis.register_script(SCRIPT)
+        self.calls = _Calls(settings, keys)
         self._blocking: Any = None
         self.private = f"{keys.prefix}w:{os.urandom(6).hex()}:wake"  # ends an abandoned wait
         self._pokes: set[asyncio.Future[None]] = set()
-        self._settings = settings.script_settings()
-        self._wait = (settings.wait_replicas, int(settings.wait_timeout * 1000))
         self.waiters: dict[str, list[asyncio.Future[RecordRow | None]]] = {}
         self.fresh: str | None = None  # see SyncConn.fresh
         self._listener: asyncio.Task[None] | None = None
@@ -386,11 +400,11 @@ class AsyncConn:
                 if isinstance(step, Command):
                     reply = await self.redis.execute_command(*step.args)
                 else:
-                    args = [self.keys.prefix, step.args[0], *self._settings, *step.args[1:]]
-                    if self.settings.wait_replicas and step.args[0] in REPLICATED:
+                    args, replicated = self.calls.script_args(step)
+                    if replicated:
                         pipe = self.redis.pipeline(transaction=False)
                         await self.script(keys=[self.keys.route], args=args, client=pipe)
-                        pipe.execute_command("WAIT", *self._wait)
+                        pipe.execute_command("WAIT", *self.calls.wait)
                         reply, acked = await pipe.execute()
                         _check_replicated(acked, self.settings)
                     else:
