@@ -326,6 +326,11 @@ def heartbeat(info: Any, lease: float, deliveries: Sequence[Delivery] = ()) -> O
     for d in deliveries:
         args += (d.tag, d.token)
     lost = yield Script(args)
+    # Expired records, in steps short enough not to hold Redis up (the round trips also sweep
+    # as they write, but an idle worker makes none): up to 50,000 per heartbeat.
+    for _ in range(50):
+        if (yield Script(["expire", 1000])) < 1000:
+            break
     return [deliveries[i - 1] for i in lost]
 
 

@@ -165,8 +165,10 @@ local function sweep(cutoff, n)
   return #gone, #old
 end
 
-local function expire_results(n)
-  if RESULT_TTL > 0 then sweep(NOW - RESULT_TTL, n) end
+local function expire_results(n)  -- how many expired records it looked at
+  if RESULT_TTL <= 0 then return 0 end
+  local _, seen = sweep(NOW - RESULT_TTL, n)
+  return seen
 end
 
 local function dead_letter(u, name, reason, payload, deliveries)
@@ -506,11 +508,13 @@ elseif op == 'heartbeat' then  -- worker id, expiry ms, info pairs; then an exte
     redis.call('ZREM', P .. 'workers', w)
     redis.call('DEL', P .. 'worker:' .. w)
   end
-  expire_results(1000)
   if DL_TTL > 0 then
     redis.call('XTRIM', P .. 'dead', 'MINID', '~', math.floor(NOW - DL_TTL))
   end
   return extend_leases()  -- the leases to extend follow, as for 'extend'
+
+elseif op == 'expire' then  -- a step of the heartbeat's sweep: at most n expired records
+  return expire_results(num())
 
 elseif op == 'unregister' then
   local id = arg()
