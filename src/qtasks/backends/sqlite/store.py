@@ -156,12 +156,25 @@ def connect(target: str, uri: bool) -> sqlite3.Connection:
                            check_same_thread=False, cached_statements=512)
     conn.row_factory = sqlite3.Row
     if not uri:
-        # WAL is a property of the file, set once; asking again while another connection
-        # writes can fail with "database is locked" (this pragma does not wait).
-        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            conn.execute("PRAGMA journal_mode=WAL")
+        _set_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """WAL is a property of the file, set once. Setting it while another connection opens the
+    same new file (two threads creating the backend at once) fails with "database is locked"
+    at once, since this pragma ignores the busy timeout: try again for a few seconds."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
