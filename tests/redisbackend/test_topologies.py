@@ -9,6 +9,7 @@ import pytest
 
 from helpers import wait_until
 from qtasks.backends.redis.protocol import Keys
+from qtasks.exceptions import BackendError
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,8 @@ def test_a_worker_keeps_going_across_a_sentinel_failover(redis_sentinel, redis_s
     def enqueue_after_failover():
         try:
             return app.add_tasks([("mark", (i,)) for i in range(100, 200)])
-        except Exception:  # the client is still talking to the old master: try again
+        except BackendError:  # the client still talks to the old master, or the replica
+            # has not caught up (wait_replicas): try again
             return None
 
     second = wait_until(enqueue_after_failover, timeout=30, interval=0.5,

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from qtasks.backends.base import (
     BackendStats,
@@ -40,6 +40,43 @@ from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
 
 HOSTNAME = socket.gethostname()
+T = TypeVar("T")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def count_live(workers: Iterable[tuple[str, int]]) -> int:
+    """Of the workers whose heartbeat holds, ``(hostname, pid)``, those alive: on this host,
+    only those whose process exists (a worker killed with -9 leaves an unexpired heartbeat)."""
+    return sum(1 for host, pid in workers if host != HOSTNAME or pid_alive(pid))
+
+
+class Kept:
+    """Calls that take messages, shielded: if the awaiting coroutine is cancelled, the call
+    still completes and its answer waits in ``pending`` for the next caller's ``take``."""
+
+    def __init__(self) -> None:
+        self.pending: list[asyncio.Future[Any]] = []
+
+    async def call(self, call: Awaitable[T]) -> T:
+        future = asyncio.ensure_future(call)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            self.pending.append(future)
+            raise
+
+    async def take(self) -> list[Any]:
+        return await take_pending(self.pending)
 
 
 def worker_info(worker_id: str, started_at: float, concurrency: int,
@@ -54,7 +91,7 @@ class Transport:
     def __init__(self, broker: Broker, store: ResultStore) -> None:
         self.broker = broker
         self.store = store
-        self._unfinished: list[asyncio.Future[Exchange]] = []
+        self._unfinished = Kept()
 
     # -- producer -----------------------------------------------------------------------------
 
@@ -111,7 +148,7 @@ class Transport:
         the end and its answer is handed over by the next call.
         """
         result = Exchange()
-        for earlier in await take_pending(self._unfinished):  # calls cancelled after they took
+        for earlier in await self._unfinished.take():  # calls cancelled after they took
             merge(result, earlier)
         if result.deliveries and not (finished or started):
             return result  # hand them over now: a later await could be cancelled with them
@@ -123,12 +160,7 @@ class Transport:
             wait = block if not (finished or started or result.deliveries) else 0.0
             fetched = await self.broker.fetch(worker, queues, limit, lease, wait, start)
             if fetched:
-                rest = asyncio.ensure_future(self._check_started(fetched))
-                try:
-                    merge(result, await asyncio.shield(rest))
-                except asyncio.CancelledError:
-                    self._unfinished.append(rest)
-                    raise
+                merge(result, await self._unfinished.call(self._check_started(fetched)))
         return result
 
     async def _finish(self, finished: Sequence[Outcome], result: Exchange) -> None:

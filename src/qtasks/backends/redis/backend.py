@@ -10,11 +10,9 @@ client below; beside another broker or store, each role works on its own.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from qtasks.backends.base import (
     Backend,
@@ -34,31 +32,11 @@ from qtasks.backends.base import (
 )
 from qtasks.backends.redis import protocol
 from qtasks.backends.redis.connection import AsyncConn, PerLoop, SyncConn, parse_url
-from qtasks.backends.transport import Client, Transport, merge, take_pending
+from qtasks.backends.transport import Client, Kept, Transport, count_live, merge
 from qtasks.backends.urls import redact
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
 from qtasks.core.waiting import run_async, run_sync, wait_for_final
-
-T = TypeVar("T")
-
-_HOSTNAME = socket.gethostname()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _count_live(workers: list[tuple[str, str, int]]) -> int:
-    """Workers whose heartbeat holds; on this host, only those whose process exists (a worker
-    killed with -9 leaves a heartbeat that has not expired yet)."""
-    return sum(1 for _, host, pid in workers if host != _HOSTNAME or _pid_alive(pid))
 
 
 class RedisBackend(Backend):
@@ -109,24 +87,12 @@ class RedisBackend(Backend):
         self.sync.run(protocol.enqueue([task], "M"))
 
 
-class _Kept:
-    """Calls that take messages, shielded: if the awaiting coroutine is cancelled, the call
-    still completes and its answer waits here for the next one (nothing taken is dropped)."""
-
-    def __init__(self) -> None:
-        self.pending: list[asyncio.Future[Any]] = []
-
-    async def call(self, coro: Awaitable[T]) -> T:
-        future = asyncio.ensure_future(coro)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            self.pending.append(future)
-            raise
+class _Kept(Kept):
+    """Kept exchange calls; each answers ``(Exchange, next wake)``."""
 
     async def take(self) -> list[Exchange]:
         """The exchanges of calls cancelled after they took messages."""
-        return [exchange for exchange, _ in await take_pending(self.pending)]
+        return [exchange for exchange, _ in await super().take()]
 
 
 class _Idle:
@@ -325,7 +291,7 @@ class RedisStore(ResultStore):
 
     async def stats(self) -> StoreStats:
         _, store = await self._run(protocol.stats())
-        store.workers = _count_live(await self._run(protocol.live_workers()))
+        store.workers = count_live(await self._run(protocol.live_workers()))
         return store
 
     async def flush(self) -> None:
@@ -382,7 +348,7 @@ class SyncRedisStore(SyncResultStore):
         return self.backend.sync.run(protocol.search(status, task_name, limit, before))
 
     def live_workers(self) -> int:
-        return _count_live(self.backend.sync.run(protocol.live_workers()))
+        return count_live(self.backend.sync.run(protocol.live_workers()))
 
     def stats(self) -> StoreStats:
         _, store = self.backend.sync.run(protocol.stats())

@@ -339,9 +339,9 @@ def unregister(worker: str) -> Op:
 
 
 def live_workers() -> Op:
-    """``(id, hostname, pid)`` of the workers whose heartbeat has not expired."""
+    """``(hostname, pid)`` of the workers whose heartbeat has not expired."""
     flat = yield Script(["workers"])
-    return [(flat[i], flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
+    return [(flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
 
 
 def mark_running(deliveries: Sequence[Delivery]) -> Op:

@@ -39,7 +39,7 @@ from qtasks.backends.base import (
 )
 from qtasks.backends.sqlite import store
 from qtasks.backends.sqlite.watcher import ChangeWatcher
-from qtasks.backends.transport import Client, Transport, merge, take_pending
+from qtasks.backends.transport import Client, Kept, Transport, merge
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
 from qtasks.core.waiting import run_async, run_sync, wait_for_final
@@ -175,7 +175,7 @@ class _Db:
         self.backend = backend
         self.watcher = backend.watcher
         self._conn: sqlite3.Connection | None = None
-        self.kept: list[asyncio.Future[Any]] = []
+        self.kept = Kept()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qtasks-sqlite",
                                           initializer=self._open)
 
@@ -194,15 +194,10 @@ class _Db:
         return await self._submit(fn, *args)
 
     async def call_kept(self, fn: Any, *args: Any) -> Any:
-        future = self._submit(fn, *args)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            self.kept.append(future)
-            raise
+        return await self.kept.call(self._submit(fn, *args))
 
     async def take_kept(self) -> list[Any]:
-        return await take_pending(self.kept)
+        return await self.kept.take()
 
     async def close(self) -> None:
         def shut() -> None:

@@ -14,8 +14,6 @@ changes nothing (fencing). ``deliveries`` counts the claims that *started*.
 from __future__ import annotations
 
 import functools
-import os
-import socket
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -32,6 +30,7 @@ from qtasks.backends.base import (
     StoreStats,
     WorkerInfo,
 )
+from qtasks.backends.transport import count_live
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendError
 
@@ -122,8 +121,6 @@ def _ready(queues: Sequence[str], params: dict[str, object]) -> str:
     """The condition of a message a worker of ``queues`` may claim now."""
     return _READY.format(queues=_in_queues(queues, params))
 
-
-_HOSTNAME = socket.gethostname()
 
 # Batches: one statement per step of a worker round trip, whatever the number of rows. Every
 # statement is a trip through the sqlite3 module and SQLite's VM, and the database thread lets
@@ -716,22 +713,12 @@ def unregister(conn: sqlite3.Connection, app: str, worker: str) -> None:
     conn.execute("DELETE FROM workers WHERE id = ?", (worker,))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 def live_workers(conn: sqlite3.Connection, app: str) -> int:
     """Workers whose last heartbeat has not expired; on this host, only those whose pid exists."""
     rows = conn.execute(
         "SELECT hostname, pid FROM workers WHERE expires_at > ? AND app = ?", (time.time(), app)
     ).fetchall()
-    return sum(1 for r in rows if r["hostname"] != _HOSTNAME or _pid_alive(r["pid"]))
+    return count_live((r["hostname"], r["pid"]) for r in rows)
 
 
 def delete_finished(conn: sqlite3.Connection, app: str, older_than: float | None) -> int:
