@@ -30,12 +30,12 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from qtasks.backends.redis.protocol import SCRIPT, Command, Keys, Op, notice
+from qtasks.backends.redis.protocol import SCRIPT, Command, Keys, Op, Script, Scripts, notice
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendConnectionError, BackendError
 
@@ -46,6 +46,7 @@ try:
     import redis.asyncio.sentinel
     import redis.cluster
     import redis.sentinel
+    from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
@@ -154,18 +155,19 @@ def parse_url(url: str) -> RedisSettings:
     return settings
 
 
-def _retry(settings: RedisSettings) -> Any:
-    return Retry(ExponentialBackoff(cap=0.5, base=0.05), settings.retries)
+def _retry(settings: RedisSettings, asyncio_: bool) -> Any:
+    kind = AsyncRetry if asyncio_ else Retry
+    return kind(ExponentialBackoff(cap=0.5, base=0.05), settings.retries)
 
 
-def _common(settings: RedisSettings, blocking: bool) -> dict[str, Any]:
+def _common(settings: RedisSettings, blocking: bool, asyncio_: bool) -> dict[str, Any]:
     """redis-py keyword arguments: our timeouts and retries, and the URL's own options."""
     kwargs: dict[str, Any] = {
         "decode_responses": True,
         "socket_connect_timeout": settings.connect_timeout,
         # a blocking pop waits up to IDLE_BLOCK: its socket must outwait it
         "socket_timeout": 30.0 if blocking else settings.socket_timeout,
-        "retry": _retry(settings),
+        "retry": _retry(settings, asyncio_),
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
     }
     for name, value in settings.options.items():
@@ -218,7 +220,7 @@ def _pack_with_hiredis(client: Any) -> Any:
 def make_client(settings: RedisSettings, asyncio_: bool, blocking: bool = False) -> Any:
     """A redis-py client (``redis.asyncio`` when ``asyncio_``) for these settings."""
     lib: Any = aredis if asyncio_ else redis
-    kwargs = _common(settings, blocking)
+    kwargs = _common(settings, blocking, asyncio_)
     if settings.kind == "single":
         client = lib.Redis.from_url(settings.url, **kwargs)
         return _pack_with_hiredis(client) if asyncio_ else client
@@ -278,6 +280,42 @@ def _check_replicated(acked: int, settings: RedisSettings) -> None:
             f"(wait_replicas) within {settings.wait_timeout:g}s; it may be lost in a failover")
 
 
+# -- direct script calls -------------------------------------------------------------------------
+
+# Why the hot path skips redis-py's command machinery: a pool checkout polls the socket for
+# readiness, every argument is encoded in Python before hiredis packs the command, and metrics
+# hooks run per call; for a single enqueue that cost more than the round trip itself. A direct
+# call packs the whole EVALSHA in one hiredis call and sends it on a connection of its own
+# (redis-py's connection class, so URL options, AUTH, SELECT and TLS are redis-py's). Anything
+# that goes wrong on the wire hands the call to the client's ordinary path, which retries with
+# backoff; every script operation is safe to send twice (``protocol``'s module docstring).
+
+_WIRE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+class _Wire(Exception):
+    """A direct call failed on the wire; the ordinary path takes it over."""
+
+
+def _direct_ok(settings: RedisSettings) -> bool:
+    return hiredis is not None and settings.kind == "single" and os.environ.get(
+        "QTASKS_REDIS_DIRECT", "1") != "0"
+
+
+def _packed(sha: str, route: str, calls: list[list[Any]]) -> list[bytes]:
+    return [hiredis.pack_command(("EVALSHA", sha, 1, route, *args)) for args in calls]
+
+
+def _check_replies(replies: list[Any], settings: RedisSettings, wait: bool) -> list[Any]:
+    """Raise the first error reply; check ``WAIT``'s count (the last reply) when there is one."""
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    if wait:
+        _check_replicated(replies.pop(), settings)
+    return replies
+
+
 # -- drivers ---------------------------------------------------------------------------------------
 
 
@@ -290,11 +328,21 @@ class _Calls:
         self.settings = settings.script_settings()
         self.replicas = settings.wait_replicas
         self.wait = (settings.wait_replicas, int(settings.wait_timeout * 1000))
+        wait: Any = ("WAIT", *self.wait)
+        self.wait_packed = [hiredis.pack_command(wait)] if hiredis is not None else []
 
-    def script_args(self, step: Any) -> tuple[list[Any], bool]:
-        op = step.args[0]
-        return ([*self.head, op, *self.settings, *step.args[1:]],
-                bool(self.replicas) and op in REPLICATED)
+    def full(self, args: list[Any]) -> list[Any]:
+        return [*self.head, args[0], *self.settings, *args[1:]]
+
+    def replicated(self, op: str) -> bool:
+        return bool(self.replicas) and op in REPLICATED
+
+    def steps(self, step: Script | Scripts) -> tuple[Iterator[list[Any]], bool]:
+        """The full arguments of each call of ``step`` (lazily: a bulk enqueue encodes the
+        next call while Redis runs the one before), and whether ``WAIT`` follows them."""
+        if isinstance(step, Script):
+            return iter((self.full(step.args),)), self.replicated(step.args[0])
+        return (self.full(args) for args in step.calls), self.replicated(step.op)
 
 
 class SyncConn:
@@ -307,6 +355,8 @@ class SyncConn:
         self.script = self.redis.register_script(SCRIPT)
         self.calls = _Calls(settings, keys)
         self._local = threading.local()
+        self.direct = _direct_ok(settings)
+        self._direct_conns: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def run(self, op: Op) -> Any:
         reply: Any = None
@@ -315,20 +365,81 @@ class SyncConn:
                 step = op.send(reply)
                 if isinstance(step, Command):
                     reply = self.redis.execute_command(*step.args)
-                else:
-                    args, replicated = self.calls.script_args(step)
-                    if replicated:
-                        pipe = self.redis.pipeline(transaction=False)
-                        self.script(keys=[self.keys.route], args=args, client=pipe)
-                        pipe.execute_command("WAIT", *self.calls.wait)
-                        reply, acked = pipe.execute()
-                        _check_replicated(acked, self.settings)
-                    else:
-                        reply = self.script(keys=[self.keys.route], args=args)
+                    continue
+                calls, replicated = self.calls.steps(step)
+                replies = self._scripts(calls, replicated)
+                reply = replies[0] if isinstance(step, Script) else replies
         except StopIteration as stop:
             return stop.value
         except (redis.RedisError, OSError) as exc:
             raise translate(exc, "a blocking call") from exc
+
+    def _scripts(self, calls: Iterator[list[Any]], replicated: bool) -> list[Any]:
+        taken: list[list[Any]] = []
+        if self.direct:
+            try:
+                return self._direct(calls, taken, replicated)
+            except _Wire as exc:
+                log.debug("a direct call failed (%s); retrying through redis-py", exc.__cause__)
+        replies = []
+        for args in [*taken, *calls]:
+            if replicated:
+                pipe = self.redis.pipeline(transaction=False)
+                self.script(keys=[self.keys.route], args=args, client=pipe)
+                pipe.execute_command("WAIT", *self.calls.wait)
+                reply, acked = pipe.execute()
+                _check_replicated(acked, self.settings)
+            else:
+                reply = self.script(keys=[self.keys.route], args=args)
+            replies.append(reply)
+        return replies
+
+    def _connection(self) -> Any:
+        """This thread's own connection for direct calls (it connects on first use; a script
+        missing after a restart is loaded on its ``NOSCRIPT`` reply)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.pid != os.getpid():
+            pool = self.redis.connection_pool
+            conn = self._local.conn = pool.connection_class(**pool.connection_kwargs)
+            self._direct_conns.add(conn)
+        return conn
+
+    def _direct(self, calls: Iterator[list[Any]], taken: list[list[Any]],
+                replicated: bool) -> list[Any]:
+        """Send each call as soon as it is encoded, then read every reply (see above)."""
+        try:
+            conn = self._connection()
+            for args in calls:
+                taken.append(args)
+                conn.send_packed_command(_packed(self.script.sha, self.keys.route, [args]),
+                                         check_health=False)
+            if replicated:
+                conn.send_packed_command(self.calls.wait_packed,
+                                         check_health=False)
+            replies = [self._reply(conn) for _ in range(len(taken) + replicated)]
+            missing = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+            if missing:  # SCRIPT FLUSH on a live connection: load it, send those again
+                conn.send_command("SCRIPT", "LOAD", SCRIPT, check_health=False)
+                conn.read_response()
+                for i in missing:
+                    conn.send_packed_command(
+                        _packed(self.script.sha, self.keys.route, [taken[i]]),
+                        check_health=False)
+                for i in missing:
+                    replies[i] = self._reply(conn)
+        except _WIRE_ERRORS as exc:
+            conn = getattr(self._local, "conn", None)
+            if conn is not None:
+                conn.disconnect()
+            raise _Wire() from exc
+        return _check_replies(replies, self.settings, replicated)
+
+    @staticmethod
+    def _reply(conn: Any) -> Any:
+        try:
+            return conn.read_response()
+        except redis.ResponseError as exc:  # an error reply: the connection is still in step
+            return exc
 
     def next_final(self, timeout: float) -> tuple[str, RecordRow | None] | None:
         """The next final record announced to this thread within ``timeout``: its uuid and
@@ -372,6 +483,9 @@ class SyncConn:
         if sub is not None:
             sub.close()
             self._local.pubsub = None
+        for conn in list(self._direct_conns):
+            conn.disconnect()
+        self._local.conn = None
         self.redis.close()
 
 
@@ -391,6 +505,8 @@ class AsyncConn:
         self.fresh: str | None = None  # see SyncConn.fresh
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Future[None] | None = None
+        self.direct = _direct_ok(settings)
+        self._free: list[Any] = []  # idle connections for direct calls
 
     async def run(self, op: Op) -> Any:
         reply: Any = None
@@ -399,20 +515,86 @@ class AsyncConn:
                 step = op.send(reply)
                 if isinstance(step, Command):
                     reply = await self.redis.execute_command(*step.args)
-                else:
-                    args, replicated = self.calls.script_args(step)
-                    if replicated:
-                        pipe = self.redis.pipeline(transaction=False)
-                        await self.script(keys=[self.keys.route], args=args, client=pipe)
-                        pipe.execute_command("WAIT", *self.calls.wait)
-                        reply, acked = await pipe.execute()
-                        _check_replicated(acked, self.settings)
-                    else:
-                        reply = await self.script(keys=[self.keys.route], args=args)
+                    continue
+                calls, replicated = self.calls.steps(step)
+                replies = await self._scripts(calls, replicated)
+                reply = replies[0] if isinstance(step, Script) else replies
         except StopIteration as stop:
             return stop.value
         except (redis.RedisError, OSError) as exc:
             raise translate(exc, "an asyncio call") from exc
+
+    async def _scripts(self, calls: Iterator[list[Any]], replicated: bool) -> list[Any]:
+        taken: list[list[Any]] = []
+        if self.direct:
+            try:
+                return await self._direct(calls, taken, replicated)
+            except _Wire as exc:
+                log.debug("a direct call failed (%s); retrying through redis-py", exc.__cause__)
+        replies = []
+        for args in [*taken, *calls]:
+            if replicated:
+                pipe = self.redis.pipeline(transaction=False)
+                await self.script(keys=[self.keys.route], args=args, client=pipe)
+                pipe.execute_command("WAIT", *self.calls.wait)
+                reply, acked = await pipe.execute()
+                _check_replicated(acked, self.settings)
+            else:
+                reply = await self.script(keys=[self.keys.route], args=args)
+            replies.append(reply)
+        return replies
+
+    async def _direct(self, calls: Iterator[list[Any]], taken: list[list[Any]],
+                      replicated: bool) -> list[Any]:
+        """As ``SyncConn._direct``, on an idle connection of this loop. One timeout covers
+        the whole call (the connection's own would wrap every read in a task); a call that is
+        cancelled or fails leaves its connection closed, never back among the idle ones."""
+        sha, route = self.script.sha, self.keys.route
+        if self._free:
+            conn = self._free.pop()
+        else:
+            pool = self.redis.connection_pool
+            conn = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+        clean = False
+        try:
+            async with asyncio.timeout(self.settings.socket_timeout):
+                if not conn.is_connected:  # Redis may have restarted without the script
+                    await conn.connect()
+                    await conn.send_command("SCRIPT", "LOAD", SCRIPT, check_health=False)
+                    await conn.read_response()
+                for args in calls:
+                    taken.append(args)
+                    await conn.send_packed_command(_packed(sha, route, [args]),
+                                                   check_health=False)
+                if replicated:
+                    await conn.send_packed_command(
+                        self.calls.wait_packed, check_health=False)
+                replies = [await self._reply(conn) for _ in range(len(taken) + replicated)]
+                missing = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+                if missing:  # SCRIPT FLUSH on a live connection: load it, send those again
+                    await conn.send_command("SCRIPT", "LOAD", SCRIPT, check_health=False)
+                    await conn.read_response()
+                    await conn.send_packed_command(
+                        _packed(sha, route, [taken[i] for i in missing]),
+                        check_health=False)
+                    for i in missing:
+                        replies[i] = await self._reply(conn)
+            clean = True
+        except _WIRE_ERRORS as exc:
+            raise _Wire() from exc
+        finally:
+            if clean:
+                self._free.append(conn)
+            else:
+                self._pokes.add(asyncio.ensure_future(conn.disconnect(nowait=True)))
+        return _check_replies(replies, self.settings, replicated)
+
+    @staticmethod
+    async def _reply(conn: Any) -> Any:
+        try:
+            return await conn.read_response()
+        except redis.ResponseError as exc:  # an error reply: the connection is still in step
+            return exc
 
     async def block(self, queues: Any, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for a wake marker of one of ``queues``.
@@ -525,6 +707,8 @@ class AsyncConn:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
+        while self._free:
+            await self._free.pop().disconnect()
         if self._pokes:
             await asyncio.gather(*self._pokes, return_exceptions=True)
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,13 +43,24 @@ class Script:
 
 
 @dataclass(frozen=True, slots=True)
+class Scripts:
+    """Run the backend script once per item of ``calls`` (operation ``op``), each call atomic
+    on its own; the reply is the list of their replies. The driver sends each call as soon as
+    it is encoded, so encoding the next overlaps Redis running the one before: only for
+    operations that are safe to send again whole (a call whose reply is lost is resent)."""
+
+    op: str
+    calls: Iterator[list[Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     """Run one plain Redis command."""
 
     args: tuple[Any, ...]
 
 
-Op = Generator[Script | Command, Any, Any]
+Op = Generator[Script | Scripts | Command, Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,12 +245,25 @@ def _deliveries(rows: Sequence[Sequence[Any]]) -> list[Delivery]:
 def enqueue(tasks: Sequence[NewTask], mode: str = "F", watched: bool = False) -> Op:
     """Queue tasks: ``F`` record and message, ``M`` message only, ``R`` record only.
     ``watched``: the caller is about to wait for them, so their final write notifies."""
-    for start in range(0, len(tasks), 500):  # bounded script calls, each atomic
-        chunk = tasks[start:start + 500]
+    if len(tasks) <= ENQUEUE_CHUNK:
+        args: list[Any] = ["enqueue", mode, "1" if watched else "0", len(tasks)]
+        for t in tasks:
+            _task(t, args)
+        yield Script(args)
+        return
+    yield Scripts("enqueue", _enqueue_calls(tasks, mode, watched))
+
+
+ENQUEUE_CHUNK = 100  # tasks per script call of a bulk enqueue: short calls, encoding overlapped
+
+
+def _enqueue_calls(tasks: Sequence[NewTask], mode: str, watched: bool) -> Iterator[list[Any]]:
+    for start in range(0, len(tasks), ENQUEUE_CHUNK):  # bounded script calls, each atomic
+        chunk = tasks[start:start + ENQUEUE_CHUNK]
         args: list[Any] = ["enqueue", mode, "1" if watched else "0", len(chunk)]
         for t in chunk:
             _task(t, args)
-        yield Script(args)
+        yield args
 
 
 def exchange(worker: str, queues: Sequence[str], limit: int, lease: float,

@@ -82,10 +82,11 @@ end
 -- A record became final: index it by finish time (expiry), let it expire by itself as a
 -- backstop, and tell waiting producers. The notice carries the record (its hash as a JSON
 -- object of strings, which cjson encodes exactly), so a waiter need not read it again.
-local function finalized(u, k)
+local function finalized(u, k, watched)  -- watched: nil when not known yet
   redis.call('ZADD', P .. 'done', NOW, u)
   if RESULT_TTL > 0 then redis.call('PEXPIRE', k, RESULT_TTL + 86400000) end
-  if redis.call('HEXISTS', k, 'waiters') == 1 then
+  if watched == nil then watched = redis.call('HEXISTS', k, 'waiters') == 1 end
+  if watched then
     local flat = redis.call('HGETALL', k)
     local fields = {}
     for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
@@ -186,21 +187,39 @@ end
 
 -- -- messages ------------------------------------------------------------------------------------
 
+-- Within one call, a queue is registered and its ready marker set once, not per message.
+local KNOWN, MARKED = {}, {}
+
 local function schedule(id, q, p, eta)
   if eta and eta > NOW then
     redis.call('ZADD', qkey(q, 'delayed'), eta, id)
     redis.call('ZADD', qkey(q, 'wake'), 'LT', eta, 't')
   else
     redis.call('ZADD', qkey(q, 'ready'), p, id)
-    redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
+    if not MARKED[q] then
+      redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
+      MARKED[q] = true
+    end
   end
 end
 
+-- Message ids: a bulk enqueue reserves its range with one INCRBY (see `reserve`).
+local NEXT_ID, LAST_ID = 0, -1
+local function reserve(n)
+  LAST_ID = redis.call('INCRBY', P .. 'seq', n)
+  NEXT_ID = LAST_ID - n + 1
+end
+
 local function put_message(u, q, p, eta, pl)
-  local id = string.format('%016x', redis.call('INCR', P .. 'seq'))
+  if NEXT_ID > LAST_ID then reserve(1) end
+  local id = string.format('%016x', NEXT_ID)
+  NEXT_ID = NEXT_ID + 1
   redis.call('HSET', mkey(id), 'u', u, 'q', q, 'p', p, 'pl', pl, 'tok', 0, 'st', 0)
   if u ~= '' then redis.call('HSET', P .. 'byuuid', u, id) end
-  redis.call('SADD', P .. 'queues', q)
+  if not KNOWN[q] then
+    redis.call('SADD', P .. 'queues', q)
+    KNOWN[q] = true
+  end
   schedule(id, q, p, eta)
   return id
 end
@@ -300,7 +319,8 @@ local function write_outcome(fused)
   end
 
   local k = rkey(o.u)
-  local cur = redis.call('HMGET', k, 'status', 'fin', 'holder', 'created_at')
+  local cur = redis.call('HMGET', k, 'status', 'fin', 'holder', 'created_at', 'waiters',
+    'returning', 'traceback')
   local mine = o.id .. ':' .. o.tok .. '@' .. CALL
   if cur[1] and FINAL[cur[1]] and cur[2] == mine and not WRITTEN[mine] then
     return true  -- this very write was made before and its reply lost
@@ -321,17 +341,19 @@ local function write_outcome(fused)
     redis.call('ZADD', P .. 'ix:all', created, o.u)
   end
   local set = {'HSET', k, 'status', o.status, 'updated_at', NOW_S, 'fin', mine}
-  local unset = {'HDEL', k, 'holder'}
+  -- only fields that are there: a final record keeps its holder (nothing reads it then)
+  local unset = {'HDEL', k}
+  if cur[3] and not FINAL[o.status] then unset[#unset + 1] = 'holder' end
   if o.ret then set[#set + 1] = 'returning'; set[#set + 1] = o.ret
-  else unset[#unset + 1] = 'returning' end
+  elseif cur[6] then unset[#unset + 1] = 'returning' end
   if o.tb then set[#set + 1] = 'traceback'; set[#set + 1] = o.tb
-  else unset[#unset + 1] = 'traceback' end
+  elseif cur[7] then unset[#unset + 1] = 'traceback' end
   for i = 1, #extra, 2 do set[#set + 1] = 'x:' .. extra[i]; set[#set + 1] = extra[i + 1] end
   redis.call(unpack(set))
-  redis.call(unpack(unset))
+  if #unset > 2 then redis.call(unpack(unset)) end
   WRITTEN[mine] = true
   index_status(o.u, cur[1] or nil, o.status, created)
-  finalized(o.u, k)
+  finalized(o.u, k, cur[5] ~= false)
   if dl then dead_letter(o.u, o.name, dl, payload, deliveries) end
   if follow and create_record(follow) then
     put_message(follow.u, follow.q, follow.p, follow.eta, follow.pl)
@@ -401,15 +423,17 @@ local function exchange(fused)
     local deadline = NOW + lease
     for _, id in ipairs(pick(queues, limit)) do
       local mk = mkey(id)
-      local m = redis.call('HMGET', mk, 'u', 'q', 'p', 'pl', 'st')
+      local m = redis.call('HMGET', mk, 'u', 'q', 'p', 'pl', 'st', 'tok')
       if m[2] then
-        local tok = redis.call('HINCRBY', mk, 'tok', 1)
+        local tok = tonumber(m[6]) + 1
         redis.call('ZADD', qkey(m[2], 'leased'), deadline, id)
         local starts, started = m[5], '0'
         if start > 0 and starts == '0' then
           start = start - 1
           started = '1'
-          redis.call('HSET', mk, 'st', 1, 'sk', tok)
+          redis.call('HSET', mk, 'tok', tok, 'st', 1, 'sk', tok)
+        else
+          redis.call('HSET', mk, 'tok', tok)
         end
         local keep = true
         if fused and started == '1' and m[1] ~= '' then
@@ -465,6 +489,7 @@ elseif op == 'enqueue' then  -- mode: F records and messages, M messages only, R
   -- watched: the caller will wait for these records (their final write notifies)
   local mode, watched, n = arg(), arg() == '1', num()
   local added = 0
+  if mode ~= 'R' then reserve(n) end  -- ids of tasks it already has stay unused: harmless
   for _ = 1, n do
     local task = read_task()
     if mode == 'M' then
