@@ -46,6 +46,7 @@ from qtasks.exceptions import (
     UnknownTaskError,
 )
 from qtasks.plugins.runner import trigger_async
+from qtasks.worker.threads import TaskThreads
 
 if TYPE_CHECKING:
     from qtasks.app import BaseQueueTasks
@@ -385,7 +386,10 @@ async def _call(run: TaskRun, pool: Executor, around: tuple[Any, ...] = ()) -> A
         if around:
             inner = call
             call = functools.partial(compose(around, lambda _run: inner()), run)
-        running = loop.run_in_executor(pool, contextvars.copy_context().run, call)
+        if isinstance(pool, TaskThreads):
+            running = pool.run(functools.partial(contextvars.copy_context().run, call))
+        else:
+            running = loop.run_in_executor(pool, contextvars.copy_context().run, call)
     if definition.max_time is None:
         return await running
     try:

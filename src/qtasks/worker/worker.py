@@ -28,7 +28,6 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
@@ -51,6 +50,7 @@ from qtasks.integrations import activate as activate_integrations
 from qtasks.plugins.runner import trigger_async
 from qtasks.worker.executor import execute, set_aside
 from qtasks.worker.lending import MAX_LENT, current_lender
+from qtasks.worker.threads import TaskThreads
 
 if TYPE_CHECKING:
     from qtasks.app import BaseQueueTasks
@@ -95,7 +95,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.shared_scope = Scope()  # dependencies with a scope wider than one task
         self.extensions: dict[str, Any] = {}  # what integrations keep per worker (hooks)
-        self.pool: ThreadPoolExecutor | None = None  # the thread pool of plain functions
+        self.pool: TaskThreads | None = None  # the thread pool of plain functions
         self._lent = 0  # slots lent back by tasks that wait for other tasks (see lending.py)
         self._lent_lock = threading.Lock()
 
@@ -142,7 +142,7 @@ class Worker:
         await transport.heartbeat(self._info(), [], self.lease)
         # Threads are made on demand; the headroom serves tasks that lent their slot while they
         # wait, and threads that max_time stopped waiting for.
-        pool = ThreadPoolExecutor(self.concurrency + MAX_LENT, thread_name_prefix="qtasks-task")
+        pool = TaskThreads(self.concurrency + MAX_LENT, thread_name_prefix="qtasks-task")
         self.pool = pool
         activate_integrations()
         await notify("worker_started", self, self.app.hooks)
@@ -211,7 +211,7 @@ class Worker:
         """Every delivery whose lease this worker holds."""
         return [*self._buffer, *self._running.values()]
 
-    async def _fetch(self, pool: ThreadPoolExecutor) -> None:
+    async def _fetch(self, pool: TaskThreads) -> None:
         while not self._stopping.is_set():
             # Cleared before looking at the state, so that a wake-up arriving while this
             # iteration awaits the backend is seen by the next wait (it does not sleep).
@@ -373,11 +373,11 @@ class Worker:
                 raise
             return None
 
-    def _start(self, delivery: Delivery, pool: ThreadPoolExecutor) -> None:
+    def _start(self, delivery: Delivery, pool: TaskThreads) -> None:
         task = asyncio.create_task(self._run_one(delivery, pool))
         self._running[task] = delivery
 
-    async def _run_one(self, delivery: Delivery, pool: ThreadPoolExecutor) -> None:
+    async def _run_one(self, delivery: Delivery, pool: TaskThreads) -> None:
         current_lender.set(self)  # this asyncio task's own context, copied into its thread
         try:
             outcome = await execute(self.app, delivery, pool, self)

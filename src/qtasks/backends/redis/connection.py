@@ -35,7 +35,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from qtasks.backends.redis.protocol import SCRIPT, Command, Keys, Op, Script, Scripts, notice
+from qtasks.backends.redis.protocol import (
+    FUNCTION,
+    LIBRARY,
+    SCRIPT,
+    Command,
+    Keys,
+    Op,
+    Script,
+    Scripts,
+    notice,
+)
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendConnectionError, BackendError
 
@@ -302,8 +312,39 @@ def _direct_ok(settings: RedisSettings) -> bool:
         "QTASKS_REDIS_DIRECT", "1") != "0"
 
 
-def _packed(sha: str, route: str, calls: list[list[Any]]) -> list[bytes]:
-    return [hiredis.pack_command(("EVALSHA", sha, 1, route, *args)) for args in calls]
+class _Code:
+    """How direct calls name the backend's code: ``FCALL`` of its function library, loaded
+    once per Redis (``protocol.LIBRARY``), or ``EVALSHA`` of the script where Redis has no
+    functions (before 7.0). Shared by the connections of one driver."""
+
+    def __init__(self, sha: str, route: str) -> None:
+        self.sha, self.route = sha, route
+        self.functions = True
+
+    def packed(self, calls: list[list[Any]]) -> list[bytes]:
+        head = (("FCALL", FUNCTION) if self.functions else ("EVALSHA", self.sha))
+        return [hiredis.pack_command((*head, 1, self.route, *args)) for args in calls]
+
+    def missing(self, reply: Any) -> bool:
+        """The call did not run because Redis lacks the code: load it, send the call again."""
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            return True
+        text = str(reply) if isinstance(reply, redis.ResponseError) else ""
+        return self.functions and ("Function not found" in text or "unknown command" in text)
+
+    def load(self) -> tuple[str, ...]:
+        return (("FUNCTION", "LOAD", "REPLACE", LIBRARY) if self.functions
+                else ("SCRIPT", "LOAD", SCRIPT))
+
+    def loaded(self, reply: Any) -> bool:
+        """After the load's reply: ``False`` when the script must be loaded instead (a Redis
+        without functions refused the library)."""
+        if isinstance(reply, redis.ResponseError):
+            if self.functions and "unknown command" in str(reply).lower():
+                self.functions = False
+                return False
+            raise reply
+        return True
 
 
 def _check_replies(replies: list[Any], settings: RedisSettings, wait: bool) -> list[Any]:
@@ -356,6 +397,7 @@ class SyncConn:
         self.calls = _Calls(settings, keys)
         self._local = threading.local()
         self.direct = _direct_ok(settings)
+        self.code = _Code(self.script.sha, keys.route)
         self._direct_conns: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def run(self, op: Op) -> Any:
@@ -395,8 +437,8 @@ class SyncConn:
         return replies
 
     def _connection(self) -> Any:
-        """This thread's own connection for direct calls (it connects on first use; a script
-        missing after a restart is loaded on its ``NOSCRIPT`` reply)."""
+        """This thread's own connection for direct calls (it connects on first use; code
+        missing after a restart is loaded when a call finds it missing)."""
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.pid != os.getpid():
             pool = self.redis.connection_pool
@@ -407,24 +449,23 @@ class SyncConn:
     def _direct(self, calls: Iterator[list[Any]], taken: list[list[Any]],
                 replicated: bool) -> list[Any]:
         """Send each call as soon as it is encoded, then read every reply (see above)."""
+        code = self.code
         try:
             conn = self._connection()
             for args in calls:
                 taken.append(args)
-                conn.send_packed_command(_packed(self.script.sha, self.keys.route, [args]),
-                                         check_health=False)
+                conn.send_packed_command(code.packed([args]), check_health=False)
             if replicated:
-                conn.send_packed_command(self.calls.wait_packed,
-                                         check_health=False)
+                conn.send_packed_command(self.calls.wait_packed, check_health=False)
             replies = [self._reply(conn) for _ in range(len(taken) + replicated)]
-            missing = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
-            if missing:  # SCRIPT FLUSH on a live connection: load it, send those again
-                conn.send_command("SCRIPT", "LOAD", SCRIPT, check_health=False)
-                conn.read_response()
-                for i in missing:
-                    conn.send_packed_command(
-                        _packed(self.script.sha, self.keys.route, [taken[i]]),
-                        check_health=False)
+            missing = [i for i, r in enumerate(replies) if code.missing(r)]
+            if missing:  # a new or flushed Redis: load the code, send those calls again
+                while True:
+                    conn.send_command(*code.load(), check_health=False)
+                    if code.loaded(self._reply(conn)):
+                        break
+                conn.send_packed_command(code.packed([taken[i] for i in missing]),
+                                         check_health=False)
                 for i in missing:
                     replies[i] = self._reply(conn)
         except _WIRE_ERRORS as exc:
@@ -506,6 +547,7 @@ class AsyncConn:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Future[None] | None = None
         self.direct = _direct_ok(settings)
+        self.code = _Code(self.script.sha, keys.route)
         self._free: list[Any] = []  # idle connections for direct calls
 
     async def run(self, op: Op) -> Any:
@@ -549,7 +591,7 @@ class AsyncConn:
         """As ``SyncConn._direct``, on an idle connection of this loop. One timeout covers
         the whole call (the connection's own would wrap every read in a task); a call that is
         cancelled or fails leaves its connection closed, never back among the idle ones."""
-        sha, route = self.script.sha, self.keys.route
+        code = self.code
         if self._free:
             conn = self._free.pop()
         else:
@@ -558,25 +600,20 @@ class AsyncConn:
         clean = False
         try:
             async with asyncio.timeout(self.settings.socket_timeout):
-                if not conn.is_connected:  # Redis may have restarted without the script
-                    await conn.connect()
-                    await conn.send_command("SCRIPT", "LOAD", SCRIPT, check_health=False)
-                    await conn.read_response()
                 for args in calls:
                     taken.append(args)
-                    await conn.send_packed_command(_packed(sha, route, [args]),
-                                                   check_health=False)
+                    await conn.send_packed_command(code.packed([args]), check_health=False)
                 if replicated:
-                    await conn.send_packed_command(
-                        self.calls.wait_packed, check_health=False)
+                    await conn.send_packed_command(self.calls.wait_packed, check_health=False)
                 replies = [await self._reply(conn) for _ in range(len(taken) + replicated)]
-                missing = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
-                if missing:  # SCRIPT FLUSH on a live connection: load it, send those again
-                    await conn.send_command("SCRIPT", "LOAD", SCRIPT, check_health=False)
-                    await conn.read_response()
-                    await conn.send_packed_command(
-                        _packed(sha, route, [taken[i] for i in missing]),
-                        check_health=False)
+                missing = [i for i, r in enumerate(replies) if code.missing(r)]
+                if missing:  # a new or flushed Redis: load the code, send those calls again
+                    while True:
+                        await conn.send_command(*code.load(), check_health=False)
+                        if code.loaded(await self._reply(conn)):
+                            break
+                    await conn.send_packed_command(code.packed([taken[i] for i in missing]),
+                                                   check_health=False)
                     for i in missing:
                         replies[i] = await self._reply(conn)
             clean = True

@@ -12,6 +12,7 @@ Arguments travel as flat text lists (no JSON or msgpack inside the script): an o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Generator, Iterator, Sequence
@@ -32,7 +33,11 @@ from qtasks.backends.base import (
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendError
 
-SCRIPT = (Path(__file__).parent / "qtasks.lua").read_text(encoding="utf-8")
+_SOURCE = (Path(__file__).parent / "qtasks.lua").read_text(encoding="utf-8")
+#: The library's function, named after its text: apps of two qtasks versions can share a Redis.
+FUNCTION = "qtasks_" + hashlib.sha1(_SOURCE.encode("utf-8")).hexdigest()[:16]
+LIBRARY = f"#!lua name={FUNCTION}\n{_SOURCE}\nredis.register_function('{FUNCTION}', qtasks)\n"
+SCRIPT = f"{_SOURCE}\nreturn qtasks(KEYS, ARGV)\n"  # the same code as a script (EVALSHA)
 
 
 @dataclass(frozen=True, slots=True)

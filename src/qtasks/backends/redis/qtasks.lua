@@ -1,9 +1,16 @@
--- The qtasks Redis backend: every operation that changes more than one key, in one script.
+-- The qtasks Redis backend: every operation that changes more than one key, in one function.
 --
--- KEYS[1] is the app's `seq` key: it only routes the call (in Redis Cluster, to the node that
--- owns the app's hash tag). Every other key is built here from the prefix ARGV[1]
+-- This file is a library body: `protocol.py` loads it as the Redis Function library
+-- `qtasks_<hash of this text>` (FCALL), or, where functions cannot be used (Redis before 7.0,
+-- Sentinel and Cluster clients), sends it as a script ending in `return qtasks(KEYS, ARGV)`.
+-- A function is why the helpers below are plain locals made once: a script would build all
+-- of them again on every call, which cost a single enqueue a third of its time in Redis.
+-- So everything that belongs to one call is reset by `begin`.
+--
+-- keys[1] is the app's `seq` key: it only routes the call (in Redis Cluster, to the node that
+-- owns the app's hash tag). Every other key is built here from the prefix args[1]
 -- ("qtasks:{app}:"); they all carry the same tag, so they all live in that one slot.
--- ARGV[2] names the operation; the rest are its arguments, read in order by `arg()`.
+-- args[2] names the operation; the rest are its arguments, read in order by `arg()`.
 --
 -- Layout (see docs/design/redis.md): a message is a hash `m:<id>` (`u` uuid, `q` queue, `p`
 -- priority, `pl` payload, `tok` fencing token, `st` starts, `sk` the token it was started under)
@@ -18,9 +25,8 @@
 -- has, an outcome already written by the same delivery (`fin`) is accepted again, a start
 -- already counted under the same token (`sk`) is not counted twice.
 
-local P = ARGV[1]
-local pos = 2
-local function arg() pos = pos + 1; return ARGV[pos] end
+local P, ARGS, pos = '', {}, 2
+local function arg() pos = pos + 1; return ARGS[pos] end
 local function num() return tonumber(arg()) end
 local function opt()  -- optional text: '' is none, anything else carries a one-byte prefix
   local v = arg()
@@ -28,9 +34,7 @@ local function opt()  -- optional text: '' is none, anything else carries a one-
   return string.sub(v, 2)
 end
 
-local t = redis.call('TIME')
-local NOW = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000      -- ms, the server's clock
-local NOW_S = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))  -- seconds, as text
+local NOW, NOW_S = 0, ''  -- the server's clock: ms, and seconds as text (see `begin`)
 
 local FINAL = {success = true, error = true, cancel = true}
 local STATUSES = {'new', 'process', 'success', 'error', 'cancel'}
@@ -45,11 +49,53 @@ local function settings()
   RESULT_TTL, DL_MAX, DL_TTL = num(), num(), num()
 end
 
+-- -- gathered writes -----------------------------------------------------------------------------
+
+-- Most of a task's writes are one member more in a set that every task of the batch touches
+-- (the status indexes, the lease, ready and done sets, the uuid map, the deleted message
+-- hashes). Each `redis.call` costs about a microsecond before the command does anything, so
+-- those writes are gathered per command and key, and `flush` sends each as one command. Only
+-- writes that nothing later in the same phase reads are gathered; a phase (the outcomes, the
+-- starts, the claims of a round trip) flushes before the next reads, and every call flushes
+-- before it returns. A message deleted while its DEL waits is remembered in DROPPED. Gathering
+-- costs more than it saves for a call about one task, so GATHER turns it on for batches only.
+local PEND, ORDER, DROPPED, GATHER = {}, {}, {}, false
+local function pend(cmd, key, a, b)  -- key false: the members are keys (DEL)
+  if not GATHER then
+    if not key then redis.call(cmd, a)
+    elseif b == nil then redis.call(cmd, key, a)
+    else redis.call(cmd, key, a, b) end
+    return
+  end
+  local id = cmd .. ' ' .. (key or '')
+  local e = PEND[id]
+  if not e then
+    e = {cmd, key}
+    PEND[id] = e
+    ORDER[#ORDER + 1] = e
+  end
+  e[#e + 1] = a
+  if b ~= nil then e[#e + 1] = b end
+end
+
+local function flush()
+  for _, e in ipairs(ORDER) do
+    local cmd, key = e[1], e[2]
+    local step = (cmd == 'ZADD' or cmd == 'HSET') and 2000 or 1000  -- pairs stay whole
+    for i = 3, #e, step do
+      local last = math.min(i + step - 1, #e)
+      if key then redis.call(cmd, key, unpack(e, i, last))
+      else redis.call(cmd, unpack(e, i, last)) end
+    end
+  end
+  PEND, ORDER = {}, {}
+end
+
 -- -- records -------------------------------------------------------------------------------------
 
 local function index_status(u, old, new, created)
-  if old then redis.call('ZREM', P .. 'ix:st:' .. old, u) end
-  redis.call('ZADD', P .. 'ix:st:' .. new, created, u)
+  if old then pend('ZREM', P .. 'ix:st:' .. old, u) end
+  pend('ZADD', P .. 'ix:st:' .. new, created, u)
 end
 
 -- A task as the client encodes it: uuid, name, priority, args, kwargs, created_at, extras, and
@@ -69,12 +115,15 @@ end
 local function create_record(task, watched)
   local k = rkey(task.u)
   if redis.call('EXISTS', k) == 1 then return false end
-  redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
+  local set = {'HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
     'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
-    'updated_at', task.created)
-  if watched then redis.call('HSET', k, 'waiters', 1) end
-  for i = 1, #task.extra, 2 do redis.call('HSET', k, 'x:' .. task.extra[i], task.extra[i + 1]) end
-  redis.call('ZADD', P .. 'ix:all', task.created, task.u)
+    'updated_at', task.created}
+  if watched then set[#set + 1] = 'waiters'; set[#set + 1] = 1 end
+  for i = 1, #task.extra, 2 do
+    set[#set + 1] = 'x:' .. task.extra[i]; set[#set + 1] = task.extra[i + 1]
+  end
+  redis.call(unpack(set))
+  pend('ZADD', P .. 'ix:all', task.created, task.u)
   index_status(task.u, nil, 'new', task.created)
   return true
 end
@@ -83,7 +132,7 @@ end
 -- backstop, and tell waiting producers. The notice carries the record (its hash as a JSON
 -- object of strings, which cjson encodes exactly), so a waiter need not read it again.
 local function finalized(u, k, watched)  -- watched: nil when not known yet
-  redis.call('ZADD', P .. 'done', NOW, u)
+  pend('ZADD', P .. 'done', NOW, u)
   if RESULT_TTL > 0 then redis.call('PEXPIRE', k, RESULT_TTL + 86400000) end
   if watched == nil then watched = redis.call('HEXISTS', k, 'waiters') == 1 end
   if watched then
@@ -132,6 +181,7 @@ end
 -- Remove final records finished before `cutoff` (ms), at most `n`; never one whose task still
 -- has a message (a worker may hold it). Returns how many went.
 local function sweep(cutoff, n)
+  flush()
   local old = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', cutoff, 'LIMIT', 0, n)
   if #old == 0 then return 0, 0 end
   local gone, later = {}, {}
@@ -188,14 +238,14 @@ end
 -- -- messages ------------------------------------------------------------------------------------
 
 -- Within one call, a queue is registered and its ready marker set once, not per message.
-local KNOWN, MARKED = {}, {}
+local KNOWN, MARKED = {}, {}  -- reset by `begin`
 
 local function schedule(id, q, p, eta)
   if eta and eta > NOW then
-    redis.call('ZADD', qkey(q, 'delayed'), eta, id)
+    pend('ZADD', qkey(q, 'delayed'), eta, id)
     redis.call('ZADD', qkey(q, 'wake'), 'LT', eta, 't')
   else
-    redis.call('ZADD', qkey(q, 'ready'), p, id)
+    pend('ZADD', qkey(q, 'ready'), p, id)
     if not MARKED[q] then
       redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
       MARKED[q] = true
@@ -204,7 +254,7 @@ local function schedule(id, q, p, eta)
 end
 
 -- Message ids: a bulk enqueue reserves its range with one INCRBY (see `reserve`).
-local NEXT_ID, LAST_ID = 0, -1
+local NEXT_ID, LAST_ID = 0, -1  -- reset by `begin`
 local function reserve(n)
   LAST_ID = redis.call('INCRBY', P .. 'seq', n)
   NEXT_ID = LAST_ID - n + 1
@@ -215,7 +265,7 @@ local function put_message(u, q, p, eta, pl)
   local id = string.format('%016x', NEXT_ID)
   NEXT_ID = NEXT_ID + 1
   redis.call('HSET', mkey(id), 'u', u, 'q', q, 'p', p, 'pl', pl, 'tok', 0, 'st', 0)
-  if u ~= '' then redis.call('HSET', P .. 'byuuid', u, id) end
+  if u ~= '' then pend('HSET', P .. 'byuuid', u, id) end
   if not KNOWN[q] then
     redis.call('SADD', P .. 'queues', q)
     KNOWN[q] = true
@@ -224,15 +274,17 @@ local function put_message(u, q, p, eta, pl)
   return id
 end
 
-local function drop_message(id, u, q)
-  redis.call('DEL', mkey(id))
-  redis.call('ZREM', qkey(q, 'leased'), id)
+local function drop_message(id, u, q, leased)  -- leased: false when it is in no lease set
+  pend('DEL', false, mkey(id))
+  DROPPED[id] = true
+  if leased ~= false then pend('ZREM', qkey(q, 'leased'), id) end
   -- a uuid has one message at a time (enqueue skips a uuid it has), so this is its entry
-  if u and u ~= '' then redis.call('HDEL', P .. 'byuuid', u) end
+  if u and u ~= '' then pend('HDEL', P .. 'byuuid', u) end
 end
 
 -- The message `id` if `tok` is still its token: its hash fields u, q, p, tok, st, sk.
 local function held(id, tok)
+  if DROPPED[id] then return nil end
   local m = redis.call('HMGET', mkey(id), 'u', 'q', 'p', 'tok', 'st', 'sk')
   if not m[4] or m[4] ~= tok then return nil end
   return m
@@ -397,6 +449,7 @@ local function exchange(fused)
   local rejected, refused, out = {}, {}, {}
   local written = 0
   local n = num()
+  GATHER = n + limit > 1
   for i = 1, n do
     if fused then
       if write_outcome(true) then written = written + 1 else rejected[#rejected + 1] = i end
@@ -406,7 +459,9 @@ local function exchange(fused)
       if m then drop_message(id, m[1], m[2]) else rejected[#rejected + 1] = i end
     end
   end
+  flush()  -- the starts and the promotion below read the lease set
   n = num()
+  GATHER = GATHER or n > 1
   for i = 1, n do
     local id, tok, holder = arg(), arg(), arg()
     local m = start_one(id, tok)
@@ -417,6 +472,7 @@ local function exchange(fused)
       refused[#refused + 1] = i
     end
   end
+  flush()
 
   if limit > 0 then
     for _, q in ipairs(queues) do promote(q, 1000) end
@@ -426,7 +482,6 @@ local function exchange(fused)
       local m = redis.call('HMGET', mk, 'u', 'q', 'p', 'pl', 'st', 'tok')
       if m[2] then
         local tok = tonumber(m[6]) + 1
-        redis.call('ZADD', qkey(m[2], 'leased'), deadline, id)
         local starts, started = m[5], '0'
         if start > 0 and starts == '0' then
           start = start - 1
@@ -435,18 +490,16 @@ local function exchange(fused)
         else
           redis.call('HSET', mk, 'tok', tok)
         end
-        local keep = true
-        if fused and started == '1' and m[1] ~= '' then
-          if set_running(m[1], id .. ':' .. tok) == 'final' then
-            drop_message(id, m[1], m[2])
-            keep = false
-          end
-        end
-        if keep then
+        if fused and started == '1' and m[1] ~= ''
+            and set_running(m[1], id .. ':' .. tok) == 'final' then
+          drop_message(id, m[1], m[2], false)  -- cancelled meanwhile: never leased
+        else
+          pend('ZADD', qkey(m[2], 'leased'), deadline, id)
           out[#out + 1] = {id, m[1], m[4], starts, m[3], m[2], tok, started}
         end
       end
     end
+    flush()
     for _, q in ipairs(queues) do  -- work left: wake the next idle worker
       if redis.call('ZCARD', qkey(q, 'ready')) > 0 then
         redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
@@ -476,9 +529,20 @@ end
 
 -- -- operations ----------------------------------------------------------------------------------
 
-local op = ARGV[2]
-settings()
+-- What one call starts from: its arguments, the clock, and nothing left from the call before.
+local function begin(args)
+  P, ARGS, pos = args[1], args, 2
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+  NOW_S = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  settings()
+  PEND, ORDER, DROPPED, GATHER = {}, {}, {}, false
+  KNOWN, MARKED = {}, {}
+  NEXT_ID, LAST_ID = 0, -1
+  WRITTEN, CALL = {}, ''
+end
 
+local function dispatch(op)
 if op == 'exchange' then
   return exchange(true)
 
@@ -489,11 +553,14 @@ elseif op == 'enqueue' then  -- mode: F records and messages, M messages only, R
   -- watched: the caller will wait for these records (their final write notifies)
   local mode, watched, n = arg(), arg() == '1', num()
   local added = 0
+  local QUEUED = {}  -- uuids given a message by this call (their map entry is gathered)
   if mode ~= 'R' then reserve(n) end  -- ids of tasks it already has stay unused: harmless
+  GATHER = n > 1
   for _ = 1, n do
     local task = read_task()
     if mode == 'M' then
-      if task.u == '' or redis.call('HEXISTS', P .. 'byuuid', task.u) == 0 then
+      if task.u == '' or (not QUEUED[task.u] and redis.call('HEXISTS', P .. 'byuuid', task.u) == 0) then
+        if task.u ~= '' then QUEUED[task.u] = true end
         put_message(task.u, task.q, task.p, task.eta, task.pl)
         added = added + 1
       end
@@ -695,3 +762,12 @@ elseif op == 'flush' then  -- what: Q messages, S records, A both; in batches of
 end
 
 return redis.error_reply('qtasks: unknown operation ' .. tostring(op))
+end
+
+-- The entry point (`protocol.py` registers it, or calls it at the end of the script form).
+local function qtasks(keys, args)  -- luacheck: ignore keys (it routes the call only)
+  begin(args)
+  local result = dispatch(args[2])
+  flush()
+  return result
+end

@@ -1,0 +1,68 @@
+"""The hot path's direct calls (``connection._Code``): the backend's code is loaded wherever it
+is missing, a Redis without functions gets the script form, and a connection that breaks hands
+its call to redis-py's retrying path. Each case through the public API, in both flavours, with
+a real worker process running the tasks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from qtasks.asyncio import QueueTasks as AsyncQueueTasks
+from redis_servers import RedisServer
+
+pytestmark = pytest.mark.slow
+
+
+def _async_round_trips(url: str, name: str, values: list[int]) -> list[int]:
+    async def run() -> list[int]:
+        app = AsyncQueueTasks(name=name, broker_url=url)
+        try:
+            return [(await app.add_task("mark", i, timeout=10)).returning for i in values]
+        finally:
+            await app.transport.close()
+
+    return asyncio.run(run())
+
+
+def test_a_flushed_redis_gets_the_code_again(redis_server, apps):
+    spec, app = apps.app(redis_server.url)
+    apps.worker(spec)
+    assert app.add_task("mark", 1, timeout=10).returning == 1
+    with redis_server.client() as client:
+        assert "qtasks_" in repr(client.function_list())  # the hot path runs as a function
+        client.function_flush()
+        client.script_flush()
+    # the producer's connection and the worker's both find the code missing and load it
+    assert app.add_task("mark", 2, timeout=10).returning == 2
+    records = app.add_tasks([("mark", (i,)) for i in range(3, 303)])
+    assert [app.wait_sync(r.uuid, 30).returning for r in records] == list(range(3, 303))
+    assert _async_round_trips(redis_server.url, "redistest", [400, 401]) == [400, 401]
+
+
+def test_a_redis_without_functions_runs_the_script_form(tmp_path, apps):
+    # FUNCTION and FCALL renamed away: what a Redis before 7.0 answers ("unknown command")
+    server = RedisServer(tmp_path / "old", "--appendonly", "no",
+                         "--rename-command", "FCALL", "", "--rename-command", "FUNCTION", "")
+    try:
+        spec, app = apps.app(server.url)
+        apps.worker(spec)
+        assert app.add_task("mark", 7, timeout=10).returning == 7
+        records = app.add_tasks([("mark", (i,)) for i in range(250)])
+        assert [app.wait_sync(r.uuid, 30).returning for r in records] == list(range(250))
+        assert _async_round_trips(server.url, "redistest", [8, 9]) == [8, 9]
+    finally:
+        apps.close()
+        server.stop()
+
+
+def test_a_killed_connection_hands_the_call_to_the_retrying_path(redis_server, apps):
+    spec, app = apps.app(redis_server.url)
+    apps.worker(spec)
+    assert app.add_task("mark", 1, timeout=10).returning == 1
+    for attempt in range(3):
+        with redis_server.client() as client:  # every client but this one: worker and producer
+            client.client_kill_filter(_type="normal", skipme=True)
+        assert app.add_task("mark", 10 + attempt, timeout=10).returning == 10 + attempt
+    assert _async_round_trips(redis_server.url, "redistest", [20]) == [20]
