@@ -97,6 +97,8 @@ class Worker:
         self.extensions: dict[str, Any] = {}  # what integrations keep per worker (hooks)
         self.pool: TaskThreads | None = None  # the thread pool of plain functions
         self._lent = 0  # slots lent back by tasks that wait for other tasks (see lending.py)
+        self._task_time = 0.0  # recent run time of a task, seconds (moving average)
+        self._trip_time = 0.0  # recent duration of a writing round trip, seconds
         self._lent_lock = threading.Lock()
 
     def request_stop(self) -> None:
@@ -212,13 +214,15 @@ class Worker:
         return [*self._buffer, *self._running.values()]
 
     async def _fetch(self, pool: TaskThreads) -> None:
+        fresh = False  # the last round trip only started tasks (see `first` below)
         while not self._stopping.is_set():
             # Cleared before looking at the state, so that a wake-up arriving while this
             # iteration awaits the backend is seen by the next wait (it does not sleep).
             self._wakeup.clear()
-            if self._done and self._running:
+            if self._done and self._running and not fresh:
                 await self._gather()
                 self._wakeup.clear()
+            after_starts, fresh = fresh, False
             to_start, free = self._pick()
             held = len(self._running) + len(to_start) + len(self._buffer)
             slots = self.concurrency + self._lent
@@ -229,8 +233,22 @@ class Worker:
                 await self._wakeup.wait()
                 continue
             writing = bool(self._done or to_start)
-            call = self._exchange(room, to_start, 0 if alone else free,
-                                  0.0 if writing else IDLE_BLOCK)
+            # Buffered tasks run only once their start is recorded: when this round trip would
+            # also write outcomes and claim more, their starts go first, alone (a short call),
+            # and the rest follows in the next round trip while they run. That pays when tasks
+            # run at least as long as a round trip takes (sync tasks in threads, I/O); for
+            # tasks that end at once the second call only adds work, so it is not made then.
+            # Never twice in a row, so outcomes wait for one round trip at most; and never for
+            # a task in quarantine: the outcomes of the others are written before it starts,
+            # in case it is the one that kills the worker.
+            first = (bool(to_start) and bool(self._done or room) and not after_starts
+                     and self._alone is None and self._task_time >= self._trip_time)
+            if first:
+                call = self._exchange(0, to_start, 0, 0.0, write=False)
+                fresh = True
+            else:
+                call = self._exchange(room, to_start, 0 if alone else free,
+                                      0.0 if writing else IDLE_BLOCK)
             if writing:
                 result = await call
             else:  # idle: wait on the backend for work, or on a task/stop for us
@@ -308,18 +326,22 @@ class Worker:
         return set_aside(delivery, reason, WorkerLostError, self.app)
 
     async def _exchange(self, room: int, to_start: list[Delivery], start: int,
-                        block: float) -> Exchange | None:
-        """Write finished outcomes, start ``to_start``, fetch up to ``room``: one round trip.
+                        block: float, write: bool = True) -> Exchange | None:
+        """Write finished outcomes (unless not ``write``), start ``to_start``, fetch up to
+        ``room``: one round trip.
 
         A blocking (idle) exchange writes nothing, so cancelling it can lose nothing.
         """
         finished: list[Outcome] = []
-        if not block:
+        if write and not block:
             finished, self._done = self._done, []
+        began = time.perf_counter()
         try:
             result = await self.app.transport.exchange(
                 self.id, self.queues, limit=room, lease=self.lease, block=block,
                 finished=finished, started=to_start, start=start)
+            if not block:
+                self._trip_time += (time.perf_counter() - began - self._trip_time) * 0.1
         except BackendConnectionError as exc:
             # The backend is down or busy: keep the outcomes and the deliveries; the leases
             # are still ours while the heartbeat can reach it.
@@ -379,8 +401,10 @@ class Worker:
 
     async def _run_one(self, delivery: Delivery, pool: TaskThreads) -> None:
         current_lender.set(self)  # this asyncio task's own context, copied into its thread
+        began = time.perf_counter()
         try:
             outcome = await execute(self.app, delivery, pool, self)
+            self._task_time += (time.perf_counter() - began - self._task_time) * 0.1
             # appended after the await: _exchange swaps the list out while tasks run
             self._done.append(outcome)
         finally:
