@@ -21,6 +21,7 @@ delivery counts) and returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -233,6 +234,16 @@ class Worker:
                 await self._wakeup.wait()
                 continue
             writing = bool(self._done or to_start)
+            if not writing and self._running:
+                # A task started a moment ago may end at once (it has not had a turn yet): give
+                # the running ones GATHER before blocking in the backend, so that an outcome goes
+                # out now rather than after a wait that is begun and abandoned at once.
+                if not self._wakeup.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(GATHER):
+                            await self._wakeup.wait()
+                if self._wakeup.is_set():
+                    continue
             # Buffered tasks run only once their start is recorded: when this round trip would
             # also write outcomes and claim more, their starts go first, alone (a short call),
             # and the rest follows in the next round trip while they run. That pays when tasks
