@@ -9,7 +9,9 @@ import asyncio
 
 import pytest
 
+from qtasks import QueueTasks
 from qtasks.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks.exceptions import BackendConnectionError
 from redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -66,3 +68,41 @@ def test_a_killed_connection_hands_the_call_to_the_retrying_path(redis_server, a
             client.client_kill_filter(_type="normal", skipme=True)
         assert app.add_task("mark", 10 + attempt, timeout=10).returning == 10 + attempt
     assert _async_round_trips(redis_server.url, "redistest", [20]) == [20]
+
+
+def test_wait_replicas_is_checked_on_the_direct_path_too(redis_server):
+    # one server, no replica: WAIT answers 0, so an enqueue asking for one replica must fail,
+    # also when its first attempt found the code missing and was sent again
+    url = redis_server.url + "?wait_replicas=1&wait_timeout=0.2"
+    app = QueueTasks(name="replicas", broker_url=url)
+    try:
+        for flush in (False, True):
+            if flush:
+                with redis_server.client() as client:
+                    client.function_flush()
+            with pytest.raises(BackendConnectionError, match="replicas"):
+                app.add_task("mark", 1)
+
+        async def run() -> None:
+            aapp = AsyncQueueTasks(name="replicas", broker_url=url)
+            try:
+                with pytest.raises(BackendConnectionError, match="replicas"):
+                    await aapp.add_task("mark", 2)
+            finally:
+                await aapp.transport.close()
+
+        asyncio.run(run())
+    finally:
+        app.client.close()
+
+
+def test_a_user_without_functions_runs_the_script_form(redis_server, apps):
+    with redis_server.client() as client:
+        client.execute_command("ACL", "SETUSER", "scripts", "on", ">secret", "~*", "&*",
+                               "+@all", "-fcall", "-function")
+    host_port = redis_server.url.split("://", 1)[1]
+    url = f"redis://scripts:secret@{host_port}"
+    spec, app = apps.app(url, name="acl")
+    apps.worker(spec)
+    assert app.add_task("mark", 5, timeout=10).returning == 5
+    assert _async_round_trips(url, "acl", [6]) == [6]

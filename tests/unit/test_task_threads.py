@@ -94,3 +94,41 @@ def test_shutdown_cancels_what_has_not_started():
     assert all(f.cancelled() for f in queued)
     with pytest.raises(RuntimeError):
         pool.submit(lambda: None)
+
+
+def test_a_call_given_up_while_queued_never_runs():
+    async def main() -> None:
+        pool = TaskThreads(1)
+        release, ran = threading.Event(), []
+        try:
+            busy = pool.run(lambda: release.wait(5))
+            queued = pool.run(lambda: ran.append("ran"))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(queued, 0.05)  # max_time ran out while it waited
+            release.set()
+            assert await busy is True
+            assert await asyncio.wait_for(pool.run(lambda: "after"), 5) == "after"
+            assert ran == []
+        finally:
+            pool.shutdown()
+
+    asyncio.run(main())
+
+
+def test_a_stopiteration_fails_its_own_call_only():
+    async def main() -> None:
+        pool = TaskThreads(2)
+
+        def stops() -> None:
+            raise StopIteration("out of items")
+
+        try:
+            results = await asyncio.wait_for(asyncio.gather(
+                pool.run(stops), *[pool.run(lambda i=i: i) for i in range(20)],
+                return_exceptions=True), 5)
+            assert isinstance(results[0], RuntimeError) and "StopIteration" in str(results[0])
+            assert results[1:] == list(range(20))
+        finally:
+            pool.shutdown()
+
+    asyncio.run(main())

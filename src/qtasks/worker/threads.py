@@ -10,12 +10,14 @@ us a task, and a loop that is woken once per burst instead of once per task.
 It is also a ``concurrent.futures.Executor`` (``submit``), for code that is handed the
 worker's pool (integrations, ``ctx.pool``). Threads are made on demand, up to ``max_workers``,
 and stay; a call that is still running when its awaiting side gave up (``max_time``) keeps its
-thread until it returns, and its result is dropped.
+thread until it returns, and its result is dropped; one whose awaiting side gave up while it
+was still queued never runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -23,6 +25,8 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 _STOP = object()
+
+log = logging.getLogger("qtasks.worker")
 
 
 class TaskThreads(Executor):
@@ -54,10 +58,15 @@ class TaskThreads(Executor):
         for future, ok, value in finished:
             if future.done():  # its waiter gave up (max_time) or was cancelled
                 continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
+            try:
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            except Exception as exc:  # one bad value must not strand the others of the burst
+                log.exception("a task thread's result could not be handed over")
+                future.set_exception(RuntimeError(f"the task's result could not be handed "
+                                                  f"over: {exc!r}"))
 
     # -- concurrent.futures.Executor ----------------------------------------------------------
 
@@ -113,9 +122,13 @@ class TaskThreads(Executor):
                         future.set_result(call())
                     except BaseException as exc:
                         future.set_exception(exc)
+            elif future.done():
+                pass  # its waiter gave up while it was queued (max_time, a stop): never run it
             else:
                 try:
                     result: tuple[bool, Any] = (True, call())
+                except StopIteration as exc:  # a future cannot carry it (as asyncio does)
+                    result = (False, RuntimeError(f"the task raised StopIteration: {exc!r}"))
                 except BaseException as exc:  # handed to the awaiting task, as a pool would
                     result = (False, exc)
                 self._finish(future, result)

@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -326,25 +326,66 @@ class _Code:
         return [hiredis.pack_command((*head, 1, self.route, *args)) for args in calls]
 
     def missing(self, reply: Any) -> bool:
-        """The call did not run because Redis lacks the code: load it, send the call again."""
+        """The call did not run because Redis lacks the code, or refuses ``FCALL`` (a server
+        before 7.0, an ACL without it): load the code, send the call again. Decided from the
+        reply alone: another thread may have switched to the script form meanwhile."""
         if isinstance(reply, redis.exceptions.NoScriptError):
             return True
-        text = str(reply) if isinstance(reply, redis.ResponseError) else ""
-        return self.functions and ("Function not found" in text or "unknown command" in text)
+        if not isinstance(reply, redis.ResponseError):
+            return False
+        text = str(reply).lower()
+        return "function not found" in text or ("fcall" in text and _refused(text))
 
-    def load(self) -> tuple[str, ...]:
-        return (("FUNCTION", "LOAD", "REPLACE", LIBRARY) if self.functions
-                else ("SCRIPT", "LOAD", SCRIPT))
+    def load(self) -> bytes:
+        command: Any = (("FUNCTION", "LOAD", "REPLACE", LIBRARY) if self.functions
+                        else ("SCRIPT", "LOAD", SCRIPT))
+        return hiredis.pack_command(command)
 
     def loaded(self, reply: Any) -> bool:
-        """After the load's reply: ``False`` when the script must be loaded instead (a Redis
-        without functions refused the library)."""
+        """After the load's reply: ``False`` when the script must be loaded instead (Redis
+        has no functions, or the user may not load them)."""
         if isinstance(reply, redis.ResponseError):
-            if self.functions and "unknown command" in str(reply).lower():
+            if self.functions and _refused(str(reply).lower()):
                 self.functions = False
                 return False
             raise reply
         return True
+
+
+def _refused(text: str) -> bool:
+    return "unknown command" in text or "no permissions" in text or "noperm" in text
+
+
+def _direct_steps(code: _Code, calls: Iterator[list[Any]], taken: list[list[Any]],
+                  wait: list[bytes] | None) -> Generator[list[bytes] | None, Any, list[Any]]:
+    """What a direct call sends and reads, written once for both drivers: it yields packed
+    commands to send (the driver sends them and resumes it with ``None``), or ``None`` to have
+    one reply read (and sent in). Each call goes out as soon as it is encoded; the replies are
+    read at the end. Calls that found the code missing are sent again once it is loaded, and
+    ``wait`` (a ``WAIT`` for replicas) follows the calls both times, since only the second one
+    counts what the calls sent again wrote. Returns the calls' replies, then ``WAIT``'s."""
+    for args in calls:
+        taken.append(args)
+        yield code.packed([args])
+    if wait:
+        yield wait
+    replies = []
+    for _ in range(len(taken) + bool(wait)):
+        replies.append((yield None))
+    missing = [i for i, reply in enumerate(replies[:len(taken)]) if code.missing(reply)]
+    if missing:  # a new or flushed Redis: load the code, send those calls again
+        while True:
+            yield [code.load()]
+            if code.loaded((yield None)):
+                break
+        yield code.packed([taken[i] for i in missing])
+        if wait:
+            yield wait
+        for i in missing:
+            replies[i] = yield None
+        if wait:
+            replies[-1] = yield None
+    return replies
 
 
 def _check_replies(replies: list[Any], settings: RedisSettings, wait: bool) -> list[Any]:
@@ -448,31 +489,27 @@ class SyncConn:
 
     def _direct(self, calls: Iterator[list[Any]], taken: list[list[Any]],
                 replicated: bool) -> list[Any]:
-        """Send each call as soon as it is encoded, then read every reply (see above)."""
-        code = self.code
+        """Run ``_direct_steps`` on this thread's connection. Whatever interrupts it leaves
+        the connection closed: replies still unread would answer the next call."""
+        conn = self._connection()
+        steps = _direct_steps(self.code, calls, taken,
+                              self.calls.wait_packed if replicated else None)
         try:
-            conn = self._connection()
-            for args in calls:
-                taken.append(args)
-                conn.send_packed_command(code.packed([args]), check_health=False)
-            if replicated:
-                conn.send_packed_command(self.calls.wait_packed, check_health=False)
-            replies = [self._reply(conn) for _ in range(len(taken) + replicated)]
-            missing = [i for i, r in enumerate(replies) if code.missing(r)]
-            if missing:  # a new or flushed Redis: load the code, send those calls again
-                while True:
-                    conn.send_command(*code.load(), check_health=False)
-                    if code.loaded(self._reply(conn)):
-                        break
-                conn.send_packed_command(code.packed([taken[i] for i in missing]),
-                                         check_health=False)
-                for i in missing:
-                    replies[i] = self._reply(conn)
+            step = next(steps)
+            while True:
+                if step is None:
+                    step = steps.send(self._reply(conn))
+                else:
+                    conn.send_packed_command(step, check_health=False)
+                    step = steps.send(None)
+        except StopIteration as stop:
+            replies: list[Any] = stop.value
         except _WIRE_ERRORS as exc:
-            conn = getattr(self._local, "conn", None)
-            if conn is not None:
-                conn.disconnect()
+            conn.disconnect()
             raise _Wire() from exc
+        except BaseException:
+            conn.disconnect()
+            raise
         return _check_replies(replies, self.settings, replicated)
 
     @staticmethod
@@ -588,34 +625,34 @@ class AsyncConn:
 
     async def _direct(self, calls: Iterator[list[Any]], taken: list[list[Any]],
                       replicated: bool) -> list[Any]:
-        """As ``SyncConn._direct``, on an idle connection of this loop. One timeout covers
-        the whole call (the connection's own would wrap every read in a task); a call that is
-        cancelled or fails leaves its connection closed, never back among the idle ones."""
-        code = self.code
+        """Run ``_direct_steps`` on an idle connection of this loop. The socket timeout bounds
+        each step, not the whole call (a bulk enqueue has many), through one ``asyncio``
+        timeout moved on after each step (the connection's own would wrap every read in a
+        task). A call that is cancelled or fails leaves its connection closed, never back among
+        the idle ones."""
         if self._free:
             conn = self._free.pop()
         else:
             pool = self.redis.connection_pool
             conn = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+        steps = _direct_steps(self.code, calls, taken,
+                              self.calls.wait_packed if replicated else None)
+        limit = self.settings.socket_timeout
+        loop = asyncio.get_running_loop()
         clean = False
         try:
-            async with asyncio.timeout(self.settings.socket_timeout):
-                for args in calls:
-                    taken.append(args)
-                    await conn.send_packed_command(code.packed([args]), check_health=False)
-                if replicated:
-                    await conn.send_packed_command(self.calls.wait_packed, check_health=False)
-                replies = [await self._reply(conn) for _ in range(len(taken) + replicated)]
-                missing = [i for i, r in enumerate(replies) if code.missing(r)]
-                if missing:  # a new or flushed Redis: load the code, send those calls again
-                    while True:
-                        await conn.send_command(*code.load(), check_health=False)
-                        if code.loaded(await self._reply(conn)):
-                            break
-                    await conn.send_packed_command(code.packed([taken[i] for i in missing]),
-                                                   check_health=False)
-                    for i in missing:
-                        replies[i] = await self._reply(conn)
+            async with asyncio.timeout(limit) as budget:
+                step = next(steps)
+                while True:
+                    if step is None:
+                        reply = await self._reply(conn)
+                        budget.reschedule(loop.time() + limit)
+                        step = steps.send(reply)
+                    else:
+                        await conn.send_packed_command(step, check_health=False)
+                        step = steps.send(None)
+        except StopIteration as stop:
+            replies: list[Any] = stop.value
             clean = True
         except _WIRE_ERRORS as exc:
             raise _Wire() from exc
@@ -623,6 +660,7 @@ class AsyncConn:
             if clean:
                 self._free.append(conn)
             else:
+                self._pokes = {p for p in self._pokes if not p.done()}
                 self._pokes.add(asyncio.ensure_future(conn.disconnect(nowait=True)))
         return _check_replies(replies, self.settings, replicated)
 
