@@ -125,7 +125,8 @@ class PeerSpec:
     note: str = ""  # drain concurrency and the APIs used, printed under the table
 
 
-CELERY = ("celery==5.7.0", REDIS_PY, HIREDIS)
+# kombu 5.7.0 imports packaging without declaring it (celery -A fails without it)
+CELERY = ("celery==5.7.0", "packaging==26.4", REDIS_PY, HIREDIS)
 QTASKS_HERE = ("-e", f"{REPO}[redis]")
 PEERS = [
     PeerSpec("celery-solo", "celery", "celery", CELERY, "solo",
