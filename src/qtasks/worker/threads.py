@@ -104,8 +104,8 @@ class TaskThreads(Executor):
                 thread = threading.Thread(target=self._work, daemon=True,
                                           name=f"{self.prefix}_{len(self._threads)}")
                 self._threads.append(thread)
-            else:
-                self._idle -= 1 if self._idle else 0
+            elif self._idle:  # an idle thread takes it (with none, it waits its turn)
+                self._idle -= 1
         self._queue.put(item)
         if spawn:
             thread.start()

@@ -295,7 +295,7 @@ def _check_replicated(acked: int, settings: RedisSettings) -> None:
 # Why the hot path skips redis-py's command machinery: a pool checkout polls the socket for
 # readiness, every argument is encoded in Python before hiredis packs the command, and metrics
 # hooks run per call; for a single enqueue that cost more than the round trip itself. A direct
-# call packs the whole EVALSHA in one hiredis call and sends it on a connection of its own
+# call packs the whole FCALL (or EVALSHA) in one hiredis call and sends it on a connection of its own
 # (redis-py's connection class, so URL options, AUTH, SELECT and TLS are redis-py's). Anything
 # that goes wrong on the wire hands the call to the client's ordinary path, which retries with
 # backoff; every script operation is safe to send twice (``protocol``'s module docstring).
@@ -308,8 +308,7 @@ class _Wire(Exception):
 
 
 def _direct_ok(settings: RedisSettings) -> bool:
-    return hiredis is not None and settings.kind == "single" and os.environ.get(
-        "QTASKS_REDIS_DIRECT", "1") != "0"
+    return hiredis is not None and settings.kind == "single"
 
 
 class _Code:

@@ -250,13 +250,11 @@ def _deliveries(rows: Sequence[Sequence[Any]]) -> list[Delivery]:
 def enqueue(tasks: Sequence[NewTask], mode: str = "F", watched: bool = False) -> Op:
     """Queue tasks: ``F`` record and message, ``M`` message only, ``R`` record only.
     ``watched``: the caller is about to wait for them, so their final write notifies."""
-    if len(tasks) <= ENQUEUE_CHUNK:
-        args: list[Any] = ["enqueue", mode, "1" if watched else "0", len(tasks)]
-        for t in tasks:
-            _task(t, args)
-        yield Script(args)
-        return
-    yield Scripts("enqueue", _enqueue_calls(tasks, mode, watched))
+    calls = _enqueue_calls(tasks, mode, watched)
+    if len(tasks) > ENQUEUE_CHUNK:
+        yield Scripts("enqueue", calls)
+    elif tasks:
+        yield Script(next(calls))
 
 
 ENQUEUE_CHUNK = 100  # tasks per script call of a bulk enqueue: short calls, encoding overlapped

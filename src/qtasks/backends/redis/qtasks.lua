@@ -3,9 +3,9 @@
 -- This file is a library body: `protocol.py` loads it as the Redis Function library
 -- `qtasks_<hash of this text>` (FCALL), or, where functions cannot be used (Redis before 7.0,
 -- Sentinel and Cluster clients), sends it as a script ending in `return qtasks(KEYS, ARGV)`.
--- A function is why the helpers below are plain locals made once: a script would build all
--- of them again on every call, which cost a single enqueue a third of its time in Redis.
--- So everything that belongs to one call is reset by `begin`.
+-- A function is why the helpers below are plain locals made once: a script builds all of
+-- them again on every call (docs/architecture.md has what that cost). So everything that
+-- belongs to one call is reset by `begin`.
 --
 -- keys[1] is the app's `seq` key: it only routes the call (in Redis Cluster, to the node that
 -- owns the app's hash tag). Every other key is built here from the prefix args[1]
