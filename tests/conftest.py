@@ -39,6 +39,13 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # the CLI's (qta
 
 
 def pytest_configure(config):
+    # A PostgreSQL backend under test needs its tables (qtasks migrate) before any app starts.
+    for variable in ("QTASKS_TEST_BROKER_URL", "QTASKS_TEST_STORAGE_URL"):
+        url = os.environ.get(variable, "")
+        if url.startswith(("postgresql://", "postgres://")):
+            from qtasks.backends.postgres import migrate
+
+            migrate(url)
     config.addinivalue_line(
         "markers", "requires_processes(why): needs separate OS processes (skipped when the "
                    "test backend lives in one process, e.g. memory://)")

@@ -22,6 +22,10 @@ REDIS = os.environ.get("QTASKS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 _RUN = f"t{os.getpid()}x{os.urandom(3).hex()}"
 _REDIS = f"{REDIS}{'&' if '?' in REDIS else '?'}prefix={_RUN}"
 
+# The machine's PostgreSQL (CI starts it); each run has its own schema, dropped at the end.
+POSTGRES = os.environ.get("QTASKS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_POSTGRES = f"{POSTGRES}{'&' if '?' in POSTGRES else '?'}schema=qtasks_{_RUN}"
+
 BACKENDS = {
     "sqlite": ("sqlite:///{dir}/contract-{name}.sqlite3", None),
     "memory": ("memory://contract-{name}", None),
@@ -29,6 +33,9 @@ BACKENDS = {
     "redis": (_REDIS, None),
     "redis+sqlite": (_REDIS, "sqlite:///{dir}/contract-{name}.sqlite3"),
     "memory+redis": ("memory://contract-{name}", _REDIS),
+    "postgres": (_POSTGRES, None),
+    "postgres+sqlite": (_POSTGRES, "sqlite:///{dir}/contract-{name}.sqlite3"),
+    "memory+postgres": ("memory://contract-{name}", _POSTGRES),
 }
 extra = os.environ.get("QTASKS_TEST_BROKER_URL")
 if extra and extra not in {b for b, _ in BACKENDS.values()}:
@@ -83,8 +90,23 @@ STARTED = {"redis-cluster": "redis_cluster", "redis-sentinel": "redis_sentinel"}
 ALL = [*BACKENDS, *STARTED]
 
 
+@pytest.fixture(scope="session")
+def postgres_schema():
+    """This run's PostgreSQL schema: created on first use, dropped at the end."""
+    from qtasks.backends.postgres import migrate
+
+    migrate(_POSTGRES)
+    yield _POSTGRES
+    import psycopg
+
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS qtasks_{_RUN} CASCADE")
+
+
 def urls_for(request, name: str) -> tuple[str, str | None]:
     """The (broker, storage) URL templates of backend ``name``, starting its servers if need be."""
+    if "postgres" in name:
+        request.getfixturevalue("postgres_schema")
     if name in STARTED:
         server = request.getfixturevalue(STARTED[name])
         return f"{server.url}?prefix={_RUN}", None

@@ -57,7 +57,20 @@ def _redis(url: str | None, *, name: str, config: QueueConfig) -> Backend:
     return RedisBackend(url or "redis://localhost:6379/0", name=name)
 
 
+def _postgres(url: str | None, *, name: str, config: QueueConfig) -> Backend:
+    try:
+        from qtasks.backends.postgres import PostgresBackend
+    except ImportError as exc:
+        raise BackendError(
+            f"{redact(url or '')!r} needs psycopg 3: pip install 'qtasks[postgres]' ({exc})"
+        ) from exc
+
+    return PostgresBackend(url or "postgresql://localhost/postgres", name=name)
+
+
 register_backend("sqlite", _sqlite)
+register_backend("postgresql", _postgres)
+register_backend("postgres", _postgres)
 register_backend("memory", _memory)
 for _scheme in ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
                 "rediss+cluster"):

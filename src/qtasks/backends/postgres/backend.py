@@ -1,0 +1,660 @@
+"""``postgresql://``: the database you already run as broker and result store.
+
+The classes here pick a connection and run ``sql`` operations on it: one connection per thread
+for the sync app, a few per event loop for the worker and the async app. Alone, PostgreSQL
+plays both roles through the fused transport and client below (each worker round trip is one
+statement); beside another broker or store, each role works on its own.
+
+Enqueue in the caller's transaction: inside ``with enqueue_in(conn):`` (a psycopg connection,
+blocking or asyncio, or a Django connection), ``add_task`` and ``add_tasks`` write with ``conn``,
+in whatever transaction it has open: the task exists for workers only if that transaction
+commits. In a Django project whose qtasks database is one of Django's, a sync ``add_task``
+inside ``transaction.atomic()`` does this by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+
+from qtasks.backends.base import (
+    Backend,
+    Broker,
+    DeadLetter,
+    Delivery,
+    Exchange,
+    FinishReport,
+    NewTask,
+    Outcome,
+    QueueStats,
+    ResultStore,
+    StoreStats,
+    SyncBroker,
+    SyncResultStore,
+    WorkerInfo,
+)
+from qtasks.backends.postgres import sql as q
+from qtasks.backends.postgres.connection import AsyncDb, PerLoop, SyncDb, parse_url
+from qtasks.backends.transport import Client, Kept, Transport, count_live, merge
+from qtasks.core.record import RecordRow
+from qtasks.core.status import FINAL_STATUSES
+from qtasks.core.waiting import run_async, run_sync, wait_for_final
+from qtasks.exceptions import BackendError
+
+_caller: contextvars.ContextVar[Any] = contextvars.ContextVar("qtasks_pg_connection",
+                                                               default=None)
+
+
+@contextlib.contextmanager
+def enqueue_in(connection: Any) -> Iterator[None]:
+    """Within the block, PostgreSQL enqueues of this context write with ``connection``, in its
+    open transaction (nothing is committed here). ``connection`` is a ``psycopg.Connection``
+    (sync app), a ``psycopg.AsyncConnection`` (async app) or a Django connection."""
+    token = _caller.set(connection)
+    try:
+        yield
+    finally:
+        _caller.reset(token)
+
+
+def _django_connection(settings: Any) -> Any:
+    """The Django connection in an ``atomic()`` block on the same database as ours, if any."""
+    import sys
+
+    if "django.db" not in sys.modules:
+        return None
+    from django.conf import settings as django_settings
+    from django.db import connections
+
+    if not django_settings.configured:
+        return None
+    for alias in connections:
+        conn = connections[alias]
+        if conn.vendor != "postgresql" or not conn.in_atomic_block:
+            continue
+        if _same_database(conn.settings_dict, settings.conninfo):
+            return conn
+    return None
+
+
+def _same_database(django_db: dict[str, Any], conninfo: str) -> bool:
+    from psycopg.conninfo import conninfo_to_dict
+
+    ours = conninfo_to_dict(conninfo)
+
+    def norm(host: Any) -> str:
+        host = str(host or "localhost")
+        return "localhost" if host in ("127.0.0.1", "::1", "localhost", "") else host
+
+    return (str(django_db.get("NAME") or "") == str(ours.get("dbname") or "")
+            and norm(django_db.get("HOST")) == norm(ours.get("host"))
+            and str(django_db.get("PORT") or "5432") == str(ours.get("port") or "5432"))
+
+
+class _DjangoCursor:
+    """A Django connection seen as the part of a psycopg connection ``SyncDb.run`` uses."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def cursor(self) -> Any:
+        return _DjangoCursorWrapper(self.conn.cursor())
+
+
+class _DjangoCursorWrapper:
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def execute(self, text: str, params: Any) -> None:
+        self._cursor.execute(text, params)
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    def fetchall(self) -> Any:
+        return self._cursor.fetchall()
+
+
+def _callers_sync(settings: Any) -> Any:
+    conn = _caller.get()
+    if conn is None:
+        conn = _django_connection(settings)
+        return _DjangoCursor(conn) if conn is not None else None
+    if hasattr(conn, "in_atomic_block"):  # a Django connection
+        return _DjangoCursor(conn)
+    if hasattr(conn, "__aenter__") and not hasattr(conn, "__enter__"):
+        raise BackendError("enqueue_in() was given an asyncio connection in the sync app: give "
+                           "it a psycopg.Connection")
+    return conn
+
+
+def _callers_async() -> Any:
+    conn = _caller.get()
+    if conn is not None and not hasattr(conn, "__aenter__"):
+        raise BackendError("enqueue_in() was given a blocking connection in the async app: give "
+                           "it a psycopg.AsyncConnection")
+    return conn
+
+
+class PostgresBackend(Backend):
+    """A PostgreSQL URL for the app ``name``; see ``connection.Settings`` for its options."""
+
+    stores_records = True
+
+    def __init__(self, url: str, *, name: str = "QueueTasks") -> None:
+        self.url = url
+        self.app = name
+        self.settings = parse_url(url)
+        self.sql = self.settings.sql
+        self.sync = SyncDb(self.settings)
+        self.dbs = PerLoop(lambda: AsyncDb(self.settings, name))
+        self.paired_storage: Backend | None = None
+
+    def __repr__(self) -> str:
+        return f"<PostgresBackend {self.settings.shown}>"
+
+    def describe(self) -> str:
+        return f"postgresql {self.settings.shown} (schema {self.settings.schema})"
+
+    def broker_roles(self) -> tuple[Broker, SyncBroker]:
+        return PostgresBroker(self), SyncPostgresBroker(self)
+
+    def store_roles(self) -> tuple[ResultStore, SyncResultStore]:
+        return PostgresStore(self), SyncPostgresStore(self)
+
+    def fused_transport(self) -> PostgresTransport:
+        return PostgresTransport(PostgresBroker(self), PostgresStore(self))
+
+    def fused_client(self) -> PostgresClient:
+        return PostgresClient(SyncPostgresBroker(self), SyncPostgresStore(self))
+
+    def insert_raw(self, payload: str, queue: str = "default", priority: int = 0,
+                   uuid: str | None = None) -> None:
+        """Queue a raw message, bypassing the codec (to test what a worker does with it)."""
+        task = NewTask(uuid=uuid or "", task_name="", priority=priority, args_json="[]",
+                       kwargs_json="{}", created_at=time.time(), envelope=payload, queue=queue)
+        self.sync.run(self.enqueue_op([task], records=False, messages=True))
+
+    # -- operations used by several roles ----------------------------------------------------------
+
+    def enqueue_op(self, tasks: Sequence[NewTask], *, records: bool, messages: bool,
+                   watched: bool = False) -> q.Steps:
+        if not tasks:
+            return None
+        yield (q.enqueue_sql(self.sql, records, messages, watched),
+               q.task_params(self.app, tasks, time.time()))
+
+    def run_op(self, name: str, **params: Any) -> q.Steps:
+        """One statement of ``sql.statements``; returns its rows."""
+        return (yield (q.statements(self.sql)[name], {"app": self.app, **params}))
+
+    def watch_op(self, uuid: str) -> q.Steps:
+        """The record, marked watched while it is not final (so its final write notifies)."""
+        rows = yield from self.run_op("watch", uuid=uuid)
+        if not rows:
+            rows = yield from self.run_op("get", uuid=uuid)
+        return q.record(rows[0]) if rows else None
+
+    def get_op(self, uuid: str) -> q.Steps:
+        rows = yield from self.run_op("get", uuid=uuid)
+        return q.record(rows[0]) if rows else None
+
+    def cancel_op(self, uuid: str, reason: str, fused: bool) -> q.Steps:
+        rows = yield from self.run_op("cancel_fused" if fused else "cancel", uuid=uuid,
+                                      reason=reason, now=time.time())
+        return bool(rows[0][0])
+
+    def search_op(self, status: str | None, task_name: str | None, limit: int,
+                  before: float | None) -> q.Steps:
+        rows = yield (q.search_sql(self.sql, status, task_name, before),
+                      {"app": self.app, "status": status, "task_name": task_name,
+                       "before": before, "limit": limit})
+        return [q.record(r) for r in rows]
+
+    def dead_letters_op(self, limit: int) -> q.Steps:
+        rows = yield from self.run_op("dead_letters", limit=limit)
+        return [q.dead_letter(r) for r in rows]
+
+    def live_op(self) -> q.Steps:
+        rows = yield from self.run_op("live_workers", now=time.time())
+        return count_live((host, pid) for host, pid in rows)
+
+    def store_stats_op(self) -> q.Steps:
+        row = (yield from self.run_op("store_stats"))[0]
+        stats = q.store_stats(row)
+        stats.workers = yield from self.live_op()
+        return stats
+
+    def queue_stats_op(self) -> q.Steps:
+        return q.queue_stats((yield from self.run_op("queue_stats", now=time.time())))
+
+    def flush_op(self, queue: bool, store: bool) -> q.Steps:
+        if queue:
+            yield from self.run_op("flush_queue")
+        if store:
+            yield from self.run_op("flush_records")
+            yield from self.run_op("flush_dead_letters")
+
+    def release_op(self, deliveries: Sequence[Delivery], delay: float, records: bool) -> q.Steps:
+        if records:
+            started = [d for d in deliveries if d.started and d.uuid is not None]
+            if started:
+                yield from self.run_op("mark_queued", m_uuid=[d.uuid for d in started],
+                                       m_holder=[q.holder(d) for d in started])
+        if deliveries:
+            eta = time.time() + delay if delay > 0 else 0.0
+            yield from self.run_op("release", state=q.DELAYED if delay > 0 else q.READY, eta=eta,
+                                   **q.start_params(deliveries))
+
+    def extend_op(self, deliveries: Sequence[Delivery], lease: float) -> q.Steps:
+        if not deliveries:
+            return []
+        now = time.time()
+        rows = yield from self.run_op("extend", until=now + lease, now=now,
+                                      **q.start_params(deliveries))
+        kept = {r[0] for r in rows}
+        return [d for d in deliveries if d.tag not in kept]
+
+    def heartbeat_op(self, info: WorkerInfo, lease: float) -> q.Steps:
+        """Say the worker is alive; forget long-dead workers; expire old records, in slices."""
+        now = time.time()
+        params = q.heartbeat_params(self.app, info, lease, now)
+        yield (q.statements(self.sql)["heartbeat"], params)
+        yield (q.statements(self.sql)["forget_workers"], params)
+        for name, ttl in (("expire_records", self.settings.result_ttl),
+                          ("expire_dead_letters", self.settings.dead_letter_ttl)):
+            if ttl <= 0:
+                continue
+            for _ in range(20):  # at most 100,000 a beat: the next beat goes on
+                rows = yield (q.statements(self.sql)[name] + " RETURNING 1",
+                              {"app": self.app, "cutoff": now - ttl, "limit": 5000})
+                if len(rows) < 5000:
+                    break
+
+    def delete_finished_op(self, older_than: float | None) -> q.Steps:
+        cutoff = time.time() - older_than if older_than is not None else time.time() + 1
+        total = 0
+        while True:
+            rows = yield (q.statements(self.sql)["expire_records"] + " RETURNING 1",
+                          {"app": self.app, "cutoff": cutoff, "limit": 5000})
+            total += len(rows)
+            if len(rows) < 5000:
+                return total
+
+
+# -- waiting for a change ---------------------------------------------------------------------------
+
+
+async def _blocking(db: AsyncDb, backend: PostgresBackend, queues: Sequence[str], block: float,
+                    attempt: Callable[[], Awaitable[Any]]) -> Any:
+    """Call ``attempt()`` until it gives something, waiting for a wake notice in between, for
+    at most ``block`` seconds (and no longer than the next delayed task or lease deadline)."""
+    deadline = time.monotonic() + block
+    listener = await db.listener() if block > 0 else None
+    while True:
+        seen = listener.generation if listener is not None else 0
+        got = await attempt()
+        remaining = deadline - time.monotonic()
+        if got or remaining <= 0 or listener is None:
+            return got
+        wake = await db.run(_next_wake(backend, queues))
+        if wake is not None:
+            remaining = min(remaining, max(0.0, wake) + 0.001)
+        await listener.wait_change(seen, remaining)
+        if listener.broken:
+            listener = await db.listener()
+
+
+def _next_wake(backend: PostgresBackend, queues: Sequence[str]) -> q.Steps:
+    rows = yield (q.next_wake_sql(backend.sql),
+                  {"app": backend.app, "queues": list(queues), "now": time.time()})
+    return rows[0][0]
+
+
+# -- the roles --------------------------------------------------------------------------------------
+
+
+class PostgresBroker(Broker):
+    def __init__(self, backend: PostgresBackend) -> None:
+        self.backend = backend
+        self.kept = Kept()
+
+    def _db(self) -> AsyncDb:
+        return self.backend.dbs.get()
+
+    async def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        await self._db().run(self.backend.enqueue_op(tasks, records=False, messages=True),
+                             _callers_async())
+
+    async def fetch(self, worker: str, queues: Sequence[str], limit: int, lease: float,
+                    block: float = 0.0, start: int = 0) -> list[Delivery]:
+        kept = [d for batch in await self.kept.take() for d in batch.deliveries]
+        if kept:
+            return kept
+        db, backend = self._db(), self.backend
+
+        async def attempt() -> list[Delivery]:
+            got: Exchange = await self.kept.call(db.run(q.exchange(
+                backend.sql, backend.app, worker, queues, limit, lease, (), (), start,
+                time.time(), fused=False)))
+            return got.deliveries
+
+        return await _blocking(db, backend, queues, block, attempt)
+
+    async def start(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        return await self._db().run(q.start_messages(self.backend.sql, self.backend.app,
+                                                     deliveries, time.time()))
+
+    async def finish(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        if not deliveries:
+            return []
+        return await self._db().run(q.finish_messages(self.backend.sql, deliveries))
+
+    async def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
+        await self._db().run(self.backend.release_op(deliveries, delay, records=False))
+
+    async def extend(self, worker: str, deliveries: Sequence[Delivery],
+                     lease: float) -> list[Delivery]:
+        return await self._db().run(self.backend.extend_op(deliveries, lease))
+
+    async def discard(self, uuid: str) -> bool:
+        return bool(await self._db().run(_rowcount(self.backend.run_op("discard", uuid=uuid))))
+
+    async def stats(self) -> QueueStats:
+        return await self._db().run(self.backend.queue_stats_op())
+
+    async def flush(self) -> None:
+        await self._db().run(self.backend.flush_op(queue=True, store=False))
+
+    async def close(self) -> None:
+        await self.backend.dbs.close()
+
+
+def _rowcount(steps: q.Steps) -> q.Steps:
+    """``discard`` returns no rows: count them with RETURNING instead."""
+    text, params = next(steps)
+    rows = yield (text + " RETURNING 1", params)
+    return len(rows)
+
+
+class SyncPostgresBroker(SyncBroker):
+    def __init__(self, backend: PostgresBackend) -> None:
+        self.backend = backend
+
+    def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        self.backend.sync.run(self.backend.enqueue_op(tasks, records=False, messages=True),
+                              _callers_sync(self.backend.settings))
+
+    def discard(self, uuid: str) -> bool:
+        return bool(self.backend.sync.run(_rowcount(self.backend.run_op("discard", uuid=uuid))))
+
+    def stats(self) -> QueueStats:
+        return self.backend.sync.run(self.backend.queue_stats_op())
+
+    def flush(self) -> None:
+        self.backend.sync.run(self.backend.flush_op(queue=True, store=False))
+
+    def close(self) -> None:
+        self.backend.sync.close()
+
+
+class PostgresStore(ResultStore):
+    def __init__(self, backend: PostgresBackend) -> None:
+        self.backend = backend
+
+    def _db(self) -> AsyncDb:
+        return self.backend.dbs.get()
+
+    async def create(self, tasks: Sequence[NewTask]) -> None:
+        await self._db().run(self.backend.enqueue_op(tasks, records=True, messages=False),
+                             _callers_async())
+
+    async def mark_running(self, deliveries: Sequence[Delivery]) -> set[str]:
+        held = [d for d in deliveries if d.uuid is not None]
+        if not held:
+            return set()
+        rows = await self._db().run(self.backend.run_op(
+            "mark_running", now=time.time(), m_uuid=[d.uuid for d in held],
+            m_id=[d.tag for d in held], m_token=[d.token for d in held]))
+        return set(rows[0][0])
+
+    async def mark_queued(self, deliveries: Sequence[Delivery]) -> None:
+        await self._db().run(_mark_queued(self.backend, deliveries))
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> FinishReport:
+        return await self._db().run(q.finish_records(self.backend.sql, self.backend.app,
+                                                     outcomes, time.time()))
+
+    async def get(self, uuid: str) -> RecordRow | None:
+        return await self._db().run(self.backend.get_op(uuid))
+
+    async def wait(self, uuid: str, timeout: float | None,
+                   final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
+        db = self._db()
+        listener = await db.listener()
+        expected: list[tuple[str, asyncio.Future[None]]] = []
+
+        async def fetch(key: str) -> RecordRow | None:
+            for old in expected:
+                listener.forget(*old)
+            expected[:] = [(key, listener.expect(key))]  # before the read: no notice slips by
+            if db.fresh == key:  # enqueued watched a moment ago: nothing to read yet
+                db.fresh = None
+                return {"uuid": key, "status": "new", "extra": None}
+            return await db.run(self.backend.watch_op(key))
+
+        async def pause(seconds: float) -> None:
+            await asyncio.wait([expected[0][1]], timeout=seconds)
+
+        try:
+            return await run_async(wait_for_final(uuid, timeout, final), fetch, pause)
+        finally:
+            for old in expected:
+                listener.forget(*old)
+
+    async def cancel(self, uuid: str, reason: str) -> bool:
+        return await self._db().run(self.backend.cancel_op(uuid, reason, fused=False))
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return await self._db().run(self.backend.dead_letters_op(limit))
+
+    async def search(self, *, status: str | None = None, task_name: str | None = None,
+                     limit: int = 100, before: float | None = None) -> list[RecordRow]:
+        return await self._db().run(self.backend.search_op(status, task_name, limit, before))
+
+    async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
+        await self._db().run(self.backend.heartbeat_op(info, lease))
+
+    async def unregister(self, worker: str) -> None:
+        await self._db().run(self.backend.run_op("unregister", id=worker))
+
+    async def delete_finished(self, older_than: float | None = None) -> int:
+        return await self._db().run(self.backend.delete_finished_op(older_than))
+
+    async def stats(self) -> StoreStats:
+        return await self._db().run(self.backend.store_stats_op())
+
+    async def flush(self) -> None:
+        await self._db().run(self.backend.flush_op(queue=False, store=True))
+
+    async def close(self) -> None:
+        await self.backend.dbs.close()
+
+
+def _mark_queued(backend: PostgresBackend, deliveries: Sequence[Delivery]) -> q.Steps:
+    held = [d for d in deliveries if d.uuid is not None]
+    if held:
+        yield from backend.run_op("mark_queued", m_uuid=[d.uuid for d in held],
+                                  m_holder=[q.holder(d) for d in held])
+
+
+class SyncPostgresStore(SyncResultStore):
+    def __init__(self, backend: PostgresBackend) -> None:
+        self.backend = backend
+
+    def create(self, tasks: Sequence[NewTask]) -> None:
+        self.backend.sync.run(self.backend.enqueue_op(tasks, records=True, messages=False),
+                              _callers_sync(self.backend.settings))
+
+    def get(self, uuid: str) -> RecordRow | None:
+        return self.backend.sync.run(self.backend.get_op(uuid))
+
+    def wait(self, uuid: str, timeout: float | None,
+             final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
+        db = self.backend.sync
+        listener = db.listener()  # listening before the first read: no notice slips by
+        prefix = f"{self.backend.app}|"
+        current = [uuid]
+
+        def fetch(key: str) -> RecordRow | None:
+            current[0] = key
+            if getattr(db._local, "fresh", None) == key:
+                db._local.fresh = None
+                return {"uuid": key, "status": "new", "extra": None}
+            return db.run(self.backend.watch_op(key))
+
+        def pause(seconds: float) -> None:
+            listener.wait(prefix + current[0], seconds)
+
+        return run_sync(wait_for_final(uuid, timeout, final), fetch, pause)
+
+    def cancel(self, uuid: str, reason: str) -> bool:
+        return self.backend.sync.run(self.backend.cancel_op(uuid, reason, fused=False))
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        return self.backend.sync.run(self.backend.dead_letters_op(limit))
+
+    def search(self, *, status: str | None = None, task_name: str | None = None,
+               limit: int = 100, before: float | None = None) -> list[RecordRow]:
+        return self.backend.sync.run(self.backend.search_op(status, task_name, limit, before))
+
+    def live_workers(self) -> int:
+        return self.backend.sync.run(self.backend.live_op())
+
+    def stats(self) -> StoreStats:
+        return self.backend.sync.run(self.backend.store_stats_op())
+
+    def flush(self) -> None:
+        self.backend.sync.run(self.backend.flush_op(queue=False, store=True))
+
+    def close(self) -> None:
+        self.backend.sync.close()
+
+
+# -- both roles, one statement per round trip -------------------------------------------------------
+
+
+class PostgresTransport(Transport):
+    """PostgreSQL as broker and store: enqueue, each worker round trip, release and cancel are
+    one statement each."""
+
+    broker: PostgresBroker
+    store: PostgresStore
+
+    def __init__(self, broker: PostgresBroker, store: PostgresStore) -> None:
+        super().__init__(broker, store)
+        self.backend = broker.backend
+        self.kept = broker.kept
+
+    def _db(self) -> AsyncDb:
+        return self.backend.dbs.get()
+
+    async def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        await self._db().run(self.backend.enqueue_op(tasks, records=True, messages=True),
+                             _callers_async())
+
+    async def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
+        """Enqueue with the records marked watched, listening first: the wait that follows
+        reads nothing until the final write's notice."""
+        db = self._db()
+        conn = _callers_async()
+        if conn is not None:  # the caller's transaction: the record is not visible yet
+            await self.enqueue(tasks)
+            return
+        await db.listener()
+        await db.run(self.backend.enqueue_op(tasks, records=True, messages=True, watched=True))
+        db.fresh = tasks[-1].uuid if tasks else None
+
+    async def cancel(self, uuid: str, reason: str) -> bool:
+        return await self._db().run(self.backend.cancel_op(uuid, reason, fused=True))
+
+    async def flush(self) -> None:
+        await self._db().run(self.backend.flush_op(queue=True, store=True))
+
+    async def exchange(self, worker: str, queues: Sequence[str], *, limit: int, lease: float,
+                       block: float = 0.0, finished: Sequence[Outcome] = (),
+                       started: Sequence[Delivery] = (), start: int = 0) -> Exchange:
+        result = Exchange()
+        for earlier in await self.kept.take():
+            merge(result, earlier)
+        if result.deliveries and not (finished or started):
+            return result  # hand them over now: a later await could be cancelled with them
+        db, backend = self._db(), self.backend
+        outcomes: list[Sequence[Outcome]] = [finished]
+        starts: list[Sequence[Delivery]] = [started]
+
+        async def attempt() -> Exchange | None:
+            wrote = bool(outcomes[0] or starts[0])
+            got: Exchange = await self.kept.call(db.run(q.exchange(
+                backend.sql, backend.app, worker, queues, limit, lease, outcomes[0],
+                starts[0], start, time.time())))
+            outcomes[0], starts[0] = (), ()  # written once; a further attempt only fetches
+            return got if (got.deliveries or wrote) else None
+
+        got = await _blocking(db, backend, queues, 0.0 if finished or started else block,
+                              attempt)
+        if got is not None:
+            merge(result, got)
+        return result
+
+    async def heartbeat(self, info: WorkerInfo, deliveries: Sequence[Delivery],
+                        lease: float) -> list[Delivery]:
+        db = self._db()
+        lost = await db.run(self.backend.extend_op(deliveries, lease)) if deliveries else []
+        await db.run(self.backend.heartbeat_op(info, lease))
+        return lost
+
+    async def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:
+        if deliveries:
+            await self._db().run(self.backend.release_op(deliveries, delay, records=True))
+
+    async def close(self) -> None:
+        await self.backend.dbs.close()
+
+
+class PostgresClient(Client):
+    """The blocking side with the fused enqueue and cancel."""
+
+    broker: SyncPostgresBroker
+
+    def enqueue(self, tasks: Sequence[NewTask]) -> None:
+        backend = self.broker.backend
+        backend.sync.run(backend.enqueue_op(tasks, records=True, messages=True),
+                         _callers_sync(backend.settings))
+
+    def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
+        """See :meth:`PostgresTransport.enqueue_watched`."""
+        backend = self.broker.backend
+        conn = _callers_sync(backend.settings)
+        if conn is not None:
+            self.enqueue(tasks)
+            return
+        backend.sync.listener()
+        backend.sync.run(backend.enqueue_op(tasks, records=True, messages=True, watched=True))
+        backend.sync._local.fresh = tasks[-1].uuid if tasks else None
+
+    def cancel(self, uuid: str, reason: str) -> bool:
+        backend = self.broker.backend
+        return backend.sync.run(backend.cancel_op(uuid, reason, fused=True))
+
+    def flush(self) -> None:
+        backend = self.broker.backend
+        backend.sync.run(backend.flush_op(queue=True, store=True))
+
+    def close(self) -> None:
+        self.broker.close()

@@ -1,0 +1,468 @@
+"""Connections for the PostgreSQL backend: the URL and its options, the two drivers that run
+``sql`` operations (blocking and asyncio), and the listeners that turn ``NOTIFY`` into wake-ups.
+
+An operation is a generator of ``(statement, parameters)`` steps (``sql.Steps``); a driver runs
+each step and sends back its rows, so both flavours share every statement and every decision.
+Connections are in autocommit: each statement is its own transaction unless an operation says
+otherwise. A statement that fails on a value (``DataError``: a NUL character, text that is not
+JSON) is thrown back into the operation as :class:`sql.Careful`; a connection that fails is
+dropped and reported as :class:`BackendConnectionError`, and the next call opens another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors
+
+from qtasks.backends.postgres import sql as q
+from qtasks.backends.urls import redact
+from qtasks.exceptions import BackendConnectionError, BackendError
+
+T = TypeVar("T")
+
+DAY = 86400.0
+_OURS = ("schema", "result_ttl", "dead_letter_ttl", "pool_size")
+
+
+@dataclass
+class Settings:
+    """What a ``postgresql://`` URL says: libpq's part, and qtasks' own options.
+
+    qtasks' options are removed before the URL reaches libpq: ``schema`` (where the tables are,
+    default ``qtasks``), ``result_ttl`` (seconds a final record is kept, default one day, ``0``
+    keeps them), ``dead_letter_ttl`` (default seven days), ``pool_size`` (connections per event
+    loop for the async side, default 8). Everything else (``sslmode``, ``sslrootcert``,
+    ``connect_timeout``, ``application_name`` ...) is libpq's.
+    """
+
+    conninfo: str
+    shown: str
+    schema: str = "qtasks"
+    result_ttl: float = DAY
+    dead_letter_ttl: float = 7 * DAY
+    pool_size: int = 8
+    sql: q.Sql = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sql = q.Sql(self.schema)
+
+
+def parse_url(url: str) -> Settings:
+    shown = redact(url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise BackendError(f"not a PostgreSQL URL: {shown!r}; write postgresql://user@host/db")
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    ours = {k: options.pop(k) for k in _OURS if k in options}
+    options.setdefault("connect_timeout", "5")
+    options.setdefault("application_name", "qtasks")
+    conninfo = urlunsplit(parts._replace(query=urlencode(options)))
+    schema = ours.get("schema", "qtasks")
+    if not q.SCHEMA_NAME.match(schema):
+        raise BackendError(f"schema {schema!r} in {shown!r}: use lower-case letters, digits and "
+                           "underscores, 40 characters at most, not starting with a digit")
+
+    def number(name: str, default: float) -> float:
+        try:
+            value = float(ours.get(name, default))
+        except ValueError:
+            raise BackendError(f"{name} in {shown!r} must be a number of seconds") from None
+        if value < 0:
+            raise BackendError(f"{name} in {shown!r} must not be negative")
+        return value
+
+    return Settings(conninfo=conninfo, shown=shown, schema=schema,
+                    result_ttl=number("result_ttl", DAY),
+                    dead_letter_ttl=number("dead_letter_ttl", 7 * DAY),
+                    pool_size=max(1, int(number("pool_size", 8))))
+
+
+def _lost(settings: Settings, exc: BaseException) -> BackendConnectionError:
+    return BackendConnectionError(f"PostgreSQL at {settings.shown} is not reachable: {exc}")
+
+
+def _value_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says a value cannot be stored (not that the server is unwell)."""
+    return isinstance(exc, psycopg.DataError | UnicodeEncodeError)
+
+
+def check_schema(conn: psycopg.Connection[Any], settings: Settings) -> None:
+    """Refuse a database whose qtasks tables are missing or of another version, naming the
+    command that fixes it."""
+    try:
+        found = _version(conn.execute(q.schema_sql(settings.schema)["exists"],
+                                      (f'"{settings.schema}".meta',)).fetchone(),
+                         lambda: conn.execute(q.schema_sql(settings.schema)["version"]).fetchone())
+    except psycopg.OperationalError as exc:
+        raise _lost(settings, exc) from exc
+    _judge(found, settings)
+
+
+async def check_schema_async(conn: psycopg.AsyncConnection[Any], settings: Settings) -> None:
+    try:
+        exists = await (await conn.execute(q.schema_sql(settings.schema)["exists"],
+                                           (f'"{settings.schema}".meta',))).fetchone()
+        row = None
+        if exists and exists[0]:
+            row = await (await conn.execute(q.schema_sql(settings.schema)["version"])).fetchone()
+    except psycopg.OperationalError as exc:
+        raise _lost(settings, exc) from exc
+    _judge(_version(exists, lambda: row), settings)
+
+
+def _version(exists: Any, read: Callable[[], Any]) -> int | None:
+    if not (exists and exists[0]):
+        return None
+    row = read()
+    return int(row[0]) if row else None
+
+
+def _judge(found: int | None, settings: Settings) -> None:
+    command = f"qtasks migrate --url '{settings.shown}'"
+    if found is None:
+        raise BackendError(f"the qtasks tables are missing in schema {settings.schema!r} of "
+                           f"{settings.shown}; create them with: {command} (or, in a Django "
+                           "project with qtasks.contrib.django installed: manage.py migrate)")
+    if found < q.SCHEMA_VERSION:
+        raise BackendError(f"the qtasks tables in schema {settings.schema!r} of {settings.shown} "
+                           f"are at version {found}, this release needs {q.SCHEMA_VERSION}; "
+                           f"upgrade them with: {command}")
+    if found > q.SCHEMA_VERSION:
+        raise BackendError(f"the qtasks tables in schema {settings.schema!r} of {settings.shown} "
+                           f"are at version {found}, newer than this release knows "
+                           f"({q.SCHEMA_VERSION}); upgrade qtasks")
+
+
+def migrate(url: str) -> tuple[int, int]:
+    """Create or upgrade the qtasks tables of ``url``; returns the versions (before, after).
+    Safe to run from several processes at once: an advisory lock serialises them."""
+    settings = parse_url(url)
+    statements = q.schema_sql(settings.schema)
+    try:
+        with psycopg.connect(settings.conninfo, autocommit=False) as conn:
+            conn.execute(statements["lock"], (f"qtasks-migrate-{settings.schema}",))
+            conn.execute(statements["create"])
+            conn.execute(statements["meta"])
+            row = conn.execute(statements["version"]).fetchone()
+            before = int(row[0]) if row else 0
+            for index in range(before, q.SCHEMA_VERSION):
+                for statement in q.migration(index, settings.schema):
+                    conn.execute(statement)  # type: ignore[arg-type]  # our own text
+            conn.execute(statements["set_version"], (str(max(before, q.SCHEMA_VERSION)),))
+            conn.commit()
+    except psycopg.OperationalError as exc:
+        raise _lost(settings, exc) from exc
+    return before, max(before, q.SCHEMA_VERSION)
+
+
+# -- the blocking side ------------------------------------------------------------------------------
+
+
+class SyncDb:
+    """Blocking connections, one per thread, and each thread's listener for finished tasks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._local = threading.local()
+        self._checked = False
+        self._all: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.settings.conninfo, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise _lost(self.settings, exc) from exc
+        if not self._checked:
+            check_schema(conn, self.settings)
+            self._checked = True
+        return conn
+
+    def conn(self) -> psycopg.Connection[Any]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def run(self, steps: q.Steps, conn: Any = None) -> Any:
+        """Run an operation on this thread's connection, or on ``conn`` (the caller's own,
+        in the caller's transaction: then it is neither committed nor closed here)."""
+        own = conn is None
+        target = self.conn() if own else conn
+        answer: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = steps.throw(error) if error is not None else steps.send(answer)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            try:
+                cursor = target.cursor()
+                cursor.execute(step[0], step[1])
+                answer = cursor.fetchall() if cursor.description else []
+            except psycopg.OperationalError as exc:
+                if own:
+                    self._drop()
+                raise _lost(self.settings, exc) from exc
+            except (psycopg.DataError, UnicodeEncodeError) as exc:
+                if not own:
+                    raise
+                error = q.Careful(repr(exc))
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+    def listener(self) -> SyncListener:
+        listener = getattr(self._local, "listener", None)
+        if listener is None or listener.conn.closed:
+            listener = self._local.listener = SyncListener(self)
+        return listener
+
+    def close(self) -> None:
+        self._drop()
+        listener = getattr(self._local, "listener", None)
+        self._local.listener = None
+        if listener is not None:
+            listener.conn.close()
+
+
+class SyncListener:
+    """``LISTEN`` on the finished-task channel, for the blocking side's waits."""
+
+    def __init__(self, db: SyncDb) -> None:
+        self.db = db
+        self.conn = db._connect()
+        self.conn.execute(f'LISTEN "{db.settings.sql.done_channel}"')
+        self.finished: set[str] = set()
+
+    def wait(self, key: str, seconds: float) -> bool:
+        """Wait until ``key`` (``app|uuid``) is notified, for at most ``seconds``."""
+        if key in self.finished:
+            self.finished.discard(key)
+            return True
+        deadline = time.monotonic() + seconds
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                for notice in self.conn.notifies(timeout=left):
+                    if notice.payload == key:
+                        return True
+                    self.finished.add(notice.payload)
+                    if len(self.finished) > 10_000:
+                        self.finished.clear()
+                    break
+        except psycopg.OperationalError:
+            self.conn.close()  # the next wait opens another; this one reads the record again
+        return False
+
+
+# -- the asyncio side -------------------------------------------------------------------------------
+
+
+class AsyncDb:
+    """An event loop's connections: up to ``pool_size``, each used by one operation at a time,
+    and the loop's listener."""
+
+    def __init__(self, settings: Settings, app: str) -> None:
+        self.settings = settings
+        self.app = app
+        self._free: list[psycopg.AsyncConnection[Any]] = []
+        self._slots = asyncio.Semaphore(settings.pool_size)
+        self._checked = False
+        self._listener: AsyncListener | None = None
+        self._closed = False
+        self.fresh: str | None = None  # a task enqueued watched just now (see enqueue_watched)
+
+    async def connect(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.settings.conninfo, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise _lost(self.settings, exc) from exc
+        if not self._checked:
+            await check_schema_async(conn, self.settings)
+            self._checked = True
+        return conn
+
+    async def run(self, steps: q.Steps, conn: Any = None) -> Any:
+        if conn is not None:
+            return await self._drive(steps, conn, own=False)
+        async with self._slots:
+            target = self._free.pop() if self._free else await self.connect()
+            ok = False
+            try:
+                answer = await self._drive(steps, target, own=True)
+                ok = True
+                return answer
+            finally:
+                # a connection whose operation was cancelled or failed mid-way may hold an
+                # unread reply: it is closed, never reused
+                if ok and not target.closed and not self._closed:
+                    self._free.append(target)
+                else:
+                    await target.close()
+
+    async def _drive(self, steps: q.Steps, target: Any, own: bool) -> Any:
+        answer: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                step = steps.throw(error) if error is not None else steps.send(answer)
+            except StopIteration as stop:
+                return stop.value
+            error = None
+            try:
+                cursor = target.cursor()
+                await cursor.execute(step[0], step[1])
+                answer = await cursor.fetchall() if cursor.description else []
+            except psycopg.OperationalError as exc:
+                raise _lost(self.settings, exc) from exc
+            except (psycopg.DataError, UnicodeEncodeError) as exc:
+                if not own:
+                    raise
+                error = q.Careful(repr(exc))
+
+    async def listener(self) -> AsyncListener:
+        """This loop's listener, listening (a ``LISTEN`` issued before the caller's read)."""
+        listener = self._listener
+        if listener is None or listener.broken:
+            listener = self._listener = AsyncListener(self)
+            await listener.start()
+        return listener
+
+    async def close(self) -> None:
+        self._closed = True
+        free, self._free = self._free, []
+        for conn in free:
+            await conn.close()
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+
+
+class AsyncListener:
+    """One connection that ``LISTEN``s on both channels; wakes idle workers (``generation``)
+    and producers waiting on a task (``expect``)."""
+
+    def __init__(self, db: AsyncDb) -> None:
+        self.db = db
+        self.prefix = f"{db.app}|"
+        self.generation = 0
+        self.broken = False
+        self._changed = asyncio.Event()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        conn = await self.db.connect()
+        try:
+            sql = self.db.settings.sql
+            await conn.execute(f'LISTEN "{sql.wake_channel}"')
+            await conn.execute(f'LISTEN "{sql.done_channel}"')
+        except psycopg.OperationalError as exc:
+            await conn.close()
+            raise _lost(self.db.settings, exc) from exc
+        self._conn = conn
+        self._reader = asyncio.create_task(self._read(conn))
+
+    async def _read(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        wake, prefix = self.db.settings.sql.wake_channel, self.prefix
+        try:
+            async for notice in conn.notifies():
+                payload = notice.payload
+                if not payload.startswith(prefix):
+                    continue
+                if notice.channel == wake:
+                    self._bump()
+                else:
+                    for future in self._waiters.pop(payload[len(prefix):], ()):
+                        if not future.done():
+                            future.set_result(None)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            pass  # the connection is gone: waiters read again, and the next call reconnects
+        finally:
+            self.broken = True
+            self._bump()
+            for futures in self._waiters.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
+            self._waiters.clear()
+
+    def _bump(self) -> None:
+        self.generation += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_change(self, seen: int, seconds: float) -> None:
+        """Until a wake notice arrives after ``seen`` (a ``generation``), at most ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while self.generation == seen and not self.broken:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                return
+
+    def expect(self, uuid: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.broken:
+            future.set_result(None)
+        else:
+            self._waiters.setdefault(uuid, []).append(future)
+        return future
+
+    def forget(self, uuid: str, future: asyncio.Future[None]) -> None:
+        futures = self._waiters.get(uuid)
+        if futures and future in futures:
+            futures.remove(future)
+            if not futures:
+                del self._waiters[uuid]
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):  # noqa: S110 - closing: nothing to tell
+                pass
+        if self._conn is not None:
+            await self._conn.close()
+
+
+class PerLoop:
+    """One :class:`AsyncDb` per event loop: psycopg's asyncio connections belong to the loop that
+    opened them, and an async app may be used from several ``asyncio.run`` calls."""
+
+    def __init__(self, factory: Callable[[], AsyncDb]) -> None:
+        self._factory = factory
+        self._dbs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDb] = \
+            weakref.WeakKeyDictionary()
+
+    def get(self) -> AsyncDb:
+        loop = asyncio.get_running_loop()
+        db = self._dbs.get(loop)
+        if db is None:
+            db = self._dbs[loop] = self._factory()
+        return db
+
+    async def close(self) -> None:
+        db = self._dbs.pop(asyncio.get_running_loop(), None)
+        if db is not None:
+            await db.close()
+
+
+__all__ = ["AsyncDb", "PerLoop", "Settings", "SyncDb", "errors", "migrate", "parse_url"]
