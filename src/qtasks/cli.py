@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("action", choices=["inspect"])
     stats.add_argument("target", choices=["app", "tasks", "task"])
     stats.add_argument("extra", nargs="*", help="task names, and key=value options: json=true")
+    migrate = sub.add_parser(
+        "migrate", parents=[app_opt],
+        help="create or upgrade the qtasks tables of a PostgreSQL database (the app's broker "
+             "and result store, or --url)")
+    migrate.add_argument("--url", default=None,
+                         help="a postgresql:// URL (?schema=name picks the schema); default: "
+                              "the app's PostgreSQL broker and storage URLs")
     dead = sub.add_parser("dead-letters", parents=[app_opt], help="list dead-lettered tasks")
     dead.add_argument("--limit", type=int, default=20)
     dead.add_argument("--json", action="store_true", help="print JSON lines")
@@ -165,6 +172,32 @@ def _stats(app: Any, stats_spec: str | None, target: str, extra: list[str]) -> s
         raise CommandError(f"stats inspect {target}: {exc}") from None
 
 
+def _migrate(urls: list[str]) -> int:
+    """``qtasks migrate``: each PostgreSQL URL's tables created or brought up to date."""
+    from qtasks.backends.urls import redact
+
+    targets = [u for u in urls if u.partition("://")[0].lower() in ("postgresql", "postgres")]
+    if not targets:
+        print("qtasks: error: nothing to migrate: no postgresql:// URL (give --url, or an app "
+              "whose broker_url or storage_url is one)", file=sys.stderr)
+        return 2
+    try:
+        from qtasks.backends.postgres import migrate
+    except ImportError as exc:
+        print(f"qtasks: error: needs psycopg 3: pip install 'qtasks[postgres]' ({exc})",
+              file=sys.stderr)
+        return 2
+    for url in targets:
+        try:
+            before, after = migrate(url)
+        except BackendError as exc:
+            print(f"qtasks: error: {exc}", file=sys.stderr)
+            return 2
+        state = "up to date" if before == after else f"migrated from {before} to {after}"
+        print(f"{redact(url)}: schema version {after} ({state})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -174,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    if args.command == "migrate" and args.url:
+        return _migrate([args.url])
     if not getattr(args, "app", None):
         parser.error("the app is required: qtasks -A module:app " + args.command)
     try:
@@ -191,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
             first_only = ["--timers"] if args.timers else []
             return Supervisor(args.app, args.processes, child, grace, first_only).run()
         app = load_app(args.app)
+        if args.command == "migrate":
+            return _migrate([url for url in dict.fromkeys((app.broker_url, app.storage_url))
+                             if url])
         if args.command == "run":
             from qtasks.worker import run_worker
 

@@ -151,7 +151,7 @@ class PostgresBackend(Backend):
         self.app = name
         self.settings = parse_url(url)
         self.sql = self.settings.sql
-        self.sync = SyncDb(self.settings)
+        self.sync = _CheckedSync(SyncDb.shared(self.settings), self.settings)
         self.dbs = PerLoop(lambda: AsyncDb(self.settings, name))
         self.paired_storage: Backend | None = None
 
@@ -285,6 +285,28 @@ class PostgresBackend(Backend):
             total += len(rows)
             if len(rows) < 5000:
                 return total
+
+
+class _CheckedSync:
+    """The shared blocking connections, as one backend uses them: its schema checked once."""
+
+    def __init__(self, db: SyncDb, settings: Any) -> None:
+        self.db = db
+        self.settings = settings
+        self._checked = False
+        self._local = db._local
+
+    def run(self, steps: q.Steps, conn: Any = None) -> Any:
+        if not self._checked:
+            self.db.check(self.settings)
+            self._checked = True
+        return self.db.run(steps, conn)
+
+    def listener(self) -> Any:
+        return self.db.listener(self.settings.sql.done_channel)
+
+    def close(self) -> None:
+        self.db.close()
 
 
 # -- waiting for a change ---------------------------------------------------------------------------
@@ -518,8 +540,10 @@ class SyncPostgresStore(SyncResultStore):
                 return {"uuid": key, "status": "new", "extra": None}
             return db.run(self.backend.watch_op(key))
 
+        channel = self.backend.sql.done_channel
+
         def pause(seconds: float) -> None:
-            listener.wait(prefix + current[0], seconds)
+            listener.wait(channel, prefix + current[0], seconds)
 
         return run_sync(wait_for_final(uuid, timeout, final), fetch, pause)
 

@@ -168,23 +168,39 @@ def migrate(url: str) -> tuple[int, int]:
 
 
 class SyncDb:
-    """Blocking connections, one per thread, and each thread's listener for finished tasks."""
+    """Blocking connections, one per thread, and each thread's listener for finished tasks.
+
+    Shared by every backend of the process with the same connection string (``shared``): a
+    process with many apps on one database holds one connection per thread, not one per app.
+    """
+
+    _shared: dict[str, SyncDb] = {}
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, settings: Settings) -> SyncDb:
+        with cls._shared_lock:
+            db = cls._shared.get(settings.conninfo)
+            if db is None:
+                db = cls._shared[settings.conninfo] = cls(settings)
+            return db
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._local = threading.local()
-        self._checked = False
-        self._all: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._checked: set[str] = set()
+
+    def check(self, settings: Settings) -> None:
+        """Refuse to work on a schema without the tables of this release (once per schema)."""
+        if settings.schema not in self._checked:
+            check_schema(self.conn(), settings)
+            self._checked.add(settings.schema)
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            conn = psycopg.connect(self.settings.conninfo, autocommit=True)
+            return psycopg.connect(self.settings.conninfo, autocommit=True)
         except psycopg.OperationalError as exc:
             raise _lost(self.settings, exc) from exc
-        if not self._checked:
-            check_schema(conn, self.settings)
-            self._checked = True
-        return conn
 
     def conn(self) -> psycopg.Connection[Any]:
         conn = getattr(self._local, "conn", None)
@@ -224,10 +240,12 @@ class SyncDb:
         if conn is not None:
             conn.close()
 
-    def listener(self) -> SyncListener:
+    def listener(self, channel: str) -> SyncListener:
+        """This thread's listener, listening on ``channel``."""
         listener = getattr(self._local, "listener", None)
         if listener is None or listener.conn.closed:
             listener = self._local.listener = SyncListener(self)
+        listener.listen(channel)
         return listener
 
     def close(self) -> None:
@@ -239,31 +257,42 @@ class SyncDb:
 
 
 class SyncListener:
-    """``LISTEN`` on the finished-task channel, for the blocking side's waits."""
+    """``LISTEN`` on finished-task channels, for the blocking side's waits."""
 
     def __init__(self, db: SyncDb) -> None:
         self.db = db
         self.conn = db._connect()
-        self.conn.execute(f'LISTEN "{db.settings.sql.done_channel}"')
-        self.finished: set[str] = set()
+        self.channels: set[str] = set()
+        self.finished: set[tuple[str, str]] = set()  # notices read while waiting for another
 
-    def wait(self, key: str, seconds: float) -> bool:
-        """Wait until ``key`` (``app|uuid``) is notified, for at most ``seconds``."""
-        if key in self.finished:
-            self.finished.discard(key)
+    def listen(self, channel: str) -> None:
+        if channel not in self.channels:
+            try:
+                self.conn.execute(f'LISTEN "{channel}"')
+            except psycopg.OperationalError as exc:
+                self.conn.close()
+                raise _lost(self.db.settings, exc) from exc
+            self.channels.add(channel)
+
+    def wait(self, channel: str, key: str, seconds: float) -> bool:
+        """Wait until ``key`` (``app|uuid``) is notified on ``channel``, at most ``seconds``."""
+        if (channel, key) in self.finished:
+            self.finished.discard((channel, key))
             return True
         deadline = time.monotonic() + seconds
         try:
             while (left := deadline - time.monotonic()) > 0:
                 for notice in self.conn.notifies(timeout=left):
-                    if notice.payload == key:
+                    if notice.channel == channel and notice.payload == key:
                         return True
-                    self.finished.add(notice.payload)
                     if len(self.finished) > 10_000:
                         self.finished.clear()
+                    self.finished.add((notice.channel, notice.payload))
                     break
         except psycopg.OperationalError:
-            self.conn.close()  # the next wait opens another; this one reads the record again
+            # The connection is gone: the next wait opens another, and the caller reads the
+            # record again after this pause.
+            self.conn.close()
         return False
 
 
@@ -278,6 +307,7 @@ class AsyncDb:
         self.settings = settings
         self.app = app
         self._free: list[psycopg.AsyncConnection[Any]] = []
+        self._busy: set[psycopg.AsyncConnection[Any]] = set()
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._checked = False
         self._listener: AsyncListener | None = None
@@ -299,12 +329,14 @@ class AsyncDb:
             return await self._drive(steps, conn, own=False)
         async with self._slots:
             target = self._free.pop() if self._free else await self.connect()
+            self._busy.add(target)
             ok = False
             try:
                 answer = await self._drive(steps, target, own=True)
                 ok = True
                 return answer
             finally:
+                self._busy.discard(target)
                 # a connection whose operation was cancelled or failed mid-way may hold an
                 # unread reply: it is closed, never reused
                 if ok and not target.closed and not self._closed:
@@ -339,6 +371,17 @@ class AsyncDb:
             listener = self._listener = AsyncListener(self)
             await listener.start()
         return listener
+
+    def abandon(self) -> None:
+        """Close the sockets of a loop that is gone, without it (``pgconn.finish``)."""
+        self._closed = True
+        conns = [*self._free, *self._busy]
+        if self._listener is not None and self._listener._conn is not None:
+            conns.append(self._listener._conn)
+        self._free, self._listener = [], None
+        for conn in conns:
+            if not conn.closed:
+                conn.pgconn.finish()
 
     async def close(self) -> None:
         self._closed = True
@@ -456,7 +499,12 @@ class PerLoop:
         loop = asyncio.get_running_loop()
         db = self._dbs.get(loop)
         if db is None:
+            for other, old in list(self._dbs.items()):
+                if other.is_closed():  # its connections can no longer be closed politely
+                    del self._dbs[other]
+                    old.abandon()
             db = self._dbs[loop] = self._factory()
+            weakref.finalize(loop, db.abandon)
         return db
 
     async def close(self) -> None:
