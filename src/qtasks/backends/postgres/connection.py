@@ -12,6 +12,7 @@ dropped and reported as :class:`BackendConnectionError`, and the next call opens
 from __future__ import annotations
 
 import asyncio
+import select
 import threading
 import time
 import weakref
@@ -84,6 +85,19 @@ def parse_url(url: str) -> Settings:
                     result_ttl=number("result_ttl", DAY),
                     dead_letter_ttl=number("dead_letter_ttl", 7 * DAY),
                     pool_size=max(1, int(number("pool_size", 8))))
+
+
+def _stale(conn: Any) -> bool:
+    """Whether an idle connection is already dead: closed, or with something to read while it
+    waits for nothing (the server's goodbye after a restart or ``pg_terminate_backend``).
+    Such a connection is replaced before use, so one dropped while idle costs no call."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _lost(settings: Settings, exc: BaseException) -> BackendConnectionError:
@@ -204,7 +218,9 @@ class SyncDb:
 
     def conn(self) -> psycopg.Connection[Any]:
         conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
+        if conn is None or _stale(conn):
+            if conn is not None:
+                conn.close()
             conn = self._local.conn = self._connect()
         return conn
 
@@ -328,7 +344,14 @@ class AsyncDb:
         if conn is not None:
             return await self._drive(steps, conn, own=False)
         async with self._slots:
-            target = self._free.pop() if self._free else await self.connect()
+            target = None
+            while self._free and target is None:
+                target = self._free.pop()
+                if _stale(target):
+                    await target.close()
+                    target = None
+            if target is None:
+                target = await self.connect()
             self._busy.add(target)
             ok = False
             try:

@@ -1,0 +1,86 @@
+"""The tables come from ``qtasks migrate``; without them, or at another version, the user is told
+which command to run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from conftest import TESTS
+from postgresbackend.conftest import POSTGRES, url_with
+from qtasks import QueueTasks
+from qtasks.exceptions import BackendError
+
+
+@pytest.fixture
+def bare_schema():
+    schema = f"qt_bare_{os.getpid()}_{os.urandom(3).hex()}"
+    yield schema
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "qtasks", *args], capture_output=True,
+                          text=True, cwd=TESTS, timeout=60)
+
+
+def test_missing_tables_name_the_command_that_creates_them(bare_schema):
+    app = QueueTasks(name="bare", broker_url=url_with(bare_schema))
+    with pytest.raises(BackendError, match="qtasks migrate --url") as raised:
+        app.add_task("anything")
+    assert "are missing" in str(raised.value) and bare_schema in str(raised.value)
+
+
+def test_qtasks_migrate_creates_the_tables_then_says_they_are_up_to_date(bare_schema):
+    url = url_with(bare_schema)
+    first = _cli("migrate", "--url", url)
+    assert first.returncode == 0, first.stderr
+    assert "migrated from 0 to 1" in first.stdout
+    again = _cli("migrate", "--url", url)
+    assert "up to date" in again.stdout
+    app = QueueTasks(name="migrated", broker_url=url)
+    task = app.add_task("anything")
+    assert app.get(task.uuid).status == "new"
+
+
+def test_qtasks_migrate_with_an_app_uses_its_urls(bare_schema, tmp_path):
+    (tmp_path / "pg_migrate_app.py").write_text(
+        "from qtasks import QueueTasks\n"
+        f"app = QueueTasks(name='m', broker_url={url_with(bare_schema)!r})\n")
+    done = subprocess.run([sys.executable, "-m", "qtasks", "-A", "pg_migrate_app:app", "migrate"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert f"schema={bare_schema}: schema version 1" in done.stdout
+
+
+def test_tables_of_an_older_version_ask_for_an_upgrade(bare_schema):
+    url = url_with(bare_schema)
+    assert _cli("migrate", "--url", url).returncode == 0
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"UPDATE \"{bare_schema}\".meta SET value = '0' "
+                     "WHERE key = 'schema_version'")
+    app = QueueTasks(name="old", broker_url=url)
+    with pytest.raises(BackendError, match="version 0, this release needs 1; upgrade them"):
+        app.add_task("anything")
+
+
+def test_a_bad_schema_name_is_refused_before_any_connection():
+    with pytest.raises(BackendError, match="schema 'Robert; DROP'"):
+        QueueTasks(name="x", broker_url=f"{POSTGRES}?schema=Robert; DROP").add_task("x")
+
+
+def test_the_password_never_shows(bare_schema):
+    url = "postgresql://postgres:hunter2@127.0.0.1:1/test"
+    app = QueueTasks(name="secret", broker_url=url)
+    with pytest.raises(BackendError) as raised:
+        app.add_task("anything")
+    assert "hunter2" not in str(raised.value)
+    assert "hunter2" not in app.backend.describe() and "hunter2" not in repr(app.backend)
+    done = _cli("migrate", "--url", url)
+    assert done.returncode == 2 and "hunter2" not in done.stdout + done.stderr
