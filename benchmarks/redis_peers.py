@@ -102,6 +102,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,31 @@ PEERS = [
              note="this repository, asyncio app with coroutine tasks; otherwise as qtasks-sync"),
 ]
 BY_NAME = {p.name: p for p in PEERS}
+
+
+@dataclass
+class Suite:
+    """What one benchmark compares: the peers, where their adapters are, what their processes
+    are told, and how a clean start is made before each group of scenarios (``prepare``).
+    ``postgres_peers.py`` is this harness with another suite."""
+
+    title: str
+    peers: list[PeerSpec]
+    adapter_dirs: tuple[Path, ...] = (PEERS_DIR,)
+    env: Callable[[], dict[str, str]] = dict
+    prepare: Callable[[PeerRunner], None] | None = None  # default: FLUSHALL the Redis
+    describe: Callable[[], str] = lambda: ""  # the servers, for the report's first line
+    logging_note: str = ""
+
+    @property
+    def by_name(self) -> dict[str, PeerSpec]:
+        return {p.name: p for p in self.peers}
+
+    def reset(self, runner: PeerRunner) -> None:
+        if self.prepare is None:
+            runner.redis.flush()
+        else:
+            self.prepare(runner)
 
 
 class Failed(Exception):
@@ -365,17 +391,18 @@ def pip_freeze(python: Path) -> list[str]:
 
 class PeerRunner:
     def __init__(self, spec: PeerSpec, python: Path, redis: RedisServer, work: Path,
-                 timeout: float) -> None:
-        self.spec, self.python, self.redis, self.work, self.timeout = (
-            spec, python, redis, work, timeout)
+                 timeout: float, suite: Suite) -> None:
+        self.spec, self.python, self.redis, self.work, self.timeout, self.suite = (
+            spec, python, redis, work, timeout, suite)
         self.script = [str(PEERS_DIR / "run_peer.py"), spec.adapter]
         self.logs: list[Path] = []
 
     def env(self, concurrency: int | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("QTASKS_", "PYTHON", "VIRTUAL_ENV", "CELERY_", "DRAMATIQ_"))}
-        env.update(PYTHONPATH=str(PEERS_DIR), PYTHONUNBUFFERED="1",
-                   BENCH_REDIS_URL=self.redis.url, BENCH_VARIANT=self.spec.variant)
+        env.update(PYTHONPATH=":".join(str(d) for d in self.suite.adapter_dirs),
+                   PYTHONUNBUFFERED="1", BENCH_REDIS_URL=self.redis.url,
+                   BENCH_VARIANT=self.spec.variant, **self.suite.env())
         if concurrency:
             env["BENCH_CONCURRENCY"] = str(concurrency)
         return env
@@ -614,7 +641,8 @@ def brief(key: str, figures: dict[str, Any]) -> str:
     return json.dumps(figures)[:100]
 
 
-def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Namespace) -> PeerResult:
+def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Namespace,
+             suite: Suite) -> PeerResult:
     result = PeerResult(spec.name)
     started = time.perf_counter()
     work = base / spec.name
@@ -628,7 +656,7 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
             result.scenarios[key] = {"failed": reason}
         say(f"  FAILED: {reason}")
         return result
-    runner = PeerRunner(spec, python, redis, work, args.timeout)
+    runner = PeerRunner(spec, python, redis, work, args.timeout, suite)
     if spec.qtasks_row:  # the checkout may move during a long run: note it when the row starts
         result.repository = repo_state()
     try:
@@ -640,9 +668,9 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
         result.freeze = pip_freeze(python)
     n, batch, repeats = args.tasks, args.batch, args.repeats
 
-    redis.flush()
+    suite.reset(runner)
     scenario(result, "bulk", lambda: runner.produce("bulk", n=n, batch=batch))
-    redis.flush()
+    suite.reset(runner)
     single = scenario(result, "single", lambda: runner.produce("single", n=n))
     if single is None:
         for key in ("drain", "rss", "rtt_side", "rtt_result"):
@@ -658,7 +686,7 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
             if result.scenarios["drain"].get("partial") or "failed" in result.scenarios["drain"]:
                 # A backlog is left: round trips on a fresh worker over an empty Redis instead.
                 worker.stop()
-                redis.flush()
+                suite.reset(runner)
                 worker = Worker(runner, "rtt", None)
                 time.sleep(2.0)
             time.sleep(args.idle)
@@ -670,7 +698,7 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
         finally:
             worker.stop()
 
-    redis.flush()
+    suite.reset(runner)
     if scenario(result, "naps_enqueue", lambda: runner.produce("naps", n=args.naps)) is not None:
         worker = Worker(runner, "naps", 100)
         try:
@@ -679,7 +707,7 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
             worker.stop()
     else:
         result.scenarios["naps"] = result.scenarios["naps_enqueue"]
-    redis.flush()
+    suite.reset(runner)
     if any("failed" in entry for entry in result.scenarios.values()):
         for log in runner.logs:
             text = tail(log, 40)
@@ -714,7 +742,8 @@ def figure(result: PeerResult, key: str, name: str) -> float | None:
     return value if isinstance(value, (int, float)) else None
 
 
-def render_table(results: list[PeerResult], naps: int) -> tuple[str, list[str]]:
+def render_table(results: list[PeerResult], naps: int,
+                 by_name: dict[str, PeerSpec]) -> tuple[str, list[str]]:
     notes: list[str] = []
     note_index: dict[str, int] = {}
 
@@ -724,7 +753,7 @@ def render_table(results: list[PeerResult], naps: int) -> tuple[str, list[str]]:
             note_index[text] = len(notes)
         return note_index[text]
 
-    refs = [r for r in results if BY_NAME[r.name].qtasks_row
+    refs = [r for r in results if by_name[r.name].qtasks_row
             and any(figure(r, k, f) is not None for _, k, f, _, _ in ROWS)]
     lines: list[list[str]] = [["scenario"] + [r.name for r in results]]
     for label, key, name, fmt, higher in ROWS:
@@ -783,9 +812,10 @@ def environment(redis_version: str) -> dict[str, Any]:
 
 
 def print_report(results: list[PeerResult], env: dict[str, Any], args: argparse.Namespace,
-                 total: float) -> None:
-    table, notes = render_table(results, args.naps)
-    print(f"\nRedis {env['redis_server']} (private, loopback, no persistence); "
+                 total: float, suite: Suite) -> None:
+    table, notes = render_table(results, args.naps, suite.by_name)
+    print(f"\n{suite.describe() or 'Redis'} {env['redis_server']} (private, loopback, "
+          "no persistence); "
           f"{env['cpus']} CPUs; harness Python {env['harness_python']}; "
           f"{args.tasks} tasks, {args.repeats} round trips, {args.naps} naps, "
           f"bulk batches of {args.batch}")
@@ -803,10 +833,8 @@ def print_report(results: list[PeerResult], env: dict[str, Any], args: argparse.
         print(f"  {r.name}: {pins or '?'}; Python {r.python or '?'}")
     print("\nper peer:")
     for r in results:
-        print(f"  {r.name}: {BY_NAME[r.name].note}")
-    print("\nlogging: WARNING via CLI flag for celery, rq, huey (-q), taskiq, arq "
-          "(--custom-log-dict), qtasks; dramatiq and saq defaults (no per-task lines); "
-          "streaq and QTasks 1.7.3 at their default INFO (per-task lines).")
+        print(f"  {r.name}: {suite.by_name[r.name].note}")
+    print(f"\nlogging: {suite.logging_note}")
     for r in results:
         if r.repository:
             dirty = r.repository["uncommitted_under_src"]
@@ -815,9 +843,11 @@ def print_report(results: list[PeerResult], env: dict[str, Any], args: argparse.
     print(f"(total {total:.0f} s)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--peers", default=",".join(p.name for p in PEERS),
+def main(argv: list[str] | None = None, suite: Suite | None = None,
+         doc: str | None = None) -> int:
+    suite = suite or REDIS_SUITE
+    parser = argparse.ArgumentParser(description=(doc or __doc__ or "").split("\n\n")[0])
+    parser.add_argument("--peers", default=",".join(p.name for p in suite.peers),
                         help="comma-separated peer names (see --list)")
     parser.add_argument("--list", action="store_true", help="list the peers and exit")
     parser.add_argument("--tasks", type=int, help="tasks for scenarios 1-3 (default 10000)")
@@ -837,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the worker/producer logs here")
     args = parser.parse_args(argv)
     if args.list:
-        for p in PEERS:
+        for p in suite.peers:
             print(f"{p.name:16} venv {p.venv:10} pins {' '.join(p.pins)}")
         return 0
     small = args.quick
@@ -845,9 +875,10 @@ def main(argv: list[str] | None = None) -> int:
     args.repeats = args.repeats or (20 if small else 200)
     args.naps = args.naps or (200 if small else 1000)
     names = [s.strip() for s in args.peers.split(",") if s.strip()]
-    unknown = [s for s in names if s not in BY_NAME]
+    by_name = suite.by_name
+    unknown = [s for s in names if s not in by_name]
     if unknown:
-        parser.error(f"unknown peer(s): {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
+        parser.error(f"unknown peer(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
     if not Path(REDIS_SERVER).exists():
         parser.error(f"{REDIS_SERVER} not found")
 
@@ -867,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"redis-server {env['redis_server']} on 127.0.0.1:{redis.port}")
             for name in names:
                 redis.flush()
-                results.append(run_peer(BY_NAME[name], redis, base, args))
+                results.append(run_peer(by_name[name], redis, base, args, suite))
         finally:
             redis.close()
             if args.keep_logs:
@@ -876,12 +907,12 @@ def main(argv: list[str] | None = None) -> int:
                 for path in base.rglob("*.log"):
                     shutil.copy(path, dest / f"{path.parent.name}-{path.name}")
     total = time.perf_counter() - started
-    print_report(results, env, args, total)
+    print_report(results, env, args, total, suite)
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "list")}
         payload = {"environment": env, "settings": settings, "total_seconds": total,
                    "peers": {r.name: {"versions": r.versions, "python": r.python,
-                                      "pins": list(BY_NAME[r.name].pins),
+                                      "pins": list(by_name[r.name].pins),
                                       "seconds": r.seconds, "scenarios": r.scenarios,
                                       "repository": r.repository,
                                       "pip_freeze": r.freeze, "log_tails": r.logs}
@@ -890,6 +921,13 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
         say(f"wrote {args.json}")
     return 0
+
+
+REDIS_SUITE = Suite(
+    "redis", PEERS,
+    logging_note="WARNING via CLI flag for celery, rq, huey (-q), taskiq, arq "
+                 "(--custom-log-dict), qtasks; dramatiq and saq defaults (no per-task lines); "
+                 "streaq and QTasks 1.7.3 at their default INFO (per-task lines).")
 
 
 if __name__ == "__main__":

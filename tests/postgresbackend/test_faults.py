@@ -67,7 +67,7 @@ def _ready() -> bool:
 
 
 def test_a_postgresql_restart_loses_no_acknowledged_task(pg_url, apps, side):
-    spec, app, runs = apps.app(pg_url, lease=5.0)
+    spec, app, _ = apps.app(pg_url, lease=5.0)
     worker = apps.worker(spec)
     acknowledged, refused = [], 0
     restart = None

@@ -84,3 +84,29 @@ def test_the_password_never_shows(bare_schema):
     assert "hunter2" not in app.backend.describe() and "hunter2" not in repr(app.backend)
     done = _cli("migrate", "--url", url)
     assert done.returncode == 2 and "hunter2" not in done.stdout + done.stderr
+
+
+DJANGO_MIGRATE = """
+import sys
+import django
+from django.conf import settings
+
+settings.configure(
+    DATABASES={"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "test",
+                           "HOST": "127.0.0.1", "PORT": "5432", "USER": "postgres"}},
+    INSTALLED_APPS=["qtasks.contrib.django"],
+    QTASKS={"default": {"BROKER_URL": sys.argv[1], "NAME": "djm", "AUTODISCOVER": False}})
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=1)
+from qtasks.contrib.django.apps import get_app
+print(get_app().add_task("anything").status)
+"""
+
+
+def test_manage_py_migrate_creates_the_tables_of_a_postgres_app(bare_schema):
+    done = subprocess.run([sys.executable, "-c", DJANGO_MIGRATE, url_with(bare_schema)],
+                          capture_output=True, text=True, cwd=TESTS, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "migrated from schema version 0 to 1" in done.stdout
+    assert done.stdout.strip().endswith("new")

@@ -58,12 +58,11 @@ def test_a_rolled_back_transaction_leaves_no_task(pg_url, apps, side):
 def test_a_rolled_back_savepoint_drops_only_its_own_tasks(pg_url, apps, side):
     spec, app, runs = apps.app(pg_url)
     apps.worker(spec)
-    with psycopg.connect(POSTGRES) as conn, enqueue_in(conn):
-        with conn.transaction():
-            kept = app.add_task("mark", 5)
-            with conn.transaction():  # a savepoint
-                app.add_task("mark", 6)
-                raise psycopg.Rollback()  # back to the savepoint (psycopg stops it there)
+    with psycopg.connect(POSTGRES) as conn, enqueue_in(conn), conn.transaction():
+        kept = app.add_task("mark", 5)
+        with conn.transaction():  # a savepoint
+            app.add_task("mark", 6)
+            raise psycopg.Rollback()  # back to the savepoint (psycopg stops it there)
     wait_until(lambda: _succeeded(app, kept.uuid), timeout=20, what="the kept task to run")
     time.sleep(0.3)
     assert side.hkeys(runs) == ["5"]

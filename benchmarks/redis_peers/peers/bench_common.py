@@ -16,7 +16,10 @@ The tasks, identical in every adapter (only sync/async differs):
 - ``nap()``: sleeps 50 ms, then ``RPUSH bench:naps "<start> <end>"`` (``time.time()``).
 
 Environment: ``BENCH_REDIS_URL`` (required), ``BENCH_CONCURRENCY`` (worker only; unset means
-the peer's default), ``BENCH_VARIANT`` (adapters with two configurations).
+the peer's default), ``BENCH_VARIANT`` (adapters with two configurations), ``BENCH_PG_URL``
+(the PostgreSQL peers of ``benchmarks/postgres_peers.py``: an empty database of their own,
+made afresh before each group of scenarios; the ``install`` command creates the peer's tables
+in it). The tasks' side effects stay in Redis for every peer, so the counters cost the same.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6399/0")
+PG_URL = os.environ.get("BENCH_PG_URL", "")
 CONCURRENCY = int(os.environ["BENCH_CONCURRENCY"]) if os.environ.get("BENCH_CONCURRENCY") else None
 VARIANT = os.environ.get("BENCH_VARIANT", "")
 DONE_KEY = "bench:done"
@@ -119,6 +123,9 @@ class Peer:
 
     def setup(self) -> Any: ...
     def teardown(self) -> Any: ...
+
+    def install(self) -> Any:
+        """Create the peer's tables in the empty database ``PG_URL`` (PostgreSQL peers)."""
 
     def single(self) -> Any:
         """Enqueue one ``bump()``."""
@@ -334,6 +341,12 @@ def main(peer: Peer, argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "versions":
         emit(versions(peer.packages))
+        return
+    if args.command == "install":
+        out = peer.install()
+        if inspect.isawaitable(out):
+            asyncio.run(out)
+        emit({"installed": True})
         return
     if args.command == "worker":
         out = peer.worker()

@@ -1,6 +1,7 @@
-"""This repository's qtasks on its Redis backend. BENCH_VARIANT=sync: ``qtasks.QueueTasks``
-with plain task functions; BENCH_VARIANT=async: ``qtasks.asyncio.QueueTasks`` with coroutine
-tasks. The worker is the ``qtasks -A bench_qtasks:app run`` CLI at --loglevel WARNING."""
+"""This repository's qtasks on its Redis backend, or on PostgreSQL when ``BENCH_PG_URL`` is set
+(``benchmarks/postgres_peers.py``). BENCH_VARIANT=sync: ``qtasks.QueueTasks`` with plain task
+functions; BENCH_VARIANT=async: ``qtasks.asyncio.QueueTasks`` with coroutine tasks. The worker is
+the ``qtasks -A bench_qtasks:app run`` CLI at --loglevel WARNING."""
 
 import contextlib
 import sys
@@ -8,11 +9,12 @@ import sys
 import bench_common as c
 
 ASYNC = c.VARIANT == "async"
+BROKER = c.PG_URL or c.URL
 
 if ASYNC:
     from qtasks.asyncio import QueueTasks
 
-    app = QueueTasks(name="bench", broker_url=c.URL)
+    app = QueueTasks(name="bench", broker_url=BROKER)
 
     @app.task(name="bump")
     async def bump() -> None:
@@ -32,7 +34,7 @@ if ASYNC:
 else:
     from qtasks import QueueTasks
 
-    app = QueueTasks(name="bench", broker_url=c.URL)
+    app = QueueTasks(name="bench", broker_url=BROKER)
 
     @app.task(name="bump")
     def bump() -> None:
@@ -64,8 +66,21 @@ def _worker_argv() -> list[str]:
     return argv
 
 
+def _install() -> None:
+    if c.PG_URL:
+        from qtasks.backends.postgres import migrate
+
+        migrate(c.PG_URL)
+
+
+PACKAGES = ["qtasks", "psycopg", "psycopg-binary"] if c.PG_URL else ["qtasks", "redis", "hiredis"]
+
+
 class SyncQTasksPeer(c.Peer):
-    packages = ["qtasks", "redis", "hiredis"]
+    packages = PACKAGES
+
+    def install(self):
+        _install()
 
     def teardown(self):
         with contextlib.suppress(Exception):
@@ -91,7 +106,10 @@ class SyncQTasksPeer(c.Peer):
 
 
 class AsyncQTasksPeer(c.AsyncPeer):
-    packages = ["qtasks", "redis", "hiredis"]
+    packages = PACKAGES
+
+    def install(self):
+        _install()
 
     async def teardown(self):
         with contextlib.suppress(Exception):

@@ -12,6 +12,8 @@ dropped and reported as :class:`BackendConnectionError`, and the next call opens
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import select
 import threading
 import time
@@ -29,6 +31,7 @@ from qtasks.backends.urls import redact
 from qtasks.exceptions import BackendConnectionError, BackendError
 
 T = TypeVar("T")
+log = logging.getLogger("qtasks.backends.postgres")
 
 DAY = 86400.0
 _OURS = ("schema", "result_ttl", "dead_letter_ttl", "pool_size")
@@ -98,6 +101,16 @@ def _stale(conn: Any) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+def _retry(exc: BaseException, first: bool, reused: bool, conn: Any) -> bool:
+    """Whether a failed statement may be sent again on a new connection: the operation's first
+    statement, on a connection that sat idle since an earlier call, which the server ended
+    (a restart or ``pg_terminate_backend`` racing with the idle check in ``_stale``). The
+    server rolls back what it was running when it ends a session, and nothing of the
+    operation came before, so nothing is done twice."""
+    return first and reused and (isinstance(exc, errors.AdminShutdown) or conn.closed
+                                 or conn.broken)
 
 
 def _lost(settings: Settings, exc: BaseException) -> BackendConnectionError:
@@ -170,7 +183,7 @@ def migrate(url: str) -> tuple[int, int]:
             before = int(row[0]) if row else 0
             for index in range(before, q.SCHEMA_VERSION):
                 for statement in q.migration(index, settings.schema):
-                    conn.execute(statement)  # type: ignore[arg-type]  # our own text
+                    conn.execute(statement)
             conn.execute(statements["set_version"], (str(max(before, q.SCHEMA_VERSION)),))
             conn.commit()
     except psycopg.OperationalError as exc:
@@ -217,38 +230,51 @@ class SyncDb:
             raise _lost(self.settings, exc) from exc
 
     def conn(self) -> psycopg.Connection[Any]:
+        return self._take()[0]
+
+    def _take(self) -> tuple[psycopg.Connection[Any], bool]:
+        """This thread's connection, and whether it was open before (reused)."""
         conn = getattr(self._local, "conn", None)
-        if conn is None or _stale(conn):
-            if conn is not None:
-                conn.close()
-            conn = self._local.conn = self._connect()
-        return conn
+        if conn is not None and not _stale(conn):
+            return conn, True
+        if conn is not None:
+            conn.close()
+        conn = self._local.conn = self._connect()
+        return conn, False
 
     def run(self, steps: q.Steps, conn: Any = None) -> Any:
         """Run an operation on this thread's connection, or on ``conn`` (the caller's own,
         in the caller's transaction: then it is neither committed nor closed here)."""
         own = conn is None
-        target = self.conn() if own else conn
+        target, reused = self._take() if own else (conn, False)
         answer: Any = None
         error: BaseException | None = None
+        first = True
         while True:
             try:
                 step = steps.throw(error) if error is not None else steps.send(answer)
             except StopIteration as stop:
                 return stop.value
             error = None
-            try:
-                cursor = target.cursor()
-                cursor.execute(step[0], step[1])
-                answer = cursor.fetchall() if cursor.description else []
-            except psycopg.OperationalError as exc:
-                if own:
+            while True:
+                try:
+                    cursor = target.cursor()
+                    cursor.execute(step[0], step[1])
+                    answer = cursor.fetchall() if cursor.description else []
+                except psycopg.OperationalError as exc:
+                    if not own:
+                        raise _lost(self.settings, exc) from exc
                     self._drop()
-                raise _lost(self.settings, exc) from exc
-            except (psycopg.DataError, UnicodeEncodeError) as exc:
-                if not own:
-                    raise
-                error = q.Careful(repr(exc))
+                    if _retry(exc, first, reused, target):
+                        target, reused = self._take()
+                        continue
+                    raise _lost(self.settings, exc) from exc
+                except (psycopg.DataError, UnicodeEncodeError) as exc:
+                    if not own:
+                        raise
+                    error = q.Careful(repr(exc))
+                break
+            first = False
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -344,48 +370,67 @@ class AsyncDb:
         if conn is not None:
             return await self._drive(steps, conn, own=False)
         async with self._slots:
-            target = None
-            while self._free and target is None:
-                target = self._free.pop()
-                if _stale(target):
-                    await target.close()
-                    target = None
-            if target is None:
-                target = await self.connect()
-            self._busy.add(target)
-            ok = False
+            held: list[Any] = []
             try:
-                answer = await self._drive(steps, target, own=True)
-                ok = True
-                return answer
+                return await self._drive(steps, None, own=True, held=held)
             finally:
-                self._busy.discard(target)
-                # a connection whose operation was cancelled or failed mid-way may hold an
-                # unread reply: it is closed, never reused
-                if ok and not target.closed and not self._closed:
-                    self._free.append(target)
-                else:
-                    await target.close()
+                for target, ok in held:
+                    self._busy.discard(target)
+                    # a connection whose operation was cancelled or failed mid-way may hold an
+                    # unread reply: it is closed, never reused
+                    if ok and not target.closed and not self._closed:
+                        self._free.append(target)
+                    else:
+                        await target.close()
 
-    async def _drive(self, steps: q.Steps, target: Any, own: bool) -> Any:
+    async def _take(self) -> tuple[Any, bool]:
+        """A free connection (reused: True) or a new one."""
+        while self._free:
+            target = self._free.pop()
+            if not _stale(target):
+                return target, True
+            await target.close()
+        return await self.connect(), False
+
+    async def _drive(self, steps: q.Steps, target: Any, own: bool,
+                     held: list[Any] | None = None) -> Any:
+        """Run ``steps`` on ``target``, or (``own``) on connections of this loop, put in
+        ``held`` as ``[connection, fit for reuse]`` for the caller to give back."""
+        reused = False
+        if own:
+            assert held is not None
+            target, reused = await self._take()
+            self._busy.add(target)
+            held.append([target, False])
         answer: Any = None
         error: BaseException | None = None
+        first = True
         while True:
             try:
                 step = steps.throw(error) if error is not None else steps.send(answer)
             except StopIteration as stop:
+                if held:
+                    held[-1][1] = True
                 return stop.value
             error = None
-            try:
-                cursor = target.cursor()
-                await cursor.execute(step[0], step[1])
-                answer = await cursor.fetchall() if cursor.description else []
-            except psycopg.OperationalError as exc:
-                raise _lost(self.settings, exc) from exc
-            except (psycopg.DataError, UnicodeEncodeError) as exc:
-                if not own:
-                    raise
-                error = q.Careful(repr(exc))
+            while True:
+                try:
+                    cursor = target.cursor()
+                    await cursor.execute(step[0], step[1])
+                    answer = await cursor.fetchall() if cursor.description else []
+                except psycopg.OperationalError as exc:
+                    if own and held is not None and _retry(exc, first, reused, target):
+                        target, reused = await self._take()
+                        self._busy.add(target)
+                        held.append([target, False])
+                        continue
+                    raise _lost(self.settings, exc) from exc
+                except (psycopg.DataError, UnicodeEncodeError) as exc:
+                    if not own:
+                        raise
+                    error = q.Careful(repr(exc))
+                break
+            first = False
 
     async def listener(self) -> AsyncListener:
         """This loop's listener, listening (a ``LISTEN`` issued before the caller's read)."""
@@ -455,8 +500,10 @@ class AsyncListener:
                     for future in self._waiters.pop(payload[len(prefix):], ()):
                         if not future.done():
                             future.set_result(None)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            pass  # the connection is gone: waiters read again, and the next call reconnects
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # the connection is gone: waiters read again, and the next call reconnects
+            log.info("the PostgreSQL listener connection was lost (%s); reconnecting on next use",
+                     exc)
         finally:
             self.broken = True
             self._bump()
@@ -501,10 +548,8 @@ class AsyncListener:
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-            except (asyncio.CancelledError, Exception):  # noqa: S110 - closing: nothing to tell
-                pass
         if self._conn is not None:
             await self._conn.close()
 

@@ -380,7 +380,8 @@ def _claim_parts(sql: Sql, fused: bool, exclude: bool) -> list[str]:
     parts = [
         f"cr AS ({pick.format(s=s, cond=f'state = {READY}', order='priority, id')})",
         f"cd AS ({pick.format(s=s, cond=f'state = {DELAYED} AND eta <= %(now)s', order='eta')})",
-        f"cl AS ({pick.format(s=s, cond=f'state = {LEASED} AND lease_until < %(now)s {mine}', order='lease_until')})",
+        "cl AS ({})".format(pick.format(
+            s=s, cond=f"state = {LEASED} AND lease_until < %(now)s {mine}", order="lease_until")),
         "cp AS (SELECT id, deliveries, row_number() OVER (PARTITION BY deliveries = 0 "
         "ORDER BY priority, id) AS k FROM (SELECT * FROM (SELECT * FROM cr UNION ALL "
         "SELECT * FROM cd UNION ALL SELECT * FROM cl) u ORDER BY priority, id "
@@ -430,7 +431,8 @@ def claim_params(worker: str, queues: Sequence[str], limit: int, lease: float, s
 def parse_deliveries(columns: Sequence[Sequence[Any]]) -> list[Delivery]:
     """The claim's deliveries, sent as one array per column (psycopg decodes arrays in C)."""
     return [Delivery(tag, uuid, payload, before, priority, queue, token, started)
-            for tag, uuid, payload, before, priority, queue, token, started in zip(*columns)]
+            for tag, uuid, payload, before, priority, queue, token, started
+            in zip(*columns, strict=True)]
 
 
 @functools.lru_cache(maxsize=16)
@@ -619,7 +621,6 @@ def exchange(sql: Sql, app: str, worker: str, queues: Sequence[str], limit: int,
         taken = set(row[column])
         result.rejected.extend(o for i, o in enumerate(finished, 1) if i not in taken)
         column += 3
-    blocked: set[str] = set()
     if started:
         counted, blocked_uuids = set(row[column]), set(row[column + 1])
         column += 2
@@ -631,7 +632,6 @@ def exchange(sql: Sql, app: str, worker: str, queues: Sequence[str], limit: int,
         if blocked_uuids:
             gone = [d for d in started if d.started and d.uuid in blocked_uuids]
             result.refused.extend(gone)
-            blocked |= {id(d) for d in gone}
             yield from _delete_held(sql, gone)
     if claim:
         fetched = parse_deliveries(row[column:column + 8])

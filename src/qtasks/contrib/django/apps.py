@@ -91,6 +91,22 @@ def configured() -> dict[str, Any]:
     return dict(_apps)
 
 
+def _migrate_postgres(verbosity: int = 1, **_: Any) -> None:
+    """After ``manage.py migrate``: the qtasks tables of every configured app's PostgreSQL
+    broker or result store, created or upgraded (``qtasks migrate``)."""
+    urls = {url for app in _apps.values() for url in (app.broker_url, app.storage_url)
+            if url and url.partition("://")[0].lower() in ("postgresql", "postgres")}
+    if not urls:
+        return
+    from qtasks.backends.postgres import migrate
+    from qtasks.backends.urls import redact
+
+    for url in sorted(urls):
+        before, after = migrate(url)
+        if verbosity >= 1 and before != after:
+            print(f"  qtasks: {redact(url)} migrated from schema version {before} to {after}")
+
+
 class QTasksConfig(AppConfig):
     name = "qtasks.contrib.django"
     label = "qtasks"
@@ -113,6 +129,11 @@ class QTasksConfig(AppConfig):
             if discover:
                 autodiscover_tasks(app, modules)
         loaded = True
+        from django.db.models.signals import post_migrate
+
+        # sent once per migrate run for this app (Django sends it to apps with a models module)
+        post_migrate.connect(_migrate_postgres, sender=self,
+                             dispatch_uid="qtasks.contrib.django.migrate_postgres")
         backend = sys.modules.get("qtasks.contrib.django.backend")
         if backend is not None:  # django.tasks tasks defined before their app was configured
             backend.register_pending()
