@@ -50,11 +50,18 @@ PEERS = [
                 note="this repository, asyncio app with coroutine tasks; otherwise as "
                      "qtasks-sync"),
     rp.PeerSpec("procrastinate", "procrastinate", "procrastinate",
-                ("procrastinate==3.7.3", PSYCOPG, *REDIS_CLIENT),
-                note="see its adapter's docstring"),
+                ("procrastinate==3.10.0", PSYCOPG, "psycopg-pool==3.3.3", *REDIS_CLIENT),
+                note="drain: `procrastinate worker` at its default concurrency, 1 job at a time "
+                     "(one fetch query per job); bulk: Task.batch_defer_async; result: n/a (it "
+                     "keeps no results); finished jobs stay in its table"),
+    # pgqueuer 1.6.0's `pgq run` fails at start with typer 0.29 (AttributeError in its CLI)
     rp.PeerSpec("pgqueuer", "pgqueuer", "pgqueuer",
-                ("pgqueuer==0.24.2", PSYCOPG, *REDIS_CLIENT),
-                note="see its adapter's docstring"),
+                ("pgqueuer[asyncpg]==1.6.0", "asyncpg==0.32.0", "typer==0.28.0",
+                 "uvloop==0.23.0", *REDIS_CLIENT),
+                note="asyncpg; drain: `pgq run` at its default (no concurrency limit, batches "
+                     "of 10 per fetch, uvloop); bulk: Queries.enqueue with lists; result: "
+                     "CompletionWatcher (status only: it keeps no return values; completions "
+                     "are written in batches, about every 0.1 s)"),
     rp.PeerSpec("django-tasks", "djangotasks", "djangotasks",
                 ("Django==5.2.9", "django-tasks==0.12.0", PSYCOPG, *REDIS_CLIENT),
                 note="see its adapter's docstring"),

@@ -7,7 +7,8 @@ database backend is that separate distribution: app ``django_tasks_db``, backend
 pins: Django==5.2.19 django-tasks==0.12.0 django-tasks-db[compat]==0.13.0
 psycopg[binary]==3.3.9 redis==8.1.0 hiredis==3.5.0
 
-- install: ``migrate`` (the ``django_tasks_db_dbtaskresult`` table and its indexes).
+- install: ``migrate`` (one table, ``django_tasks_database_dbtaskresult``, the name kept from
+  django-tasks, with its indexes; and ``django_migrations``).
 - worker: ``python -m django db_worker --verbosity 0`` (the CLI has -v 0, CRITICAL, or -v 1,
   INFO with two lines per task; no WARNING). One process that runs one task at a time: it
   has no thread or concurrency option, so BENCH_CONCURRENCY is ignored and ``naps`` is n/a.
@@ -18,8 +19,8 @@ psycopg[binary]==3.3.9 redis==8.1.0 hiredis==3.5.0
   (``close_old_connections``), so each task opens a new PostgreSQL connection;
   BENCH_VARIANT=persistent sets ``CONN_MAX_AGE=None`` instead.
 - bulk: n/a, the Task API enqueues one task per call (one INSERT, autocommit).
-- result: ``TaskResult.refresh()`` (one SELECT by primary key) polled every 10 ms (the API has
-  no blocking wait) until ``is_finished``, at most WAIT_TIMEOUT.
+- result: ``TaskResult.refresh()`` (one SELECT by primary key) polled every 10 ms, this
+  adapter's choice (the API has no blocking wait), until finished, at most WAIT_TIMEOUT.
 - Every task keeps its row (status, return value) after it ran, as results.
 """
 

@@ -1,7 +1,7 @@
-"""procrastinate: an ``App`` on ``PsycopgConnector`` (psycopg 3, an ``AsyncConnectionPool``);
-coroutine tasks; the ``procrastinate worker`` CLI (one process).
+"""pins: procrastinate==3.10.0 psycopg[binary]==3.3.9 psycopg-pool==3.3.3 redis==8.1.0 hiredis==3.5.0
 
-pins: procrastinate==3.10.0 psycopg[binary]==3.3.9 psycopg-pool==3.3.3 redis==8.2.0 hiredis==3.5.0
+procrastinate: an ``App`` on ``PsycopgConnector`` (psycopg 3, an ``AsyncConnectionPool``);
+coroutine tasks; the ``procrastinate worker`` CLI (one process).
 
 - install: ``app.schema_manager.apply_schema()`` (procrastinate's schema.sql, logged tables).
 - worker: ``procrastinate --app=bench_procrastinate.app --log-level=warning worker`` (the
@@ -11,6 +11,9 @@ pins: procrastinate==3.10.0 psycopg[binary]==3.3.9 psycopg-pool==3.3.3 redis==8.
   ``--concurrency``. The pool stays at psycopg_pool's default (4 connections; the docs advise
   up to concurrency + 1 for short jobs, which made no difference to the 1,000 naps here, the
   fetches being sequential), and every checkout first checks its connection (a round trip).
+  A wake-up can be lost: a NOTIFY that lands while the worker's fetch after a finished job is
+  in flight is cleared with it, so that job waits for the 5 s poll (a few percent of the
+  sequential side round trips here; with ``--fetch-job-polling-interval 1`` they wait 1 s).
 - bulk: ``Task.batch_defer_async`` (one query: procrastinate_defer_jobs_v1 over an array).
 - result: n/a, procrastinate keeps no task results (a task's return value is only logged).
 - Finished jobs stay in ``procrastinate_jobs`` (``--delete-jobs`` defaults to never).
@@ -68,12 +71,10 @@ class ProcrastinatePeer(c.AsyncPeer):
         await side.defer_async(key=key)
 
     def result(self):
-        raise c.NotAvailable("procrastinate keeps no task results (return values are only "
-                             "logged)")
+        raise c.NotAvailable("procrastinate keeps no task results (return values are only logged)")
 
     def worker(self):
-        argv = [c.bin_path("procrastinate"), "--app=bench_procrastinate.app", "--log-level=warning",
-                "worker"]
+        argv = [c.bin_path("procrastinate"), "--app=bench_procrastinate.app", "--log-level=warning", "worker"]
         if c.CONCURRENCY:
             argv += ["--concurrency", str(c.CONCURRENCY)]
         c.exec_worker(argv)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
@@ -44,6 +45,8 @@ from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
 from qtasks.core.waiting import run_async, run_sync, wait_for_final
 from qtasks.exceptions import BackendError
+
+log = logging.getLogger("qtasks.backends.postgres")
 
 _caller: contextvars.ContextVar[Any] = contextvars.ContextVar("qtasks_pg_connection",
                                                                default=None)
@@ -109,8 +112,8 @@ class _DjangoCursorWrapper:
     def __init__(self, cursor: Any) -> None:
         self._cursor = cursor
 
-    def execute(self, text: str, params: Any) -> None:
-        self._cursor.execute(text, params)
+    def execute(self, text: str, params: Any, prepare: bool | None = None) -> None:
+        self._cursor.execute(text, params)  # Django's cursor decides about preparing
 
     @property
     def description(self) -> Any:
@@ -154,6 +157,7 @@ class PostgresBackend(Backend):
         self.sync = _CheckedSync(SyncDb.shared(self.settings), self.settings)
         self.dbs = PerLoop(lambda: AsyncDb(self.settings, name))
         self.paired_storage: Backend | None = None
+        self.maintenance = _Maintenance(self)
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self.settings.shown}>"
@@ -276,6 +280,26 @@ class PostgresBackend(Backend):
                 if len(rows) < 5000:
                     break
 
+    # Vacuum. Every task leaves two or three dead rows in the queue table (claim, start,
+    # delete) and, once expired, one in records. Autovacuum reclaims them only when it runs:
+    # not at all where it is off, and at best once a minute (``autovacuum_naptime``) elsewhere,
+    # while a busy worker leaves hundreds of thousands a minute; the heap then grows, since
+    # only VACUUM tells the free-space map that pages have room. So workers run it themselves
+    # when the statistics show a table with more dead rows than ``VACUUM_DEAD_ROWS`` and than
+    # live ones: a cheap pass, as the live rows are few. ``SKIP_LOCKED``: one already running
+    # (another worker's, autovacuum's) is enough.
+    VACUUM_DEAD_ROWS = 20_000
+
+    def maintain_op(self) -> q.Steps:
+        """``VACUUM`` the qtasks tables that need it; returns their names."""
+        rows = yield (q.statements(self.sql)["dead_rows"], {"schema": self.settings.schema})
+        done = []
+        for table, dead, live in rows:
+            if dead > self.VACUUM_DEAD_ROWS and dead > live:
+                yield (f"VACUUM (SKIP_LOCKED) {self.sql.s}.{table}", {})
+                done.append(table)
+        return done
+
     def delete_finished_op(self, older_than: float | None) -> q.Steps:
         cutoff = time.time() - older_than if older_than is not None else time.time() + 1
         total = 0
@@ -307,6 +331,43 @@ class _CheckedSync:
 
     def close(self) -> None:
         self.db.close()
+
+
+class _Maintenance:
+    """Runs ``maintain_op`` now and then beside the worker's work: at each heartbeat, and after
+    every ``EVERY`` finished tasks (a busy worker fills the tables faster than its heartbeat
+    comes round). Never two at once; a missing privilege turns it off with one warning."""
+
+    EVERY = 20_000
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        self.backend = backend
+        self.enabled = backend.settings.vacuum
+        self.finished = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def count(self, finished: int) -> None:
+        self.finished += finished
+        if self.finished >= self.EVERY:
+            self.start()
+
+    def start(self) -> None:
+        if not self.enabled or (self.task is not None and not self.task.done()):
+            return
+        self.finished = 0
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        import psycopg
+
+        try:
+            await self.backend.dbs.get().run(self.backend.maintain_op())
+        except psycopg.errors.InsufficientPrivilege as exc:
+            self.enabled = False
+            log.warning("cannot VACUUM the qtasks tables (%s): leaving them to autovacuum; "
+                        "make the workers' user their owner, or add ?vacuum=0 to the URL", exc)
+        except Exception:
+            log.exception("VACUUM of the qtasks tables failed; trying again later")
 
 
 # -- waiting for a change ---------------------------------------------------------------------------
@@ -491,6 +552,7 @@ class PostgresStore(ResultStore):
 
     async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
         await self._db().run(self.backend.heartbeat_op(info, lease))
+        self.backend.maintenance.start()
 
     async def unregister(self, worker: str) -> None:
         await self._db().run(self.backend.run_op("unregister", id=worker))
@@ -634,6 +696,8 @@ class PostgresTransport(Transport):
                               attempt)
         if got is not None:
             merge(result, got)
+        if finished:
+            backend.maintenance.count(len(finished))
         return result
 
     async def heartbeat(self, info: WorkerInfo, deliveries: Sequence[Delivery],
@@ -641,6 +705,7 @@ class PostgresTransport(Transport):
         db = self._db()
         lost = await db.run(self.backend.extend_op(deliveries, lease)) if deliveries else []
         await db.run(self.backend.heartbeat_op(info, lease))
+        self.backend.maintenance.start()
         return lost
 
     async def release(self, deliveries: Sequence[Delivery], delay: float = 0.0) -> None:

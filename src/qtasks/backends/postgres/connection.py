@@ -34,7 +34,7 @@ T = TypeVar("T")
 log = logging.getLogger("qtasks.backends.postgres")
 
 DAY = 86400.0
-_OURS = ("schema", "result_ttl", "dead_letter_ttl", "pool_size")
+_OURS = ("schema", "result_ttl", "dead_letter_ttl", "pool_size", "vacuum")
 
 
 @dataclass
@@ -44,8 +44,9 @@ class Settings:
     qtasks' options are removed before the URL reaches libpq: ``schema`` (where the tables are,
     default ``qtasks``), ``result_ttl`` (seconds a final record is kept, default one day, ``0``
     keeps them), ``dead_letter_ttl`` (default seven days), ``pool_size`` (connections per event
-    loop for the async side, default 8). Everything else (``sslmode``, ``sslrootcert``,
-    ``connect_timeout``, ``application_name`` ...) is libpq's.
+    loop for the async side, default 8), ``vacuum`` (``0``: workers never run ``VACUUM`` on the
+    qtasks tables themselves; see ``PostgresBackend.maintain_op``). Everything else
+    (``sslmode``, ``sslrootcert``, ``connect_timeout``, ``application_name`` ...) is libpq's.
     """
 
     conninfo: str
@@ -54,6 +55,7 @@ class Settings:
     result_ttl: float = DAY
     dead_letter_ttl: float = 7 * DAY
     pool_size: int = 8
+    vacuum: bool = True
     sql: q.Sql = field(init=False)
 
     def __post_init__(self) -> None:
@@ -87,7 +89,8 @@ def parse_url(url: str) -> Settings:
     return Settings(conninfo=conninfo, shown=shown, schema=schema,
                     result_ttl=number("result_ttl", DAY),
                     dead_letter_ttl=number("dead_letter_ttl", 7 * DAY),
-                    pool_size=max(1, int(number("pool_size", 8))))
+                    pool_size=max(1, int(number("pool_size", 8))),
+                    vacuum=ours.get("vacuum", "1").lower() not in ("0", "false", "no", "off"))
 
 
 def _stale(conn: Any) -> bool:
@@ -101,6 +104,11 @@ def _stale(conn: Any) -> bool:
     except (OSError, ValueError):
         return True
     return bool(readable)
+
+
+def _prepare(text: str) -> bool | None:
+    """psycopg prepares a statement after a few uses; ``VACUUM`` cannot be prepared."""
+    return False if text.startswith("VACUUM") else None
 
 
 def _retry(exc: BaseException, first: bool, reused: bool, conn: Any) -> bool:
@@ -259,7 +267,7 @@ class SyncDb:
             while True:
                 try:
                     cursor = target.cursor()
-                    cursor.execute(step[0], step[1])
+                    cursor.execute(step[0], step[1], prepare=_prepare(step[0]))
                     answer = cursor.fetchall() if cursor.description else []
                 except psycopg.OperationalError as exc:
                     if not own:
@@ -416,7 +424,7 @@ class AsyncDb:
             while True:
                 try:
                     cursor = target.cursor()
-                    await cursor.execute(step[0], step[1])
+                    await cursor.execute(step[0], step[1], prepare=_prepare(step[0]))
                     answer = await cursor.fetchall() if cursor.description else []
                 except psycopg.OperationalError as exc:
                     if own and held is not None and _retry(exc, first, reused, target):

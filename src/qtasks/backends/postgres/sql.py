@@ -522,6 +522,9 @@ def statements(sql: Sql) -> dict[str, str]:
             "FOR UPDATE SKIP LOCKED)"),
         "store_stats": (f"SELECT (SELECT count(*) FROM {s}.records WHERE app = %(app)s), "
                         f"(SELECT count(*) FROM {s}.dead_letters WHERE app = %(app)s)"),
+        "dead_rows": ("SELECT relname, n_dead_tup, n_live_tup FROM pg_stat_user_tables "
+                      "WHERE schemaname = %(schema)s AND relname IN ('queue', 'records', "
+                      "'dead_letters')"),
         "flush_records": f"DELETE FROM {s}.records WHERE app = %(app)s",
         "flush_dead_letters": f"DELETE FROM {s}.dead_letters WHERE app = %(app)s",
     }
