@@ -371,21 +371,29 @@ def start_params(deliveries: Sequence[Delivery]) -> dict[str, Any]:
 
 # The claim: ready messages, due delayed ones and lapsed leases, in (priority, id) order; the
 # first ``start`` that never started are started in the same statement.
-def _claim_parts(sql: Sql, fused: bool, exclude: bool) -> list[str]:
+def _claim_parts(sql: Sql, fused: bool, exclude: bool, queues: int) -> list[str]:
+    # Ready messages: one scan per queue, each with ``queue = $q`` so that it walks
+    # ``queue_ready`` in (priority, id) order and stops after ``limit`` rows. With
+    # ``queue = ANY(...)`` the planner reads every ready row of the queues and sorts them:
+    # each claim then costs in proportion to the backlog.
     s = sql.s
     mine = "AND id <> ALL(%(finishing)s::bigint[]) " if exclude else ""
     pick = ("SELECT id, priority, deliveries FROM {s}.queue WHERE app = %(app)s "
-            "AND queue = ANY(%(queues)s::text[]) AND {cond} ORDER BY {order} LIMIT %(limit)s "
-            "FOR UPDATE SKIP LOCKED")
+            "AND {where} AND {cond} ORDER BY {order} LIMIT %(limit)s FOR UPDATE SKIP LOCKED")
+    anyq = "queue = ANY(%(queues)s::text[])"
+    ready = ["cr{} AS ({})".format(i, pick.format(s=s, where=f"queue = %(q{i})s",
+                                                  cond=f"state = {READY}", order="priority, id"))
+             for i in range(queues)]
     parts = [
-        f"cr AS ({pick.format(s=s, cond=f'state = {READY}', order='priority, id')})",
-        f"cd AS ({pick.format(s=s, cond=f'state = {DELAYED} AND eta <= %(now)s', order='eta')})",
-        "cl AS ({})".format(pick.format(
-            s=s, cond=f"state = {LEASED} AND lease_until < %(now)s {mine}", order="lease_until")),
+        *ready,
+        "cd AS ({})".format(pick.format(s=s, where=anyq, cond=f"state = {DELAYED} AND eta <= %(now)s",
+                                        order="eta")),
+        "cl AS ({})".format(pick.format(s=s, where=anyq, order="lease_until",
+                                        cond=f"state = {LEASED} AND lease_until < %(now)s {mine}")),
         "cp AS (SELECT id, deliveries, row_number() OVER (PARTITION BY deliveries = 0 "
-        "ORDER BY priority, id) AS k FROM (SELECT * FROM (SELECT * FROM cr UNION ALL "
-        "SELECT * FROM cd UNION ALL SELECT * FROM cl) u ORDER BY priority, id "
-        "LIMIT %(limit)s) p)",
+        "ORDER BY priority, id) AS k FROM (SELECT * FROM (SELECT * FROM "
+        + " UNION ALL SELECT * FROM ".join([f"cr{i}" for i in range(queues)] + ["cd", "cl"])
+        + ") u ORDER BY priority, id LIMIT %(limit)s) p)",
         f"cu AS (UPDATE {s}.queue q SET state = {LEASED}, lease_until = %(until)s, "
         "worker = %(worker)s, token = q.token + 1, deliveries = q.deliveries + "
         "CASE WHEN cp.deliveries = 0 AND cp.k <= %(start)s THEN 1 ELSE 0 END FROM cp "
@@ -406,7 +414,8 @@ def _claim_result(fused: bool) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def exchange_sql(sql: Sql, finish: bool, start: bool, claim: bool, fused: bool = True) -> str:
+def exchange_sql(sql: Sql, finish: bool, start: bool, claim: bool, fused: bool = True,
+                 queues: int = 1) -> str:
     """One worker round trip as one statement: any of finish, start and claim."""
     parts: list[str] = []
     results: list[str] = []
@@ -417,7 +426,7 @@ def exchange_sql(sql: Sql, finish: bool, start: bool, claim: bool, fused: bool =
         parts += _start_parts(sql, fused)
         results.append(_start_result(fused))
     if claim:
-        parts += _claim_parts(sql, fused, exclude=finish and fused)
+        parts += _claim_parts(sql, fused, exclude=finish and fused, queues=queues)
         results.append(_claim_result(fused))
     return f"WITH {', '.join(parts)} SELECT {', '.join(results)}"
 
@@ -425,7 +434,7 @@ def exchange_sql(sql: Sql, finish: bool, start: bool, claim: bool, fused: bool =
 def claim_params(worker: str, queues: Sequence[str], limit: int, lease: float, start: int,
                  now: float) -> dict[str, Any]:
     return {"worker": worker, "queues": list(queues), "limit": limit, "until": now + lease,
-            "start": start}
+            "start": start, **{f"q{i}": queue for i, queue in enumerate(queues)}}
 
 
 def parse_deliveries(columns: Sequence[Sequence[Any]]) -> list[Delivery]:
@@ -608,7 +617,7 @@ def exchange(sql: Sql, app: str, worker: str, queues: Sequence[str], limit: int,
         finished = ()
         if not (started or claim):
             return result
-    text = exchange_sql(sql, bool(finished), bool(started), claim, fused)
+    text = exchange_sql(sql, bool(finished), bool(started), claim, fused, len(queues))
     try:
         row = (yield (text, params))[0]
     except Careful:
@@ -618,7 +627,8 @@ def exchange(sql: Sql, app: str, worker: str, queues: Sequence[str], limit: int,
         if not (started or claim):
             return result
         params.pop("finishing", None)
-        row = (yield (exchange_sql(sql, False, bool(started), claim, fused), params))[0]
+        row = (yield (exchange_sql(sql, False, bool(started), claim, fused, len(queues)),
+                      params))[0]
     column = 0
     if finished:
         taken = set(row[column])
