@@ -41,6 +41,8 @@ DATABASE = "qtasks_bench"
 PSYCOPG = "psycopg[binary]==3.3.9"
 REDIS_CLIENT = (rp.REDIS_PY, rp.HIREDIS)  # the tasks' side effects
 QTASKS_HERE = ("-e", f"{rp.REPO}[redis,postgres]")
+# SQLAlchemy needs postgresql+psycopg:// URLs (plain postgresql:// means psycopg2)
+CELERY_PG = ("celery==5.7.0", "packaging==26.4", "SQLAlchemy==2.1.9", PSYCOPG, *REDIS_CLIENT)
 
 PEERS = [
     rp.PeerSpec("qtasks-sync", "qtasks", "qtasks-pg", QTASKS_HERE, "sync", True,
@@ -63,16 +65,20 @@ PEERS = [
                      "CompletionWatcher (status only: it keeps no return values; completions "
                      "are written in batches, about every 0.1 s)"),
     rp.PeerSpec("django-tasks", "djangotasks", "djangotasks",
-                ("Django==5.2.9", "django-tasks==0.12.0", PSYCOPG, *REDIS_CLIENT),
-                note="see its adapter's docstring"),
-    rp.PeerSpec("celery-sqla-solo", "celerypg", "celerypg",
-                ("celery==5.7.0", "packaging==26.4", "SQLAlchemy==2.0.45", PSYCOPG,
-                 *REDIS_CLIENT), "solo",
-                note="see its adapter's docstring"),
-    rp.PeerSpec("celery-sqla-threads", "celerypg", "celerypg",
-                ("celery==5.7.0", "packaging==26.4", "SQLAlchemy==2.0.45", PSYCOPG,
-                 *REDIS_CLIENT), "threads",
-                note="see its adapter's docstring"),
+                ("Django==5.2.19", "django-tasks==0.12.0", "django-tasks-db[compat]==0.13.0",
+                 PSYCOPG, *REDIS_CLIENT),
+                note="django-tasks-db's `db_worker -v 0`: one task at a time, no thread option "
+                     "(naps n/a), polls every 1 s when idle; Django's default CONN_MAX_AGE=0 "
+                     "(a new connection per task); bulk: n/a; result: TaskResult.refresh() "
+                     "polled every 10 ms"),
+    rp.PeerSpec("celery-sqla-solo", "celerypg", "celerypg", CELERY_PG, "solo",
+                note="kombu's SQLAlchemy transport (polls every 1 s; consumed messages stay in "
+                     "its table) and the database result backend (NullPool: a connection per "
+                     "result); --pool solo; bulk: group(...).apply_async(); result: "
+                     "AsyncResult.get(), polling every 0.5 s"),
+    rp.PeerSpec("celery-sqla-threads", "celerypg", "celerypg", CELERY_PG, "threads",
+                note="as celery-sqla-solo with --pool threads at its default concurrency, the "
+                     "CPU count (2 here)"),
 ]
 
 

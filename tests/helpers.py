@@ -90,3 +90,13 @@ def django_project_qtasks():
         return importlib.import_module("proj.qtasks")
     finally:
         sys.path.remove(str(DJANGO_PROJECT))
+
+
+def statuses(app, uuids: list[str]) -> dict[str, int]:
+    """How many of these tasks' records are in each status (``missing``: no record)."""
+    counts: dict[str, int] = {}
+    for uuid in uuids:
+        record = app.get(uuid)
+        status = record.status if record is not None else "missing"
+        counts[status] = counts.get(status, 0) + 1
+    return counts

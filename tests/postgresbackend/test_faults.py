@@ -13,21 +13,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from helpers import wait_until
+from helpers import statuses, wait_until
 from postgresbackend.conftest import POSTGRES
 from qtasks import QueueTasks
 from qtasks.exceptions import BackendConnectionError
 
 pytestmark = pytest.mark.slow
-
-
-def _statuses(app: QueueTasks, uuids: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for uuid in uuids:
-        record = app.get(uuid)
-        status = record.status if record is not None else "missing"
-        counts[status] = counts.get(status, 0) + 1
-    return counts
 
 
 def test_a_killed_worker_s_tasks_are_run_by_the_next_one(pg_url, apps, side):
@@ -42,7 +33,7 @@ def test_a_killed_worker_s_tasks_are_run_by_the_next_one(pg_url, apps, side):
     assert in_flight > 0, "the killed worker held no lease: the test proves nothing"
 
     apps.worker(spec, "--concurrency", "20")
-    wait_until(lambda: _statuses(app, uuids).get("success", 0) == 1000, timeout=120,
+    wait_until(lambda: statuses(app, uuids).get("success", 0) == 1000, timeout=120,
                what="all 1000 tasks to succeed")
     counts = {int(k): int(v) for k, v in side.hgetall(runs).items()}
     assert sorted(counts) == list(range(1000))  # every task ran
@@ -88,12 +79,12 @@ def test_a_postgresql_restart_loses_no_acknowledged_task(pg_url, apps, side):
     assert refused > 0 and len(acknowledged) > 100
 
     def all_done() -> bool:
-        return _statuses(app, acknowledged).get("success", 0) == len(acknowledged)
+        return statuses(app, acknowledged).get("success", 0) == len(acknowledged)
 
     try:
         wait_until(all_done, timeout=90, what="every acknowledged task to succeed")
     except AssertionError:
-        raise AssertionError(f"{_statuses(app, acknowledged)}\n{worker.output[-3000:]}") from None
+        raise AssertionError(f"{statuses(app, acknowledged)}\n{worker.output[-3000:]}") from None
     print(f"\n{len(acknowledged)} enqueues acknowledged, {refused} refused during the restart; "
           "all acknowledged ones ran")
     assert worker.alive, worker.output  # it reconnected instead of exiting
@@ -111,7 +102,7 @@ def test_terminated_connections_cost_no_task(pg_url, apps, side):
             "WHERE application_name = 'qtasks' AND pid <> pg_backend_pid()").fetchone()[0]
     assert killed > 0
     uuids = [str(r.uuid) for r in records]
-    wait_until(lambda: _statuses(app, uuids).get("success", 0) == 600, timeout=90,
+    wait_until(lambda: statuses(app, uuids).get("success", 0) == 600, timeout=90,
                what="all 600 tasks to succeed")
     assert worker.alive, worker.output
     assert sorted(int(k) for k in side.hkeys(runs)) == list(range(600))
@@ -139,11 +130,11 @@ def test_sigterm_drains_running_tasks_and_leaves_the_rest_queued(pg_url, apps, s
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0
     uuids = [str(r.uuid) for r in records]
-    done = _statuses(app, uuids)
+    done = statuses(app, uuids)
     assert done.get("success", 0) >= 1
     assert set(done) <= {"success", "new"}  # nothing cut off halfway, nothing lost
     assert app.stats().queued == done.get("new", 0)
     assert all(int(v) == 1 for v in side.hgetall(runs).values())
     apps.worker(spec, "--concurrency", "10")
-    wait_until(lambda: _statuses(app, uuids) == {"success": 30}, timeout=60,
+    wait_until(lambda: statuses(app, uuids) == {"success": 30}, timeout=60,
                what="the rest to run")

@@ -8,21 +8,12 @@ import time
 
 import pytest
 
-from helpers import wait_until
+from helpers import statuses, wait_until
 from qtasks import QueueTasks
 from qtasks.exceptions import BackendConnectionError
 from redis_servers import RedisServer, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _statuses(app: QueueTasks, uuids: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for uuid in uuids:
-        record = app.get(uuid)
-        status = record.status if record is not None else "missing"
-        counts[status] = counts.get(status, 0) + 1
-    return counts
 
 
 def test_a_killed_worker_s_tasks_are_run_by_the_next_one(redis_server, apps):
@@ -38,7 +29,7 @@ def test_a_killed_worker_s_tasks_are_run_by_the_next_one(redis_server, apps):
     assert in_flight > 0, "the killed worker held no lease: the test proves nothing"
 
     apps.worker(spec, "--concurrency", "20")
-    wait_until(lambda: _statuses(app, uuids).get("success", 0) == 1000, timeout=120,
+    wait_until(lambda: statuses(app, uuids).get("success", 0) == 1000, timeout=120,
                what="all 1000 tasks to succeed")
     runs = {int(k): int(v) for k, v in side.hgetall("runs").items()}
     assert sorted(runs) == list(range(1000))  # every task ran
@@ -76,12 +67,12 @@ def test_a_redis_restart_loses_no_acknowledged_task(tmp_path, redis_server, apps
         assert refused > 0 and len(acknowledged) > 100
 
         def all_done() -> bool:
-            return _statuses(app, acknowledged).get("success", 0) == len(acknowledged)
+            return statuses(app, acknowledged).get("success", 0) == len(acknowledged)
 
         try:
             wait_until(all_done, timeout=90, what="every acknowledged task to succeed")
         except AssertionError:
-            raise AssertionError(f"{_statuses(app, acknowledged)}\n{worker.output[-3000:]}") \
+            raise AssertionError(f"{statuses(app, acknowledged)}\n{worker.output[-3000:]}") \
                 from None
         print(f"\n{len(acknowledged)} enqueues acknowledged, {refused} refused while Redis "
               "was down; all acknowledged ones ran")
@@ -121,11 +112,11 @@ def test_sigterm_drains_running_tasks_and_leaves_the_rest_queued(redis_server, a
     wait_until(lambda: app.client.stats().running > 0, what="tasks to start")
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0
-    done = _statuses(app, [str(r.uuid) for r in records])
+    done = statuses(app, [str(r.uuid) for r in records])
     assert done.get("success", 0) >= 1
     assert set(done) <= {"success", "new"}  # nothing cut off halfway, nothing lost
     assert app.client.stats().queued == done.get("new", 0)
     assert all(int(v) == 1 for v in side.hgetall("runs").values())
     apps.worker(spec, "--concurrency", "10")
-    wait_until(lambda: _statuses(app, [str(r.uuid) for r in records]) == {"success": 30},
+    wait_until(lambda: statuses(app, [str(r.uuid) for r in records]) == {"success": 30},
                timeout=60, what="the rest to run")

@@ -13,8 +13,12 @@ hiredis==3.5.0
 - worker: ``celery worker --pool solo|threads --loglevel WARNING``. The SQLAlchemy transport is
   a kombu "virtual" transport with no server push: the worker fetches one message per
   ``SELECT ... FOR UPDATE`` (no SKIP LOCKED) and, when the queue is empty, sleeps the
-  transport's ``polling_interval``, default 1 s (kept). A fetched message is marked
-  ``visible = false``, never deleted.
+  transport's ``polling_interval``, default 1 s. It cannot be set: kombu hands every transport
+  option to ``create_engine``, which rejects ``polling_interval`` (TypeError). The same 1 s
+  sleep follows every poll made while the prefetch window is full (concurrency x 4 messages
+  taken, not yet acked), so the threads pool drains slower than solo. A fetched message is
+  marked ``visible = false``, never deleted, and the fetch walks the (timestamp, id) index
+  past every consumed row: each fetch costs more as the table grows.
 - bulk: ``group(...).apply_async()``, which publishes one message (one INSERT and COMMIT, after
   a SELECT of the queue row) per task, as every kombu transport does.
 - result: ``AsyncResult.get(timeout=5)``, which for the database backend polls
