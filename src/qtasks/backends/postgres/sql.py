@@ -248,7 +248,9 @@ _OUTCOMES = (
 )
 
 
-def _finish_parts(sql: Sql, fused: bool) -> list[str]:
+def _finish_parts(sql: Sql, fused: bool, extras: bool = True) -> list[str]:
+    """``extras``: the dead-letter and follow-up parts, left out of a batch that has neither
+    (most batches: a statement does less for each part it does not have)."""
     s = sql.s
     parts = [f"v AS ({_OUTCOMES})"]
     if fused:
@@ -271,13 +273,15 @@ def _finish_parts(sql: Sql, fused: bool) -> list[str]:
         "ELSE (r.extra::jsonb || excluded.extra::jsonb)::text END "
         f"WHERE r.status NOT IN {_FINAL} AND (excluded.holder IS NULL OR r.holder IS NULL "
         "OR r.holder = excluded.holder) RETURNING r.uuid, r.watched)")
-    parts.append(
-        f"dl AS (INSERT INTO {s}.dead_letters (app, uuid, task_name, reason, payload, "
-        "deliveries, created_at) SELECT %(app)s, ok.uuid, ok.task_name, ok.dead, ok.payload, "
-        "ok.deliveries, %(now)s FROM ok JOIN up ON up.uuid = ok.uuid WHERE ok.dead IS NOT NULL)")
+    if extras:
+        parts.append(
+            f"dl AS (INSERT INTO {s}.dead_letters (app, uuid, task_name, reason, payload, "
+            "deliveries, created_at) SELECT %(app)s, ok.uuid, ok.task_name, ok.dead, ok.payload, "
+            "ok.deliveries, %(now)s FROM ok JOIN up ON up.uuid = ok.uuid "
+            "WHERE ok.dead IS NOT NULL)")
     parts.append(f"done AS (SELECT pg_notify('{sql.done_channel}', %(app)s || '|' || uuid) "
                  "FROM up WHERE watched)")
-    if fused:
+    if fused and extras:
         parts.append(f"f AS ({_TASKS.replace('AS t(', 'AS f(')})")
         parts.append("fo AS (SELECT * FROM f WHERE f.parent IN (SELECT uuid FROM up))")
         parts.append(f"fr AS ({_insert_records(s, 'fo')})")
@@ -286,15 +290,16 @@ def _finish_parts(sql: Sql, fused: bool) -> list[str]:
     return parts
 
 
-def _finish_result(fused: bool) -> str:
-    woken = "(SELECT count(*) FROM fw)" if fused else "0"
+def _finish_result(fused: bool, extras: bool = True) -> str:
+    woken = "(SELECT count(*) FROM fw)" if fused and extras else "0"
     return ("array(SELECT ok.n FROM ok JOIN up ON up.uuid = ok.uuid), "
             f"(SELECT count(*) FROM done), {woken}")
 
 
 @functools.lru_cache(maxsize=64)
-def finish_sql(sql: Sql, fused: bool) -> str:
-    return f"WITH {', '.join(_finish_parts(sql, fused))} SELECT {_finish_result(fused)}"
+def finish_sql(sql: Sql, fused: bool, extras: bool = True) -> str:
+    return (f"WITH {', '.join(_finish_parts(sql, fused, extras))} "
+            f"SELECT {_finish_result(fused, extras)}")
 
 
 def outcome_params(app: str, outcomes: Sequence[Outcome], now: float, fused: bool
@@ -406,13 +411,13 @@ def _claim_result(fused: bool) -> str:
 
 @functools.lru_cache(maxsize=64)
 def exchange_sql(sql: Sql, finish: bool, start: bool, claim: bool, fused: bool = True,
-                 queues: int = 1) -> str:
+                 queues: int = 1, extras: bool = True) -> str:
     """One worker round trip as one statement: any of finish, start and claim."""
     parts: list[str] = []
     results: list[str] = []
     if finish:
-        parts += _finish_parts(sql, fused)
-        results.append(_finish_result(fused))
+        parts += _finish_parts(sql, fused, extras)
+        results.append(_finish_result(fused, extras))
     if start:
         parts += _start_parts(sql, fused)
         results.append(_start_result(fused))
@@ -608,7 +613,8 @@ def exchange(sql: Sql, app: str, worker: str, queues: Sequence[str], limit: int,
         finished = ()
         if not (started or claim):
             return result
-    text = exchange_sql(sql, bool(finished), bool(started), claim, fused, len(queues))
+    extras = any(o.follow_up is not None or o.dead_letter for o in finished)
+    text = exchange_sql(sql, bool(finished), bool(started), claim, fused, len(queues), extras)
     try:
         row = (yield (text, params))[0]
     except Careful:
