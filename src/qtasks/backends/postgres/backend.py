@@ -177,6 +177,11 @@ class PostgresBackend(Backend):
     def fused_client(self) -> PostgresClient:
         return PostgresClient(SyncPostgresBroker(self), SyncPostgresStore(self))
 
+    def joins_django_transaction(self) -> bool:
+        """Whether a blocking enqueue now would go through a Django connection in ``atomic()``
+        (the Django integration then has no transaction to warn about)."""
+        return _caller.get() is None and _django_connection(self.settings) is not None
+
     def insert_raw(self, payload: str, queue: str = "default", priority: int = 0,
                    uuid: str | None = None) -> None:
         """Queue a raw message, bypassing the codec (to test what a worker does with it)."""

@@ -31,7 +31,10 @@ def install(hooks: Hooks) -> None:
 def warn_in_transaction(ctx: Enqueue, call_next: Any) -> Any:
     from django.apps import apps
 
-    if apps.ready:
+    # A sync app on PostgreSQL in the same database enqueues through Django's connection,
+    # inside the transaction: nothing to warn about.
+    joins = getattr(ctx.app.backend, "joins_django_transaction", None)
+    if apps.ready and not (not ctx.awaiting and joins is not None and joins()):
         from qtasks.contrib.django.transactions import warn_if_in_transaction
 
         warn_if_in_transaction(ctx.new.task_name)
