@@ -254,8 +254,11 @@ def _finish_parts(sql: Sql, fused: bool, extras: bool = True) -> list[str]:
     s = sql.s
     parts = [f"v AS ({_OUTCOMES})"]
     if fused:
-        parts.append(f"acked AS (DELETE FROM {s}.queue q USING v WHERE q.id = v.tag "
-                     "AND q.token = v.token RETURNING v.n)")
+        # ``q.id = ANY(ids)`` as well as the join: the planner cannot tell how many rows a
+        # JSON batch holds (it guesses 100) and would hash-join a scan of the whole table
+        parts.append(f"acked AS (DELETE FROM {s}.queue q USING v WHERE "
+                     "q.id = ANY(%(acks)s::bigint[]) AND q.id = v.tag AND q.token = v.token "
+                     "RETURNING v.n)")
         parts.append("ok AS (SELECT * FROM v WHERE v.tag IS NULL "
                      "OR v.n IN (SELECT n FROM acked))")
     else:
@@ -304,8 +307,13 @@ def finish_sql(sql: Sql, fused: bool, extras: bool = True) -> str:
 
 def outcome_params(app: str, outcomes: Sequence[Outcome], now: float, fused: bool
                    ) -> dict[str, Any]:
-    params = {"app": app, "now": now, "outcomes": json.dumps([
-        {"tag": o.delivery.tag, "token": o.delivery.token, "uuid": o.uuid,
+    # Not fused, the tag and token are another broker's (of any type): only ``holder`` counts.
+    params: dict[str, Any] = {
+        "app": app, "now": now,
+        "acks": [o.delivery.tag for o in outcomes if fused and o.delivery.tag is not None],
+        "outcomes": json.dumps([
+        {"tag": o.delivery.tag if fused else None, "token": o.delivery.token if fused else None,
+         "uuid": o.uuid,
          "task_name": o.task_name, "priority": o.priority, "status": o.status,
          "args": o.args_json, "kwargs": o.kwargs_json, "created_at": o.created_at,
          "returning": o.returning_json, "traceback": o.traceback, "extra": o.extra_json,
@@ -347,7 +355,8 @@ def _start_parts(sql: Sql, fused: bool) -> list[str]:
     parts = [
         "sv AS (SELECT * FROM unnest(%(s_id)s::bigint[], %(s_token)s::bigint[]) AS sv(id, token))",
         f"st AS (UPDATE {s}.queue q SET deliveries = q.deliveries + 1 FROM sv "
-        f"WHERE q.id = sv.id AND q.token = sv.token AND q.state = {LEASED} "
+        "WHERE q.id = ANY(%(s_id)s::bigint[]) AND q.id = sv.id AND q.token = sv.token "
+        f"AND q.state = {LEASED} "
         "AND q.lease_until >= %(now)s RETURNING q.id, q.uuid, q.token)",
     ]
     if fused:
@@ -459,11 +468,13 @@ def statements(sql: Sql) -> dict[str, str]:
     held = ("sv AS (SELECT * FROM unnest(%(s_id)s::bigint[], %(s_token)s::bigint[]) "
             "AS sv(id, token))")
     return {
-        "delete_held": (f"WITH {held} DELETE FROM {s}.queue q USING sv WHERE q.id = sv.id "
+        "delete_held": (f"WITH {held} DELETE FROM {s}.queue q USING sv "
+                        "WHERE q.id = ANY(%(s_id)s::bigint[]) AND q.id = sv.id "
                         "AND q.token = sv.token RETURNING q.id"),
         "release": (f"WITH {held}, rl AS (UPDATE {s}.queue q SET state = %(state)s, eta = %(eta)s, "
                     "lease_until = NULL, worker = NULL, token = q.token + 1 FROM sv "
-                    "WHERE q.id = sv.id AND q.token = sv.token RETURNING q.queue), "
+                    "WHERE q.id = ANY(%(s_id)s::bigint[]) AND q.id = sv.id "
+                    "AND q.token = sv.token RETURNING q.queue), "
                     f"w AS ({_wake(sql, 'rl')}) SELECT count(*) FROM w"),
         "mark_queued": (f"UPDATE {s}.records r SET status = 'new', holder = NULL FROM "
                         "unnest(%(m_uuid)s::text[], %(m_holder)s::text[]) AS m(uuid, holder) "
@@ -475,7 +486,8 @@ def statements(sql: Sql) -> dict[str, str]:
             f"sm AS ({_MARK.format(s=s, src='c', cond='')}), "
             f"sb AS ({_BLOCKED.format(s=s, src='c', cond='')}) SELECT array(SELECT uuid FROM sb)"),
         "extend": (f"WITH {held} UPDATE {s}.queue q SET lease_until = %(until)s FROM sv "
-                   f"WHERE q.id = sv.id AND q.token = sv.token AND q.state = {LEASED} "
+                   "WHERE q.id = ANY(%(s_id)s::bigint[]) AND q.id = sv.id AND q.token = sv.token "
+        f"AND q.state = {LEASED} "
                    "AND q.lease_until >= %(now)s RETURNING q.id"),
         "discard": (f"DELETE FROM {s}.queue WHERE app = %(app)s AND uuid = %(uuid)s "
                     f"AND state <> {LEASED}"),
