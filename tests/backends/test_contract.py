@@ -83,6 +83,20 @@ def test_an_expired_lease_is_not_started_or_extended_even_if_unclaimed(contract)
     assert contract.client.get(task.uuid)["status"] == "process"
 
 
+def test_a_stale_and_a_current_delivery_of_one_message_start_as_their_tokens_say(contract):
+    # The same worker re-claimed a message whose earlier lease ran out: starting both in one
+    # batch starts only the delivery whose token is current, so the task runs once.
+    contract.enqueue(contract.new())
+    (stale,) = contract.fetch("a", lease=0.2)
+    time.sleep(0.3)
+    (current,) = contract.fetch("a")
+    assert current.token != stale.token
+    result = contract.exchange("a", limit=0, started=[stale, current])
+    assert result.refused == [stale]
+    assert (stale.started, current.started) == (False, True)
+    assert contract.run(contract.transport.heartbeat(_info("a"), [stale, current], 30.0)) == [stale]
+
+
 def test_an_extended_lease_keeps_the_task(contract):
     contract.enqueue(contract.new())
     held = contract.fetch("a", lease=0.5)

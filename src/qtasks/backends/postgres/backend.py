@@ -93,9 +93,11 @@ def _same_database(django_db: dict[str, Any], conninfo: str) -> bool:
         host = str(host or "localhost")
         return "localhost" if host in ("127.0.0.1", "::1", "localhost", "") else host
 
+    users = (django_db.get("USER"), ours.get("user"))
     return (str(django_db.get("NAME") or "") == str(ours.get("dbname") or "")
             and norm(django_db.get("HOST")) == norm(ours.get("host"))
-            and str(django_db.get("PORT") or "5432") == str(ours.get("port") or "5432"))
+            and str(django_db.get("PORT") or "5432") == str(ours.get("port") or "5432")
+            and (None in users or "" in users or users[0] == users[1]))
 
 
 class _DjangoCursor:
@@ -123,10 +125,10 @@ class _DjangoCursorWrapper:
         return self._cursor.fetchall()
 
 
-def _callers_sync(settings: Any) -> Any:
+def _callers_sync(settings: Any, join_django: bool = True) -> Any:
     conn = _caller.get()
     if conn is None:
-        conn = _django_connection(settings)
+        conn = _django_connection(settings) if join_django else None
         return _DjangoCursor(conn) if conn is not None else None
     if hasattr(conn, "in_atomic_block"):  # a Django connection
         return _DjangoCursor(conn)
@@ -177,10 +179,12 @@ class PostgresBackend(Backend):
     def fused_client(self) -> PostgresClient:
         return PostgresClient(SyncPostgresBroker(self), SyncPostgresStore(self))
 
-    def joins_django_transaction(self) -> bool:
+    def joins_django_transaction(self, waits: bool = False) -> bool:
         """Whether a blocking enqueue now would go through a Django connection in ``atomic()``
-        (the Django integration then has no transaction to warn about)."""
-        return _caller.get() is None and _django_connection(self.settings) is not None
+        (the Django integration then has no transaction to warn about). An enqueue that waits
+        for its result (``waits``) does not join it."""
+        return (not waits and _caller.get() is None
+                and _django_connection(self.settings) is not None)
 
     def insert_raw(self, payload: str, queue: str = "default", priority: int = 0,
                    uuid: str | None = None) -> None:
@@ -266,8 +270,8 @@ class PostgresBackend(Backend):
         now = time.time()
         rows = yield from self.run_op("extend", until=now + lease, now=now,
                                       **q.start_params(deliveries))
-        kept = {r[0] for r in rows}
-        return [d for d in deliveries if d.tag not in kept]
+        kept = set(rows)
+        return [d for d in deliveries if (d.tag, d.token) not in kept]
 
     def heartbeat_op(self, info: WorkerInfo, lease: float) -> q.Steps:
         """Say the worker is alive; forget long-dead workers; expire old records, in slices."""
@@ -508,7 +512,7 @@ class PostgresStore(ResultStore):
             return set()
         rows = await self._db().run(self.backend.run_op(
             "mark_running", now=time.time(), m_uuid=[d.uuid for d in held],
-            m_id=[d.tag for d in held], m_token=[d.token for d in held]))
+            m_holder=[q.holder(d) for d in held]))
         return set(rows[0][0])
 
     async def mark_queued(self, deliveries: Sequence[Delivery]) -> None:
@@ -524,13 +528,15 @@ class PostgresStore(ResultStore):
     async def wait(self, uuid: str, timeout: float | None,
                    final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
         db = self._db()
-        listener = await db.listener()
+        listeners = [await db.listener()]
         expected: list[tuple[str, asyncio.Future[None]]] = []
 
         async def fetch(key: str) -> RecordRow | None:
             for old in expected:
-                listener.forget(*old)
-            expected[:] = [(key, listener.expect(key))]  # before the read: no notice slips by
+                listeners[0].forget(*old)
+            if listeners[0].broken:  # its connection was lost: listen again, or pause spins
+                listeners[0] = await db.listener()
+            expected[:] = [(key, listeners[0].expect(key))]  # before the read: none slips by
             if db.fresh == key:  # enqueued watched a moment ago: nothing to read yet
                 db.fresh = None
                 return {"uuid": key, "status": "new", "extra": None}
@@ -543,7 +549,7 @@ class PostgresStore(ResultStore):
             return await run_async(wait_for_final(uuid, timeout, final), fetch, pause)
         finally:
             for old in expected:
-                listener.forget(*old)
+                listeners[0].forget(*old)
 
     async def cancel(self, uuid: str, reason: str) -> bool:
         return await self._db().run(self.backend.cancel_op(uuid, reason, fused=False))
@@ -596,12 +602,14 @@ class SyncPostgresStore(SyncResultStore):
     def wait(self, uuid: str, timeout: float | None,
              final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
         db = self.backend.sync
-        listener = db.listener()  # listening before the first read: no notice slips by
+        listeners = [db.listener()]  # listening before the first read: no notice slips by
         prefix = f"{self.backend.app}|"
         current = [uuid]
 
         def fetch(key: str) -> RecordRow | None:
             current[0] = key
+            if listeners[0].conn.closed:  # its connection was lost: listen again first
+                listeners[0] = db.listener()
             if getattr(db._local, "fresh", None) == key:
                 db._local.fresh = None
                 return {"uuid": key, "status": "new", "extra": None}
@@ -610,7 +618,7 @@ class SyncPostgresStore(SyncResultStore):
         channel = self.backend.sql.done_channel
 
         def pause(seconds: float) -> None:
-            listener.wait(channel, prefix + current[0], seconds)
+            listeners[0].wait(channel, prefix + current[0], seconds)
 
         return run_sync(wait_for_final(uuid, timeout, final), fetch, pause)
 
@@ -641,8 +649,8 @@ class SyncPostgresStore(SyncResultStore):
 
 
 class PostgresTransport(Transport):
-    """PostgreSQL as broker and store: enqueue, each worker round trip, release and cancel are
-    one statement each."""
+    """PostgreSQL as broker and store: enqueue, each worker round trip and cancel are one
+    statement each (release is two: the records handed back, then their messages)."""
 
     broker: PostgresBroker
     store: PostgresStore
@@ -734,9 +742,11 @@ class PostgresClient(Client):
     def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
         """See :meth:`PostgresTransport.enqueue_watched`."""
         backend = self.broker.backend
-        conn = _callers_sync(backend.settings)
+        # add_task(timeout=...) inside atomic(): joining the transaction would leave nothing
+        # to wait for until it commits, so Django's is joined only when asked (enqueue_in)
+        conn = _callers_sync(backend.settings, join_django=False)
         if conn is not None:
-            self.enqueue(tasks)
+            backend.sync.run(backend.enqueue_op(tasks, records=True, messages=True), conn)
             return
         backend.sync.listener()
         backend.sync.run(backend.enqueue_op(tasks, records=True, messages=True, watched=True))

@@ -99,11 +99,12 @@ def _stale(conn: Any) -> bool:
     Such a connection is replaced before use, so one dropped while idle costs no call."""
     if conn.closed or conn.broken:
         return True
+    poller = select.poll()  # not select.select: it fails on descriptors over 1023
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _prepare(text: str) -> bool | None:
@@ -114,11 +115,15 @@ def _prepare(text: str) -> bool | None:
 def _retry(exc: BaseException, first: bool, reused: bool, conn: Any) -> bool:
     """Whether a failed statement may be sent again on a new connection: the operation's first
     statement, on a connection that sat idle since an earlier call, which the server ended
-    (a restart or ``pg_terminate_backend`` racing with the idle check in ``_stale``). The
-    server rolls back what it was running when it ends a session, and nothing of the
-    operation came before, so nothing is done twice."""
-    return first and reused and (isinstance(exc, errors.AdminShutdown) or conn.closed
-                                 or conn.broken)
+    (a restart or ``pg_terminate_backend`` racing with the idle check in ``_stale``): the
+    server's goodbye came instead of an answer, so the statement never ran, and nothing of the
+    operation came before. Any other failure (a connection lost after a commit, before its
+    reply) is not retried: the statement may have run."""
+    return first and reused and isinstance(exc, errors.AdminShutdown)
+
+
+def _refused(exc: BaseException) -> BackendError:
+    return BackendError(f"PostgreSQL refused a value: {exc.args[0] if exc.args else exc}")
 
 
 def _lost(settings: Settings, exc: BaseException) -> BackendConnectionError:
@@ -263,6 +268,8 @@ class SyncDb:
                 step = steps.throw(error) if error is not None else steps.send(answer)
             except StopIteration as stop:
                 return stop.value
+            except q.Careful as exc:
+                raise _refused(exc) from exc
             error = None
             while True:
                 try:
@@ -272,8 +279,10 @@ class SyncDb:
                 except psycopg.OperationalError as exc:
                     if not own:
                         raise _lost(self.settings, exc) from exc
-                    self._drop()
-                    if _retry(exc, first, reused, target):
+                    retry = _retry(exc, first, reused, target)
+                    if target.closed or target.broken:
+                        self._drop()
+                    if retry:
                         target, reused = self._take()
                         continue
                     raise _lost(self.settings, exc) from exc
@@ -370,7 +379,11 @@ class AsyncDb:
         except psycopg.OperationalError as exc:
             raise _lost(self.settings, exc) from exc
         if not self._checked:
-            await check_schema_async(conn, self.settings)
+            try:
+                await check_schema_async(conn, self.settings)
+            except BaseException:
+                await conn.close()
+                raise
             self._checked = True
         return conn
 
@@ -420,6 +433,8 @@ class AsyncDb:
                 if held:
                     held[-1][1] = True
                 return stop.value
+            except q.Careful as exc:
+                raise _refused(exc) from exc
             error = None
             while True:
                 try:
@@ -444,6 +459,8 @@ class AsyncDb:
         """This loop's listener, listening (a ``LISTEN`` issued before the caller's read)."""
         listener = self._listener
         if listener is None or listener.broken:
+            if listener is not None:
+                await listener.close()
             listener = self._listener = AsyncListener(self)
             await listener.start()
         return listener

@@ -341,13 +341,20 @@ def _text(payload: str | bytes) -> str:
 
 # Starting: count the delivery (only under a live lease of its own), make it the holder of its
 # record, and report those whose record is final (cancelled meanwhile): they must not run.
+# ``blocked``: started deliveries whose record exists but was not marked, i.e. is final. It is
+# decided from what the UPDATE did (it sees a cancel committed while the statement ran, and
+# waits for one in progress), never from a plain read of records, which sees the statement's
+# snapshot: a task cancelled meanwhile would look runnable.
 _MARK = (
-    "UPDATE {s}.records r SET holder = c.id::text || ':' || c.token::text, updated_at = %(now)s, "
+    "UPDATE {s}.records r SET holder = {holder}, updated_at = %(now)s, "
     "status = CASE r.status WHEN 'new' THEN 'process' ELSE r.status END FROM {src} c "
-    f"WHERE {{cond}} r.app = %(app)s AND r.uuid = c.uuid AND r.status NOT IN {_FINAL}"
+    f"WHERE {{cond}} r.app = %(app)s AND r.uuid = c.uuid AND r.status NOT IN {_FINAL} "
+    "RETURNING r.uuid"
 )
-_BLOCKED = (f"SELECT c.uuid FROM {{src}} c JOIN {{s}}.records r ON r.app = %(app)s AND "
-            f"r.uuid = c.uuid WHERE {{cond}} r.status IN {_FINAL}")
+_BLOCKED = ("SELECT c.uuid FROM {src} c WHERE {cond} c.uuid IS NOT NULL "
+            "AND c.uuid NOT IN (SELECT uuid FROM {marked}) AND EXISTS (SELECT 1 FROM "
+            "{s}.records r WHERE r.app = %(app)s AND r.uuid = c.uuid)")
+_HOLDER = "c.id::text || ':' || c.token::text"
 
 
 def _start_parts(sql: Sql, fused: bool) -> list[str]:
@@ -360,14 +367,14 @@ def _start_parts(sql: Sql, fused: bool) -> list[str]:
         "AND q.lease_until >= %(now)s RETURNING q.id, q.uuid, q.token)",
     ]
     if fused:
-        parts.append(f"sm AS ({_MARK.format(s=s, src='st', cond='')})")
-        parts.append(f"sb AS ({_BLOCKED.format(s=s, src='st', cond='')})")
+        parts.append(f"sm AS ({_MARK.format(s=s, src='st', cond='', holder=_HOLDER)})")
+        parts.append(f"sb AS ({_BLOCKED.format(s=s, src='st', cond='', marked='sm')})")
     return parts
 
 
 def _start_result(fused: bool) -> str:
     blocked = "array(SELECT uuid FROM sb)" if fused else "'{}'::text[]"
-    return f"array(SELECT id FROM st), {blocked}"
+    return f"array(SELECT id::text || ':' || token::text FROM st), {blocked}"
 
 
 def start_params(deliveries: Sequence[Delivery]) -> dict[str, Any]:
@@ -406,8 +413,8 @@ def _claim_parts(sql: Sql, fused: bool, exclude: bool, queues: int) -> list[str]
         "q.priority, q.queue, q.token, (cp.deliveries = 0 AND cp.k <= %(start)s) AS started)",
     ]
     if fused:
-        parts.append(f"cm AS ({_MARK.format(s=s, src='cu', cond='c.started AND')})")
-        parts.append(f"cb AS ({_BLOCKED.format(s=s, src='cu', cond='c.started AND')})")
+        parts.append(f"cm AS ({_MARK.format(s=s, src='cu', cond='c.started AND', holder=_HOLDER)})")
+        parts.append(f"cb AS ({_BLOCKED.format(s=s, src='cu', cond='c.started AND', marked='cm')})")
     return parts
 
 
@@ -481,14 +488,15 @@ def statements(sql: Sql) -> dict[str, str]:
                         "WHERE r.app = %(app)s AND r.uuid = m.uuid AND r.status = 'process' "
                         "AND r.holder = m.holder"),
         "mark_running": (
-            "WITH c AS (SELECT * FROM unnest(%(m_uuid)s::text[], %(m_id)s::bigint[], "
-            "%(m_token)s::bigint[]) AS c(uuid, id, token)), "
-            f"sm AS ({_MARK.format(s=s, src='c', cond='')}), "
-            f"sb AS ({_BLOCKED.format(s=s, src='c', cond='')}) SELECT array(SELECT uuid FROM sb)"),
+            "WITH c AS (SELECT * FROM unnest(%(m_uuid)s::text[], %(m_holder)s::text[]) "
+            "AS c(uuid, holder)), "
+            f"sm AS ({_MARK.format(s=s, src='c', cond='', holder='c.holder')}), "
+            f"sb AS ({_BLOCKED.format(s=s, src='c', cond='', marked='sm')}) "
+            "SELECT array(SELECT uuid FROM sb)"),
         "extend": (f"WITH {held} UPDATE {s}.queue q SET lease_until = %(until)s FROM sv "
-                   "WHERE q.id = ANY(%(s_id)s::bigint[]) AND q.id = sv.id AND q.token = sv.token "
-        f"AND q.state = {LEASED} "
-                   "AND q.lease_until >= %(now)s RETURNING q.id"),
+                   "WHERE q.id = ANY(%(s_id)s::bigint[]) AND q.id = sv.id "
+                   f"AND q.token = sv.token AND q.state = {LEASED} "
+                   "AND q.lease_until >= %(now)s RETURNING q.id, q.token"),
         "discard": (f"DELETE FROM {s}.queue WHERE app = %(app)s AND uuid = %(uuid)s "
                     f"AND state <> {LEASED}"),
         "queue_stats": (f"SELECT queue, count(*) FILTER (WHERE state <> {LEASED}), "
@@ -511,8 +519,11 @@ def statements(sql: Sql) -> dict[str, str]:
             "extra = (coalesce(extra, '{}')::jsonb || jsonb_build_object('cancel_reason', "
             "%(reason)s::text))::text WHERE app = %(app)s AND uuid = %(uuid)s AND status = 'new' "
             "RETURNING uuid, watched), "
-            f"d AS (DELETE FROM {s}.queue WHERE app = %(app)s AND uuid IN (SELECT uuid FROM c) "
-            f"AND state <> {LEASED}), "
+            # SKIP LOCKED: a claim holding the message will see the cancel at its start
+            # (waiting on it in the other order would deadlock with that claim)
+            f"d AS (DELETE FROM {s}.queue WHERE id IN (SELECT id FROM {s}.queue WHERE "
+            f"app = %(app)s AND uuid IN (SELECT uuid FROM c) AND state <> {LEASED} "
+            "FOR UPDATE SKIP LOCKED)), "
             f"n AS (SELECT pg_notify('{sql.done_channel}', %(app)s || '|' || uuid) FROM c "
             "WHERE watched) SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM n)"),
         "dead_letters": ("SELECT id, uuid, task_name, reason, payload, deliveries, created_at "
@@ -532,7 +543,8 @@ def statements(sql: Sql) -> dict[str, str]:
         "expire_records": (
             f"DELETE FROM {s}.records WHERE (app, uuid) IN (SELECT app, uuid FROM {s}.records "
             "WHERE app = %(app)s AND created_at < %(cutoff)s AND updated_at < %(cutoff)s "
-            f"AND status IN {_FINAL} LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"),
+            "AND status IN ('success', 'error', 'cancel', 'retry') LIMIT %(limit)s "
+            "FOR UPDATE SKIP LOCKED)"),
         "expire_dead_letters": (
             f"DELETE FROM {s}.dead_letters WHERE id IN (SELECT id FROM {s}.dead_letters "
             "WHERE app = %(app)s AND created_at < %(cutoff)s LIMIT %(limit)s "
@@ -604,7 +616,7 @@ def exchange(sql: Sql, app: str, worker: str, queues: Sequence[str], limit: int,
              finished: Sequence[Outcome], started: Sequence[Delivery], start: int, now: float,
              fused: bool = True) -> Steps:
     """A worker round trip; returns an :class:`Exchange`. One statement, unless an outcome
-    cannot be stored (then each outcome is written alone, in its own savepoint) or a started
+    cannot be stored (then each outcome is written alone, one statement each) or a started
     task turns out cancelled (then its message is deleted by a second statement)."""
     result = Exchange()
     claim = limit > 0
@@ -647,7 +659,7 @@ def exchange(sql: Sql, app: str, worker: str, queues: Sequence[str], limit: int,
         counted, blocked_uuids = set(row[column]), set(row[column + 1])
         column += 2
         for d in started:
-            if d.tag in counted:
+            if holder(d) in counted:  # this delivery's own token, not another of the message
                 d.started = True
             else:
                 result.refused.append(d)
@@ -738,7 +750,7 @@ def start_messages(sql: Sql, app: str, deliveries: Sequence[Delivery], now: floa
         row = (yield (text, {"app": app, "now": now, **start_params(group)}))[0]
         counted = set(row[0])
         for d in group:
-            if d.tag in counted:
+            if holder(d) in counted:
                 d.started = True
             else:
                 lost.append(d)

@@ -34,7 +34,8 @@ def warn_in_transaction(ctx: Enqueue, call_next: Any) -> Any:
     # A sync app on PostgreSQL in the same database enqueues through Django's connection,
     # inside the transaction: nothing to warn about.
     joins = getattr(ctx.app.backend, "joins_django_transaction", None)
-    if apps.ready and not (not ctx.awaiting and joins is not None and joins()):
+    if apps.ready and not (not ctx.awaiting and joins is not None
+                           and joins(waits=ctx.timeout is not None)):
         from qtasks.contrib.django.transactions import warn_if_in_transaction
 
         warn_if_in_transaction(ctx.new.task_name)
