@@ -620,7 +620,10 @@ class SyncPostgresStore(SyncResultStore):
         def pause(seconds: float) -> None:
             listeners[0].wait(channel, prefix + current[0], seconds)
 
-        return run_sync(wait_for_final(uuid, timeout, final), fetch, pause)
+        try:
+            return run_sync(wait_for_final(uuid, timeout, final), fetch, pause)
+        finally:
+            listeners[0].unlisten()
 
     def cancel(self, uuid: str, reason: str) -> bool:
         return self.backend.sync.run(self.backend.cancel_op(uuid, reason, fused=False))

@@ -333,6 +333,18 @@ class SyncListener:
                 raise _lost(self.db.settings, exc) from exc
             self.channels.add(channel)
 
+    def unlisten(self) -> None:
+        """Stop listening between waits: a listener that reads nothing while notices keep
+        coming would fill its socket, and its server backend would then hold up the server's
+        notification queue for everyone."""
+        if self.channels and not self.conn.closed:
+            try:
+                self.conn.execute("UNLISTEN *")
+            except psycopg.OperationalError:
+                self.conn.close()  # the next wait opens another
+        self.channels.clear()
+        self.finished.clear()
+
     def wait(self, channel: str, key: str, seconds: float) -> bool:
         """Wait until ``key`` (``app|uuid``) is notified on ``channel``, at most ``seconds``."""
         if (channel, key) in self.finished:
