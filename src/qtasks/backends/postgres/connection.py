@@ -122,6 +122,40 @@ def _retry(exc: BaseException, first: bool, reused: bool, conn: Any) -> bool:
     return first and reused and isinstance(exc, errors.AdminShutdown)
 
 
+class _Stepper:
+    """The step protocol of an operation, written once for both drivers (which keep only the
+    I/O): the next statement, its answer, or a value it could not store (thrown back in as
+    :class:`sql.Careful` when the driver owns the connection; raised on the caller's own)."""
+
+    def __init__(self, steps: q.Steps, own: bool) -> None:
+        self.steps, self.own = steps, own
+        self.answer: Any = None
+        self.error: BaseException | None = None
+        self.first = True  # no statement of the operation has run yet
+        self.value: Any = None
+
+    def next(self) -> tuple[str, dict[str, Any]] | None:
+        """The next statement, or None when the operation is over (its result in ``value``)."""
+        try:
+            step = (self.steps.throw(self.error) if self.error is not None
+                    else self.steps.send(self.answer))
+        except StopIteration as stop:
+            self.value = stop.value
+            return None
+        except q.Careful as exc:
+            raise _refused(exc) from exc
+        self.error = None
+        return step
+
+    def answered(self, rows: Any) -> None:
+        self.answer, self.first = rows, False
+
+    def refused(self, exc: BaseException) -> None:
+        if not self.own:
+            raise exc
+        self.error, self.first = q.Careful(repr(exc)), False
+
+
 def _refused(exc: BaseException) -> BackendError:
     return BackendError(f"PostgreSQL refused a value: {exc.args[0] if exc.args else exc}")
 
@@ -260,26 +294,17 @@ class SyncDb:
         in the caller's transaction: then it is neither committed nor closed here)."""
         own = conn is None
         target, reused = self._take() if own else (conn, False)
-        answer: Any = None
-        error: BaseException | None = None
-        first = True
-        while True:
-            try:
-                step = steps.throw(error) if error is not None else steps.send(answer)
-            except StopIteration as stop:
-                return stop.value
-            except q.Careful as exc:
-                raise _refused(exc) from exc
-            error = None
+        stepper = _Stepper(steps, own)
+        while (step := stepper.next()) is not None:
             while True:
                 try:
                     cursor = target.cursor()
                     cursor.execute(step[0], step[1], prepare=_prepare(step[0]))
-                    answer = cursor.fetchall() if cursor.description else []
+                    stepper.answered(cursor.fetchall() if cursor.description else [])
                 except psycopg.OperationalError as exc:
                     if not own:
                         raise _lost(self.settings, exc) from exc
-                    retry = _retry(exc, first, reused, target)
+                    retry = _retry(exc, stepper.first, reused, target)
                     if target.closed or target.broken:
                         self._drop()
                     if retry:
@@ -287,11 +312,9 @@ class SyncDb:
                         continue
                     raise _lost(self.settings, exc) from exc
                 except (psycopg.DataError, UnicodeEncodeError) as exc:
-                    if not own:
-                        raise
-                    error = q.Careful(repr(exc))
+                    stepper.refused(exc)
                 break
-            first = False
+        return stepper.value
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -435,37 +458,26 @@ class AsyncDb:
             target, reused = await self._take()
             self._busy.add(target)
             held.append([target, False])
-        answer: Any = None
-        error: BaseException | None = None
-        first = True
-        while True:
-            try:
-                step = steps.throw(error) if error is not None else steps.send(answer)
-            except StopIteration as stop:
-                if held:
-                    held[-1][1] = True
-                return stop.value
-            except q.Careful as exc:
-                raise _refused(exc) from exc
-            error = None
+        stepper = _Stepper(steps, own)
+        while (step := stepper.next()) is not None:
             while True:
                 try:
                     cursor = target.cursor()
                     await cursor.execute(step[0], step[1], prepare=_prepare(step[0]))
-                    answer = await cursor.fetchall() if cursor.description else []
+                    stepper.answered(await cursor.fetchall() if cursor.description else [])
                 except psycopg.OperationalError as exc:
-                    if own and held is not None and _retry(exc, first, reused, target):
+                    if own and held is not None and _retry(exc, stepper.first, reused, target):
                         target, reused = await self._take()
                         self._busy.add(target)
                         held.append([target, False])
                         continue
                     raise _lost(self.settings, exc) from exc
                 except (psycopg.DataError, UnicodeEncodeError) as exc:
-                    if not own:
-                        raise
-                    error = q.Careful(repr(exc))
+                    stepper.refused(exc)
                 break
-            first = False
+        if held:
+            held[-1][1] = True
+        return stepper.value
 
     async def listener(self) -> AsyncListener:
         """This loop's listener, listening (a ``LISTEN`` issued before the caller's read)."""
