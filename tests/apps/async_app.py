@@ -48,6 +48,19 @@ async def stamp():
     return time.time()
 
 
+_overlap = [0]
+
+
+@app.task
+async def overlap():
+    """How many ``overlap`` tasks were running in this worker process when this one ran."""
+    _overlap[0] += 1
+    seen = _overlap[0]
+    await asyncio.sleep(0)  # let the others run
+    _overlap[0] -= 1
+    return seen
+
+
 router = AsyncRouter()
 app.include_router(router)
 

@@ -1,6 +1,7 @@
 """The sync app the worker tests run in real worker processes."""
 
 import os
+import threading
 import time
 
 from apps.marks import mark
@@ -36,6 +37,22 @@ def sleepy(seconds, tag=""):
 @app.task
 def stamp():
     return time.time()
+
+
+_overlap_lock = threading.Lock()
+_overlap = [0]
+
+
+@app.task
+def overlap():
+    """How many ``overlap`` tasks were running in this worker process when this one ran."""
+    with _overlap_lock:
+        _overlap[0] += 1
+        seen = _overlap[0]
+    time.sleep(0)  # let another thread run
+    with _overlap_lock:
+        _overlap[0] -= 1
+    return seen
 
 
 @app.task

@@ -1,5 +1,6 @@
 """At-least-once delivery: killed workers, poison tasks, drains, malformed messages."""
 
+import asyncio
 import math
 import signal
 import time
@@ -9,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from apps import async_app, sync_app
-from helpers import clear_marks, marks, wait_until
+from helpers import clear_marks, marks, statuses, wait_until
 
 FAST_LEASE = {"QTASKS_VISIBILITY_TIMEOUT": "1.5"}
 ALONE = "running it alone"  # the worker's log line for a task in quarantine
@@ -208,3 +209,45 @@ def test_second_signal_stops_at_once_and_hands_the_task_back(start_worker):
     second = start_worker("apps.sync_app:app", "--grace", "1")
     wait_until(lambda: "start hard" in marks(), what="the task to start again")
     assert ALONE in second.output  # this delivery counted: it had started
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_quick_tasks_never_run_more_than_concurrency_at_once(start_worker, flavour):
+    """Quick tasks go many to a round trip (the lane), still no more than ``concurrency``
+    running at once."""
+    module = sync_app if flavour == "sync" else async_app
+    app = module.app
+    calls = [module.overlap() for _ in range(1500)]
+    if flavour == "sync":
+        app.flush_all()
+        tasks = app.add_tasks(calls)
+    else:
+        asyncio.run(app.flush_all())
+        tasks = asyncio.run(app.add_tasks(calls))
+    start_worker(f"apps.{flavour}_app:app", "--concurrency", "3")
+    records = [app.wait_sync(t.uuid, 60) for t in tasks]
+    assert {r.status for r in records} == {"success"}
+    seen = [r.returning for r in records]
+    assert max(seen) <= 3
+    assert max(seen) > 1  # they did overlap: the test can see a breach
+
+
+def test_sigterm_amid_quick_tasks_leaves_each_finished_or_queued(start_worker):
+    """Tasks whose start was recorded (running, or waiting in the lane for a slot) finish in
+    the grace period; the rest go back uncounted. Nothing stays 'process'."""
+    app = sync_app.app
+    app.flush_all()
+    tasks = app.add_tasks([sync_app.add(i, 1) for i in range(5000)])
+    worker = start_worker("apps.sync_app:app", "--concurrency", "4", "--grace", "20")
+    uuids = [str(t.uuid) for t in tasks]
+    wait_until(lambda: app.stats().queued < 4000, what="a quarter of the tasks to run")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    counts = statuses(app, uuids)
+    assert set(counts) <= {"success", "new"}, counts
+    assert counts.get("new", 0) > 0  # the stop came mid-run: the test saw a drain
+    assert (app.stats().queued, app.stats().running) == (counts.get("new", 0), 0)
+    second = start_worker("apps.sync_app:app", "--concurrency", "4")
+    records = [app.wait_sync(uuid, 60) for uuid in uuids]
+    assert [r.returning for r in records] == [i + 1 for i in range(5000)]
+    assert ALONE not in second.output  # none was handed back counted

@@ -12,15 +12,22 @@ every lease this worker holds in one call, so a long task is not handed to anoth
 this one is alive; an outcome written after a lease was lost to another worker is rejected by
 the backend, counted in ``rejected`` and logged.
 
+Short tasks (a run much shorter than a round trip) would leave the worker waiting on the backend
+with ``concurrency`` tasks per round trip at most. For them it also starts, in the same round
+trip, up to a *lane* of tasks beyond its free slots: their start is recorded, and each runs as
+soon as a slot frees, with no round trip in between (``_lane``). A task in the lane counts as
+started: if the worker dies, it comes back in quarantine like the tasks that were running.
+
 Stopping: the first SIGTERM/SIGINT stops claiming, hands the buffered (never started) tasks back
-at once, and gives running tasks ``grace`` seconds, writing their outcomes as they finish; a
-second signal, or the end of the grace period, hands the unfinished ones back too (their
-delivery counts) and returns.
+at once, and gives running tasks (and those of the lane) ``grace`` seconds, writing their
+outcomes as they finish; a second signal, or the end of the grace period, hands the unfinished
+ones back too (their delivery counts) and returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import logging
@@ -60,6 +67,8 @@ log = logging.getLogger("qtasks.worker")
 
 GATHER = 0.001  # seconds a round trip may wait for running tasks to finish (see _gather)
 IDLE_BLOCK = 10.0  # seconds an idle worker's fetch waits in the backend (a task or stop wakes it)
+LANE_RATIO = 8  # the lane opens when a task runs this many times faster than a round trip
+LANE_MAX = 100  # tasks started per round trip at most (slots and lane together)
 
 
 class Worker:
@@ -86,6 +95,8 @@ class Worker:
         self._quarantined = False  # a task in quarantine waits in the buffer for the others
         self._replaced: set[object] = set()  # deliveries whose outcome was stored as an error
         self._buffer: list[Delivery] = []
+        self._lane: collections.deque[Delivery] = collections.deque()  # started, waiting a slot
+        self._feeding = True  # a task that ends starts the next one of the lane
         self._running: dict[asyncio.Task[None], Delivery] = {}
         self._done: list[Outcome] = []
         self._stopping = asyncio.Event()
@@ -212,7 +223,15 @@ class Worker:
 
     def _held(self) -> list[Delivery]:
         """Every delivery whose lease this worker holds."""
-        return [*self._buffer, *self._running.values()]
+        return [*self._buffer, *self._lane, *self._running.values()]
+
+    def _lane_size(self, slots: int) -> int:
+        """How many tasks may wait in the lane: none unless tasks end much faster than a
+        round trip, and never more than the round trip is likely to take to come back."""
+        task, trip = self._task_time, self._trip_time
+        if self._alone is not None or task <= 0 or task * LANE_RATIO > trip:
+            return 0
+        return max(0, min(LANE_MAX - slots, int(slots * trip / task) - slots))
 
     async def _fetch(self, pool: TaskThreads) -> None:
         fresh = False  # the last round trip only started tasks (see `first` below)
@@ -224,12 +243,14 @@ class Worker:
                 await self._gather()
                 self._wakeup.clear()
             after_starts, fresh = fresh, False
-            to_start, free = self._pick()
-            held = len(self._running) + len(to_start) + len(self._buffer)
             slots = self.concurrency + self._lent
+            while self._lane and len(self._running) < slots:  # slots lent meanwhile
+                self._start(self._lane.popleft(), pool)
+            to_start, free = self._pick(slots)
+            held = len(self._running) + len(to_start) + len(self._buffer) + len(self._lane)
             # While a task in quarantine waits for the worker to empty, or runs, fetch nothing.
             alone = self._alone is not None or self._quarantined
-            room = 0 if alone else max(0, slots + self.prefetch - held)
+            room = 0 if alone else max(0, slots + self._lane_size(slots) + self.prefetch - held)
             if not (room or self._done or to_start):
                 await self._wakeup.wait()
                 continue
@@ -272,10 +293,10 @@ class Worker:
                     if delivery is self._alone:
                         self._alone = None
                 else:
-                    self._start(delivery, pool)
+                    self._start_or_queue(delivery, pool, slots)
             for delivery in result.deliveries:
                 if delivery.started and self._alone is None:
-                    self._start(delivery, pool)
+                    self._start_or_queue(delivery, pool, slots)
                 else:
                     self._buffer.append(delivery)
             self._buffer.sort(key=lambda d: d.priority)
@@ -294,8 +315,16 @@ class Worker:
         finally:
             waiter.cancel()
 
-    def _pick(self) -> tuple[list[Delivery], int]:
-        """Buffered deliveries to start now, and how many slots stay free after them.
+    def _start_or_queue(self, delivery: Delivery, pool: TaskThreads, slots: int) -> None:
+        """A delivery whose start is recorded runs now if a slot is free, else in the lane."""
+        if len(self._running) < slots and not self._lane:
+            self._start(delivery, pool)
+        else:
+            self._lane.append(delivery)
+
+    def _pick(self, slots: int) -> tuple[list[Delivery], int]:
+        """Buffered deliveries to start now (into free slots and the lane), and how many more
+        fetched deliveries may start in the same round trip.
 
         Applies the delivery policy (``qtasks.core.delivery``): a task set aside is recorded
         without running; a task in quarantine starts only when nothing else runs, and then
@@ -304,7 +333,7 @@ class Worker:
         self._quarantined = False
         if self._alone is not None:
             return [], 0
-        free = self.concurrency + self._lent - len(self._running)
+        free = slots - len(self._running) + self._lane_size(slots) - len(self._lane)
         picked: list[Delivery] = []
         index = 0
         while index < len(self._buffer) and free > 0:
@@ -315,7 +344,7 @@ class Worker:
                 self._done.append(self._set_aside(delivery))
                 continue
             if decision is Verdict.QUARANTINE:
-                if self._running or picked:
+                if self._running or self._lane or picked:
                     self._quarantined = True  # it waits until it can run alone
                     if self._running:
                         break  # start nothing new, so that the worker empties
@@ -420,6 +449,8 @@ class Worker:
             self._done.append(outcome)
         finally:
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            if self._lane and self._feeding:
+                self._start(self._lane.popleft(), pool)  # its slot, with no round trip
             if not self._running:
                 self._idle.set()
             if self._alone is delivery:
@@ -441,6 +472,7 @@ class Worker:
             if lost:
                 gone = {id(d) for d in lost}
                 self._buffer = [d for d in self._buffer if id(d) not in gone]
+                self._lane = collections.deque(d for d in self._lane if id(d) not in gone)
                 log.warning("lost the lease of %d tasks (another worker may run them)",
                             len(lost))
 
@@ -476,18 +508,24 @@ class Worker:
             except Exception:
                 log.exception("could not hand back %d unstarted tasks; they run again when "
                               "their lease expires", len(unstarted))
-        pending: set[asyncio.Task[Any]] = set(self._running)
+        # The lane's tasks have started (their count is recorded): they run in the grace
+        # period like the running ones, each taking the slot of one that ends.
+        if self.pool is not None:
+            while self._lane and len(self._running) < self.concurrency + self._lent:
+                self._start(self._lane.popleft(), self.pool)
         until = time.monotonic() + self.grace
         deadline = asyncio.create_task(asyncio.sleep(self.grace))
         hard = asyncio.create_task(self._hard.wait())
-        while pending and not deadline.done() and not hard.done():
-            _, pending = await asyncio.wait(pending | {deadline, hard},
-                                            return_when=asyncio.FIRST_COMPLETED)
-            pending -= {deadline, hard}
+        while self._running and not deadline.done() and not hard.done():
+            await asyncio.wait({*self._running, deadline, hard},
+                               return_when=asyncio.FIRST_COMPLETED)
             await self._flush(until)  # record results as they come, not at the end
         deadline.cancel()
         hard.cancel()
-        unfinished = [self._running[t] for t in pending if t in self._running]
+        self._feeding = False
+        pending = list(self._running)
+        unfinished = [*self._running.values(), *self._lane]
+        self._lane.clear()
         for task in pending:
             task.cancel()
         await self._flush(max(until, time.monotonic() + 5.0))
