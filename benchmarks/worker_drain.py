@@ -6,6 +6,10 @@ Run it against another checkout with ``PYTHONPATH=<checkout>/src`` to compare ve
 
     .venv/bin/python benchmarks/worker_drain.py --tasks 20000
     .venv/bin/python benchmarks/worker_drain.py --tasks 20000 --url redis://127.0.0.1:6379/8
+
+``--flavour async`` runs coroutine tasks on the asyncio app; ``--body incr`` gives each task a
+Redis ``INCR`` (redis-py, on 127.0.0.1:6379 database 8), the body ``redis_peers.py`` and
+``postgres_peers.py`` drain.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from pathlib import Path
 
 from qtasks import QueueTasks
+from qtasks.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks.worker import Worker
 
 
@@ -26,42 +31,103 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--flavour", choices=("sync", "async"), default="sync")
+    parser.add_argument("--body", choices=("noop", "incr"), default="noop")
     parser.add_argument("--url", help="a backend URL (default: a fresh SQLite file); its "
                         "'drain' app is flushed first")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qtasks-drain-") as folder:
-        app = QueueTasks("drain", broker_url=args.url
-                         or f"sqlite:///{Path(folder) / 'drain.sqlite3'}")
-        app.client.flush()
+        url = args.url or f"sqlite:///{Path(folder) / 'drain.sqlite3'}"
         lock, finished, count = threading.Lock(), threading.Event(), [0]
 
-        @app.task(name="noop")
-        def noop(i: int) -> int:
+        def done() -> None:
             with lock:
                 count[0] += 1
                 if count[0] >= args.tasks:
                     finished.set()
-            return i
 
-        if hasattr(app, "add_tasks"):
-            app.add_tasks([("noop", (i,)) for i in range(args.tasks)])
-        else:  # a checkout from before bulk enqueue
-            for i in range(args.tasks):
-                app.add_task("noop", i)
+        if args.flavour == "async":
+            app = AsyncQueueTasks("drain", broker_url=url)
+            bump = _async_incr() if args.body == "incr" else None
+
+            @app.task(name="noop")
+            async def anoop(i: int) -> int:
+                if bump is not None:
+                    await bump()
+                done()
+                return i
+
+            app.client.flush()
+            calls = [("noop", (i,)) for i in range(args.tasks)]
+
+            async def prepare() -> None:  # the worker's own loop: the backend's connections
+                await app.add_tasks(calls)
+        else:
+            app = QueueTasks("drain", broker_url=url)
+            sync_bump = _sync_incr() if args.body == "incr" else None
+
+            @app.task(name="noop")
+            def noop(i: int) -> int:
+                if sync_bump is not None:
+                    sync_bump()
+                done()
+                return i
+
+            app.client.flush()
+            if hasattr(app, "add_tasks"):
+                app.add_tasks([("noop", (i,)) for i in range(args.tasks)])
+            else:  # a checkout from before bulk enqueue
+                for i in range(args.tasks):
+                    app.add_task("noop", i)
+
+            async def prepare() -> None:
+                return None
+
         worker = Worker(app, concurrency=args.concurrency, install_signals=False)
 
         def stop_when_done() -> None:
             finished.wait()
             worker.request_stop()
 
-        before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        threading.Thread(target=stop_when_done, daemon=True).start()
-        asyncio.run(worker.run())
-        seconds = time.perf_counter() - started
+        async def drain() -> tuple[float, resource.struct_rusage]:
+            await prepare()
+            before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            threading.Thread(target=stop_when_done, daemon=True).start()
+            await worker.run()
+            return time.perf_counter() - started, before
+
+        import os
+        if os.environ.get("UV"):
+            import uvloop
+            uvloop.install()
+        seconds, before = asyncio.run(drain())
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         print(f"{args.tasks / seconds:,.0f} tasks/s, {cpu / args.tasks * 1e6:.0f} us CPU per task "
-              f"({args.tasks} tasks, concurrency {args.concurrency})")
+              f"({args.tasks} tasks, concurrency {args.concurrency}, {args.flavour}, {args.body})")
+
+
+REDIS = "redis://127.0.0.1:6379/8"
+
+
+def _async_incr():
+    import redis.asyncio as aredis
+
+    client = None
+
+    async def bump() -> None:
+        nonlocal client
+        if client is None:  # made on the worker's loop
+            client = aredis.Redis.from_url(REDIS)
+        await client.incr("qtasks-drain-bench")
+    return bump
+
+
+def _sync_incr():
+    import redis
+
+    client = redis.Redis.from_url(REDIS)
+    return lambda: client.incr("qtasks-drain-bench")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,6 @@ log = logging.getLogger("qtasks.worker")
 
 GATHER = 0.001  # seconds a round trip may wait for running tasks to finish (see _gather)
 IDLE_BLOCK = 10.0  # seconds an idle worker's fetch waits in the backend (a task or stop wakes it)
-LANE_RATIO = 8  # the lane opens when a task runs this many times faster than a round trip
 LANE_MAX = 100  # tasks started per round trip at most (slots and lane together)
 
 
@@ -229,7 +228,7 @@ class Worker:
         """How many tasks may wait in the lane: none unless tasks end much faster than a
         round trip, and never more than the round trip is likely to take to come back."""
         task, trip = self._task_time, self._trip_time
-        if self._alone is not None or task <= 0 or task * LANE_RATIO > trip:
+        if self._alone is not None or task <= 0:
             return 0
         return max(0, min(LANE_MAX - slots, int(slots * trip / task) - slots))
 
@@ -239,11 +238,15 @@ class Worker:
             # Cleared before looking at the state, so that a wake-up arriving while this
             # iteration awaits the backend is seen by the next wait (it does not sleep).
             self._wakeup.clear()
-            if self._done and self._running and not fresh:
+            slots = self.concurrency + self._lent
+            # Tasks that end much faster than a round trip (the lane is open) go out at once:
+            # outcomes pile up while the round trip runs, and waiting would only idle the
+            # worker. Otherwise gather a little, so that outcomes share a round trip.
+            quick = self._lane_size(slots) > 0
+            if self._done and self._running and not fresh and not quick:
                 await self._gather()
                 self._wakeup.clear()
             after_starts, fresh = fresh, False
-            slots = self.concurrency + self._lent
             while self._lane and len(self._running) < slots:  # slots lent meanwhile
                 self._start(self._lane.popleft(), pool)
             to_start, free = self._pick(slots)

@@ -112,6 +112,13 @@ def _prepare(text: str) -> bool | None:
     return False if text.startswith("VACUUM") else None
 
 
+def _raw(step: tuple[str, dict[str, Any]]) -> tuple[str, list[Any]]:
+    """A step for a raw cursor (on our own connections): ``$n`` placeholders, values by
+    position."""
+    text, names = q.positional(step[0])
+    return text, [step[1][name] for name in names]
+
+
 def _retry(exc: BaseException, first: bool, reused: bool, conn: Any) -> bool:
     """Whether a failed statement may be sent again on a new connection: the operation's first
     statement, on a connection that sat idle since an earlier call, which the server ended
@@ -298,8 +305,13 @@ class SyncDb:
         while (step := stepper.next()) is not None:
             while True:
                 try:
-                    cursor = target.cursor()
-                    cursor.execute(step[0], step[1], prepare=_prepare(step[0]))
+                    cursor: Any
+                    if own:
+                        cursor = psycopg.RawCursor(target)
+                        cursor.execute(*_raw(step), prepare=_prepare(step[0]))
+                    else:
+                        cursor = target.cursor()
+                        cursor.execute(step[0], step[1], prepare=_prepare(step[0]))
                     stepper.answered(cursor.fetchall() if cursor.description else [])
                 except psycopg.OperationalError as exc:
                     if not own:
@@ -462,8 +474,13 @@ class AsyncDb:
         while (step := stepper.next()) is not None:
             while True:
                 try:
-                    cursor = target.cursor()
-                    await cursor.execute(step[0], step[1], prepare=_prepare(step[0]))
+                    cursor: Any
+                    if own:
+                        cursor = psycopg.AsyncRawCursor(target)
+                        await cursor.execute(*_raw(step), prepare=_prepare(step[0]))
+                    else:
+                        cursor = target.cursor()
+                        await cursor.execute(step[0], step[1], prepare=_prepare(step[0]))
                     stepper.answered(await cursor.fetchall() if cursor.description else [])
                 except psycopg.OperationalError as exc:
                     if own and held is not None and _retry(exc, stepper.first, reused, target):

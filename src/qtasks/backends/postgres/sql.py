@@ -133,6 +133,25 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+
+
+@functools.lru_cache(maxsize=256)
+def positional(statement: str) -> tuple[str, tuple[str, ...]]:
+    """``statement`` with ``$n`` placeholders for its ``%(name)s`` ones, and the names in
+    ``$n`` order: what psycopg's raw cursors take. psycopg converts a statement longer than
+    4 kB (most of ours) again at every call; this conversion is made once per text."""
+    names: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        return f"${names.setdefault(name, len(names) + 1)}"
+
+    return _PLACEHOLDER.sub(number, statement), tuple(names)
+
+
 def schema_sql(schema: str) -> dict[str, str]:
     """The statements of schema management, for ``schema``."""
     s = f'"{schema}"'
