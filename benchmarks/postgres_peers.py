@@ -40,7 +40,7 @@ PG_ADAPTERS = Path(__file__).resolve().parent / "postgres_peers" / "peers"
 DATABASE = "qtasks_bench"
 PSYCOPG = "psycopg[binary]==3.3.9"
 REDIS_CLIENT = (rp.REDIS_PY, rp.HIREDIS)  # the tasks' side effects
-QTASKS_HERE = ("-e", f"{rp.REPO}[redis,postgres]")
+QTASKS_HERE = ("-e", f"{rp.REPO}[redis,postgres,uvloop]")
 # SQLAlchemy needs postgresql+psycopg:// URLs (plain postgresql:// means psycopg2)
 CELERY_PG = ("celery==5.7.0", "packaging==26.4", "SQLAlchemy==2.1.9", PSYCOPG, *REDIS_CLIENT)
 

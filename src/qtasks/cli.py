@@ -21,6 +21,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from qtasks.core.config import LOOPS
 from qtasks.exceptions import BackendError
 from qtasks.version import __version__
 
@@ -84,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
                           "config.worker_queues, ['default'])")
     run.add_argument("--timers", action="store_true",
                      help="also run the app's timers in this worker (in one process only)")
+    run.add_argument("--loop", choices=LOOPS, default=None,
+                     help="the event loop: auto (uvloop when installed), asyncio or uvloop "
+                          "(default: config.worker_event_loop, auto)")
     sub.add_parser("info", parents=[app_opt], help="show the app, its backend and its queue")
     stats = sub.add_parser("stats", parents=[app_opt], help="introspection (stats inspect ...)")
     stats.add_argument("--stats-app", default=None, metavar="MODULE:OBJ",
@@ -222,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                 child += ["--grace", str(args.grace)]
             if args.queues:
                 child += ["--queues", ",".join(args.queues)]
+            if args.loop:
+                child += ["--loop", args.loop]
             grace = args.grace if args.grace is not None else 30.0
             first_only = ["--timers"] if args.timers else []
             return Supervisor(args.app, args.processes, child, grace, first_only).run()
@@ -230,9 +236,13 @@ def main(argv: list[str] | None = None) -> int:
             return _migrate([url for url in dict.fromkeys((app.broker_url, app.storage_url))
                              if url])
         if args.command == "run":
-            from qtasks.worker import run_worker
+            from qtasks.worker import loop_factory, run_worker
 
-            run_worker(app, args.concurrency, args.grace, args.timers, args.queues)
+            try:  # a loop that cannot be had is a usage error, told before anything starts
+                loop_factory(args.loop or app.config.worker_event_loop)
+            except (RuntimeError, ValueError) as exc:
+                raise CommandError(str(exc)) from None
+            run_worker(app, args.concurrency, args.grace, args.timers, args.queues, args.loop)
         if args.command == "info":
             _info(app)
         elif args.command == "dead-letters":

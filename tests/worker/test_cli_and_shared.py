@@ -1,6 +1,13 @@
 """The CLI and shared tasks through real workers."""
 
+import os
+import subprocess
+import sys
+
+import pytest
+
 from apps import shared_after, shared_mod, sync_app
+from helpers import TESTS
 from helpers import run_cli as qtasks
 
 
@@ -48,3 +55,27 @@ def test_dead_letters_command_lists_reasons(start_worker):
     result = qtasks("-A", "apps.sync_app:app", "dead-letters")
     assert result.returncode == 0
     assert "UnknownTaskError" in result.stdout and "no_such_task" in result.stdout
+
+
+@pytest.mark.requires_processes("the event loop is chosen by the worker process")
+@pytest.mark.parametrize("choice", ["asyncio", "uvloop", "auto"])
+def test_loop_option_picks_the_event_loop(start_worker, choice):
+    pytest.importorskip("uvloop")  # the test extra installs it
+    app = sync_app.app
+    app.flush_all()
+    worker = start_worker("apps.sync_app:app", "--loop", choice)
+    used = "asyncio" if choice == "asyncio" else "uvloop"  # auto: uvloop when installed
+    assert f", {used} loop" in worker.output
+    assert app.add_task("add", 1, 2, timeout=20).returning == 3
+
+
+@pytest.mark.requires_processes("runs the CLI in a process without uvloop")
+def test_asking_for_uvloop_without_it_is_a_clear_error():
+    code = ("import sys; sys.modules['uvloop'] = None; from qtasks.cli import main; "
+            "raise SystemExit(main(['-A', 'apps.sync_app:app', 'run', '--loop', 'uvloop']))")
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=TESTS, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "pip install 'qtasks[uvloop]'" in result.stderr
+    assert "Traceback" not in result.stderr

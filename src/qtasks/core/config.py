@@ -54,6 +54,9 @@ def _parse(kind: Any, text: str, var: str) -> Any:
     raise ValueError(f"{var}: this field cannot be set from the environment")
 
 
+LOOPS = ("auto", "asyncio", "uvloop")  # the choices of worker_event_loop
+
+
 @dataclass
 class QueueConfig:
     """Settings shared by the app, its backend and its workers (one instance per app)."""
@@ -90,6 +93,10 @@ class QueueConfig:
     """Run each task at once, in-process, when it is enqueued (tests; see qtasks.testing)."""
     worker_queues: list[str] = field(default_factory=lambda: ["default"])
     """The named queues a worker takes tasks from (``--queues`` overrides it)."""
+    worker_event_loop: str = "auto"
+    """The event loop of ``qtasks run`` and ``run_forever``: ``auto`` (uvloop when it is
+    installed, as with ``pip install 'qtasks[uvloop]'``, else asyncio's own), ``asyncio`` or
+    ``uvloop`` (``--loop`` overrides it)."""
 
     def __post_init__(self) -> None:
         self._subscribers: list[Callable[[QueueConfig, str, Any], None]] = []

@@ -87,6 +87,7 @@ class Worker:
         self.install_signals = install_signals
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
         self.started_at = time.time()
+        self.loop_name = "asyncio"  # which event loop runs it (run_worker sets it)
         self.abandoned = 0
         self.rejected = 0  # outcomes not stored: the lease had been lost to another worker
         self.max_deliveries = config.max_deliveries
@@ -179,9 +180,9 @@ class Worker:
         await events.fire("worker_running", worker=self, number=0)
         if self.timers:
             log.info("running %d timers in this worker", len(timers))
-        log.info("worker %s ready: app %r, %s, concurrency %d, queues %s", self.id,
+        log.info("worker %s ready: app %r, %s, concurrency %d, queues %s, %s loop", self.id,
                  self.app.name, self.app.backend.describe(), self.concurrency,
-                 ",".join(self.queues))
+                 ",".join(self.queues), self.loop_name)
         try:
             await self._fetch(pool)
         finally:
