@@ -7,9 +7,10 @@ Run it against another checkout with ``PYTHONPATH=<checkout>/src`` to compare ve
     .venv/bin/python benchmarks/worker_drain.py --tasks 20000
     .venv/bin/python benchmarks/worker_drain.py --tasks 20000 --url redis://127.0.0.1:6379/8
 
-``--flavour async`` runs coroutine tasks on the asyncio app; ``--body incr`` gives each task a
-Redis ``INCR`` (redis-py, on 127.0.0.1:6379 database 8), the body ``redis_peers.py`` and
-``postgres_peers.py`` drain.
+``--loop`` picks the event loop as ``qtasks run --loop`` does (a checkout from before that
+option runs on asyncio's own); ``--flavour async`` runs coroutine tasks on the asyncio app;
+``--body incr`` gives each task a Redis ``INCR`` (redis-py, on 127.0.0.1:6379 database 8), the
+body ``redis_peers.py`` and ``postgres_peers.py`` drain.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ from qtasks import QueueTasks
 from qtasks.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks.worker import Worker
 
+try:
+    from qtasks.worker import LOOPS, loop_factory
+except ImportError:  # a checkout from before --loop
+    LOOPS = ("asyncio",)
+
+    def loop_factory(choice):  # type: ignore[no-redef]
+        return "asyncio", None
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,6 +42,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--flavour", choices=("sync", "async"), default="sync")
     parser.add_argument("--body", choices=("noop", "incr"), default="noop")
+    parser.add_argument("--loop", choices=LOOPS, default="auto",
+                        help="the event loop, as qtasks run --loop (default auto)")
     parser.add_argument("--url", help="a backend URL (default: a fresh SQLite file); its "
                         "'drain' app is flushed first")
     args = parser.parse_args()
@@ -96,15 +107,14 @@ def main() -> None:
             await worker.run()
             return time.perf_counter() - started, before
 
-        import os
-        if os.environ.get("UV"):
-            import uvloop
-            uvloop.install()
-        seconds, before = asyncio.run(drain())
+        name, factory = loop_factory(args.loop)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            seconds, before = runner.run(drain())
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         print(f"{args.tasks / seconds:,.0f} tasks/s, {cpu / args.tasks * 1e6:.0f} us CPU per task "
-              f"({args.tasks} tasks, concurrency {args.concurrency}, {args.flavour}, {args.body})")
+              f"({args.tasks} tasks, concurrency {args.concurrency}, {args.flavour}, {args.body}, "
+              f"{name})")
 
 
 REDIS = "redis://127.0.0.1:6379/8"

@@ -73,7 +73,7 @@ def _install() -> None:
         migrate(c.PG_URL)
 
 
-PACKAGES = ["qtasks", "psycopg", "psycopg-binary"] if c.PG_URL else ["qtasks", "redis", "hiredis"]
+PACKAGES = ["qtasks", "psycopg", "psycopg-binary", "uvloop"] if c.PG_URL else ["qtasks", "redis", "hiredis"]
 
 
 class SyncQTasksPeer(c.Peer):

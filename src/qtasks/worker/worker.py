@@ -240,10 +240,10 @@ class Worker:
             # iteration awaits the backend is seen by the next wait (it does not sleep).
             self._wakeup.clear()
             slots = self.concurrency + self._lent
-            # Tasks that end much faster than a round trip (the lane is open) go out at once:
-            # outcomes pile up while the round trip runs, and waiting would only idle the
-            # worker. Otherwise gather a little, so that outcomes share a round trip.
-            quick = self._lane_size(slots) > 0
+            # Tasks that end much faster than a round trip (a lane as large as the slots) go
+            # out at once: outcomes pile up while the round trip runs, and waiting would only
+            # idle the worker. Otherwise gather a little, so that outcomes share a round trip.
+            quick = self._lane_size(slots) >= slots
             if self._done and self._running and not fresh and not quick:
                 await self._gather()
                 self._wakeup.clear()
