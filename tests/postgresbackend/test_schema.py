@@ -110,3 +110,17 @@ def test_manage_py_migrate_creates_the_tables_of_a_postgres_app(bare_schema):
     assert done.returncode == 0, done.stderr
     assert "migrated from schema version 0 to 1" in done.stdout
     assert done.stdout.strip().endswith("new")
+
+
+def test_libpq_options_with_spaces_reach_the_server(bare_schema):
+    """``options=-c name=value`` (a space, percent-encoded) is passed to libpq as written."""
+    url = (f"{url_with(bare_schema)}&options=-c%20statement_timeout%3D4321"
+           "&application_name=qtasks%20test")
+    assert _cli("migrate", "--url", url).returncode == 0
+    app = QueueTasks(name="opts", broker_url=url)
+    task = app.add_task("anything", 1)
+    assert app.get(task.uuid).args == (1,)
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        seen = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                            "'qtasks test'").fetchone()
+    assert seen == (1,)  # the app's own connection, named as the URL says

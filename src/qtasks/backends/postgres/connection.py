@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors
@@ -71,7 +71,8 @@ def parse_url(url: str) -> Settings:
     ours = {k: options.pop(k) for k in _OURS if k in options}
     options.setdefault("connect_timeout", "5")
     options.setdefault("application_name", "qtasks")
-    conninfo = urlunsplit(parts._replace(query=urlencode(options)))
+    # percent-encoded, never '+' for a space: libpq does not read '+' as one (options=-c x=y)
+    conninfo = urlunsplit(parts._replace(query=urlencode(options, quote_via=quote)))
     schema = ours.get("schema", "qtasks")
     if not q.SCHEMA_NAME.match(schema):
         raise BackendError(f"schema {schema!r} in {shown!r}: use lower-case letters, digits and "
