@@ -4,6 +4,10 @@
     qtasks -A module:app info
     qtasks -A module:app dead-letters [--limit N] [--json]
     qtasks -A module:app stats inspect app|tasks|task [NAME ...] [json=true]
+    qtasks -A module:app tasks list [--status S] [--task NAME] [--limit N] [--before T] [--json]
+    qtasks -A module:app tasks show UUID [--json]
+    qtasks -A module:app tasks cancel UUID [--json]
+    qtasks -A module:app queues [--json]
 
 ``-A``/``--app``/``-app`` may come before or after the sub-command. ``module:attr`` is imported
 with the current directory on ``sys.path``; if ``attr`` is a function it is called to build the
@@ -105,6 +109,25 @@ def _parser() -> argparse.ArgumentParser:
     dead = sub.add_parser("dead-letters", parents=[app_opt], help="list dead-lettered tasks")
     dead.add_argument("--limit", type=int, default=20)
     dead.add_argument("--json", action="store_true", help="print JSON lines")
+    json_opt = argparse.ArgumentParser(add_help=False)
+    json_opt.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    tasks = sub.add_parser("tasks", parents=[app_opt], help="look at task records and act on them")
+    actions = tasks.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", parents=[app_opt, json_opt],
+                                 help="records, newest first")
+    listing.add_argument("--status", default=None, help="new, process, success, error or cancel")
+    listing.add_argument("--task", default=None, dest="task_name", help="a task name")
+    listing.add_argument("--limit", type=int, default=20, help="rows (default 20)")
+    listing.add_argument("--before", default=None,
+                         help="only records created before this time (epoch seconds or ISO "
+                              "8601): the created_at of a page's last row gives the next page")
+    show = actions.add_parser("show", parents=[app_opt, json_opt], help="one task's record")
+    show.add_argument("uuid")
+    cancel = actions.add_parser("cancel", parents=[app_opt, json_opt],
+                                help="cancel a task no worker has started")
+    cancel.add_argument("uuid")
+    sub.add_parser("queues", parents=[app_opt, json_opt],
+                   help="waiting tasks per queue, and the backend's totals")
     return parser
 
 
@@ -144,6 +167,65 @@ def _dead_letters(app: Any, limit: int, as_json: bool) -> None:
         else:
             print(f"{when}  {d.uuid or '-'}  {d.task_name or '-'}  deliveries={d.deliveries}\n"
                   f"    {d.reason}")
+
+
+def _tasks(app: Any, args: argparse.Namespace) -> int:
+    """``qtasks tasks list|show|cancel``; 1 when the task asked for is missing or stays."""
+    from qtasks import operator as ops
+
+    try:
+        if args.action == "list":
+            before = ops.parse_when(args.before) if args.before else None
+            found = ops.list_tasks(app, status=args.status, task_name=args.task_name,
+                                   limit=args.limit, before=before)
+            rows = [ops.task_summary(t) for t in found]
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            elif rows:
+                print(ops.table(rows, ["uuid", "task_name", "status", "priority", "created_at",
+                                       "updated_at"]))
+            else:
+                print("no tasks")
+            return 0
+        if args.action == "show":
+            task = ops.find_task(app, args.uuid)
+            if task is None:
+                raise CommandError(f"no task {args.uuid}")
+            detail = ops.task_detail(task)
+            if args.json:
+                print(json.dumps(detail, indent=2, default=str))
+            else:
+                for key, value in detail.items():
+                    if key == "traceback" and value:
+                        print("traceback:\n" + "\n".join("    " + line
+                                                         for line in value.splitlines()))
+                    elif key != "traceback":
+                        shown = value if isinstance(value, str) or value is None else \
+                            json.dumps(value, default=str)
+                        print(f"{key + ':':19} {'-' if shown is None else shown}")
+            return 0
+        result = ops.cancel_task(app, args.uuid)
+        if args.json:
+            print(json.dumps({"uuid": args.uuid, "cancelled": result.cancelled,
+                              "status": result.status, "reason": result.reason}))
+        else:
+            print(f"{args.uuid}: {result.reason}")
+        return 0 if result.cancelled else 1
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _queues(app: Any, as_json: bool) -> None:
+    from qtasks import operator as ops
+
+    rows, totals = ops.queue_rows(app)
+    if as_json:
+        print(json.dumps({"queues": rows, "totals": totals}, indent=2))
+        return
+    print(ops.table(rows, ["queue", "waiting"]))
+    print("\n{queued} waiting ({delayed} of them delayed), {running} claimed by workers; "
+          "{records} records, {dead_letters} dead letters, {workers} live workers"
+          .format(**totals))
 
 
 def _value(text: str) -> Any:
@@ -249,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
             _dead_letters(app, args.limit, args.json)
         elif args.command == "stats":
             print(_stats(app, args.stats_app, args.target, args.extra))
+        elif args.command == "tasks":
+            return _tasks(app, args)
+        elif args.command == "queues":
+            _queues(app, args.json)
     except (CommandError, BackendError) as exc:
         print(f"qtasks: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,70 @@
+"""``qtasks tasks list|show|cancel`` and ``qtasks queues`` on the test backend."""
+
+import json
+
+from apps import sync_app
+from helpers import run_cli as qtasks
+
+APP = "apps.sync_app:app"
+
+
+def test_list_show_and_cancel_waiting_tasks():
+    app = sync_app.app
+    app.flush_all()
+    first, second = app.add_task("add", 1, 2), app.add_task("test", 7, priority=3)
+    listed = qtasks("-A", APP, "tasks", "list")
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["UUID", "TASK_NAME", "STATUS", "PRIORITY", "CREATED_AT",
+                              "UPDATED_AT"]
+    assert [r.split()[:4] for r in rows] == [[str(second.uuid), "test", "new", "3"],
+                                            [str(first.uuid), "add", "new", "0"]]
+
+    shown = qtasks("-A", APP, "tasks", "show", str(first.uuid), "--json")
+    detail = json.loads(shown.stdout)
+    assert (detail["task_name"], detail["status"], detail["args"]) == ("add", "new", [1, 2])
+
+    cancelled = qtasks("-A", APP, "tasks", "cancel", str(second.uuid))
+    assert (cancelled.returncode, cancelled.stdout.strip()) == (0, f"{second.uuid}: cancelled")
+    again = qtasks("-A", APP, "tasks", "cancel", str(second.uuid), "--json")
+    assert again.returncode == 1
+    assert json.loads(again.stdout)["reason"] == "already final (cancel)"
+    assert app.get(second.uuid).status == "cancel"
+
+    only = json.loads(qtasks("-A", APP, "tasks", "list", "--status", "cancel", "--json").stdout)
+    assert [r["uuid"] for r in only] == [str(second.uuid)]
+    by_name = json.loads(qtasks("-A", APP, "tasks", "list", "--task", "add", "--json").stdout)
+    assert [r["uuid"] for r in by_name] == [str(first.uuid)]
+    older = qtasks("-A", APP, "tasks", "list", "--before", "2000-01-01T00:00:00")
+    assert older.stdout.strip() == "no tasks"
+
+    queues = json.loads(qtasks("-A", APP, "queues", "--json").stdout)
+    assert {"queue": "default", "waiting": 1} in queues["queues"]
+    assert (queues["totals"]["queued"], queues["totals"]["records"]) == (1, 2)
+    table = qtasks("-A", APP, "queues").stdout
+    assert "1 waiting (0 of them delayed)" in table
+
+
+def test_a_failed_task_shows_its_traceback(start_worker):
+    app = sync_app.app
+    app.flush_all()
+    start_worker(APP)
+    failed = app.add_task("error_task", timeout=20)
+    assert failed.status == "error"
+    shown = qtasks("-A", APP, "tasks", "show", str(failed.uuid))
+    assert shown.returncode == 0, shown.stderr
+    assert "status:             error" in shown.stdout
+    assert "ZeroDivisionError" in shown.stdout.split("traceback:", 1)[1]
+
+
+def test_mistakes_are_usage_errors():
+    for args, message in ((["tasks", "show", "not-a-uuid"], "not a task id: 'not-a-uuid'"),
+                          (["tasks", "list", "--status", "done"],
+                           "unknown status 'done': one of new, process, success, error, cancel"),
+                          (["tasks", "list", "--before", "yesterday"],
+                           "not a time: 'yesterday' (give epoch seconds or an ISO time such as "
+                           "2026-12-06T10:00:00)"),
+                          (["tasks", "show", "9b2d1c3e-0000-4000-8000-000000000000"],
+                           "no task 9b2d1c3e-0000-4000-8000-000000000000")):
+        result = qtasks("-A", APP, *args)
+        assert (result.returncode, result.stderr.strip()) == (2, f"qtasks: error: {message}")
