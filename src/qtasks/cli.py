@@ -7,7 +7,10 @@
     qtasks -A module:app tasks list [--status S] [--task NAME] [--limit N] [--before T] [--json]
     qtasks -A module:app tasks show UUID [--json]
     qtasks -A module:app tasks cancel UUID [--json]
+    qtasks -A module:app tasks retry UUID [--json]
     qtasks -A module:app queues [--json]
+    qtasks -A module:app dead-letters requeue|delete (--all | UUID ...) [--json]
+    qtasks -A module:app purge QUEUE [--yes] [--json]
 
 ``-A``/``--app``/``-app`` may come before or after the sub-command. ``module:attr`` is imported
 with the current directory on ``sys.path``; if ``attr`` is a function it is called to build the
@@ -106,9 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--url", default=None,
                          help="a postgresql:// URL (?schema=name picks the schema); default: "
                               "the app's PostgreSQL broker and storage URLs")
-    dead = sub.add_parser("dead-letters", parents=[app_opt], help="list dead-lettered tasks")
-    dead.add_argument("--limit", type=int, default=20)
-    dead.add_argument("--json", action="store_true", help="print JSON lines")
+    dead = sub.add_parser("dead-letters", parents=[app_opt],
+                          help="list dead-lettered tasks, requeue or delete them")
+    dead.add_argument("action", nargs="?", choices=["list", "requeue", "delete"], default="list")
+    dead.add_argument("uuids", nargs="*", metavar="UUID", help="the tasks to requeue or delete")
+    dead.add_argument("--all", action="store_true", help="requeue or delete every dead letter")
+    dead.add_argument("--limit", type=int, default=20, help="rows to list (default 20)")
+    dead.add_argument("--json", action="store_true", help="print JSON")
     json_opt = argparse.ArgumentParser(add_help=False)
     json_opt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     tasks = sub.add_parser("tasks", parents=[app_opt], help="look at task records and act on them")
@@ -126,8 +133,15 @@ def _parser() -> argparse.ArgumentParser:
     cancel = actions.add_parser("cancel", parents=[app_opt, json_opt],
                                 help="cancel a task no worker has started")
     cancel.add_argument("uuid")
+    retry = actions.add_parser("retry", parents=[app_opt, json_opt],
+                               help="run a failed or cancelled task again, as a new task")
+    retry.add_argument("uuid")
     sub.add_parser("queues", parents=[app_opt, json_opt],
                    help="waiting tasks per queue, and the backend's totals")
+    purge = sub.add_parser("purge", parents=[app_opt, json_opt],
+                           help="drop every waiting task of a queue (recorded as cancelled)")
+    purge.add_argument("queue")
+    purge.add_argument("-y", "--yes", action="store_true", help="do not ask first")
     return parser
 
 
@@ -154,7 +168,69 @@ def _info(app: Any) -> None:
     print("workers:      {workers} alive".format(**counts))
 
 
-def _dead_letters(app: Any, limit: int, as_json: bool) -> None:
+def _dead_letters(app: Any, args: argparse.Namespace) -> int:
+    """``qtasks dead-letters [list|requeue|delete]``."""
+    if args.action == "list":
+        if args.uuids or args.all:
+            raise CommandError("list takes no UUID and no --all (did you mean requeue?)")
+        _list_dead_letters(app, args.limit, args.json)
+        return 0
+    from qtasks import operator as ops
+
+    if bool(args.uuids) == args.all:
+        raise CommandError(f"dead-letters {args.action}: give --all or the UUIDs of the tasks")
+    uuids = None if args.all else args.uuids
+    total = app.client.stats().dead_letters if args.all else len(args.uuids)
+    verb = "requeued" if args.action == "requeue" else "deleted"
+    progress = ops.Progress(verb, total, sys.stderr)
+    try:
+        if args.action == "requeue":
+            report = ops.requeue_dead_letters(app, uuids, progress.advance)
+        else:
+            count = ops.delete_dead_letters(app, uuids, progress.advance)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    progress.finish()
+    if args.action == "delete":
+        print(json.dumps({"deleted": count}) if args.json else f"deleted {count} dead letters")
+        return 0
+    if args.json:
+        print(json.dumps({"requeued": [{"dead": old, "new": new} for old, new in report.requeued],
+                          "skipped": [{"uuid": u, "reason": why} for u, why in report.skipped]},
+                         indent=2))
+    else:
+        for old, new in report.requeued:
+            print(f"{old} -> {new}")
+        for uuid, why in report.skipped:
+            print(f"{uuid}: not requeued: {why}")
+        print(f"requeued {len(report.requeued)}, left {len(report.skipped)}")
+    return 0 if not report.skipped else 1
+
+
+def _purge(app: Any, args: argparse.Namespace) -> int:
+    from qtasks import operator as ops
+
+    waiting = ops.waiting_in(app, args.queue)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError(f"purge asks first, and no one can answer here: add --yes to "
+                               f"drop the {waiting} waiting tasks of {args.queue!r}")
+        answer = input(f"Drop the {waiting} waiting tasks of queue {args.queue!r}? "
+                       "They are recorded as cancelled. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing purged")
+            return 1
+    progress = ops.Progress("purged", waiting, sys.stderr)
+    gone = ops.purge_queue(app, args.queue, progress.advance)
+    progress.finish()
+    if args.json:
+        print(json.dumps({"queue": args.queue, "purged": gone}))
+    else:
+        print(f"purged {len(gone)} tasks from queue {args.queue!r}")
+    return 0
+
+
+def _list_dead_letters(app: Any, limit: int, as_json: bool) -> None:
     letters = app.client.dead_letters(limit)
     if not letters:
         print("no dead letters")
@@ -203,6 +279,16 @@ def _tasks(app: Any, args: argparse.Namespace) -> int:
                         shown = value if isinstance(value, str) or value is None else \
                             json.dumps(value, default=str)
                         print(f"{key + ':':19} {'-' if shown is None else shown}")
+            return 0
+        if args.action == "retry":
+            try:
+                new = ops.retry_task(app, args.uuid)
+            except LookupError as exc:
+                raise CommandError(str(exc.args[0])) from None
+            if args.json:
+                print(json.dumps({"uuid": args.uuid, "new": str(new.uuid)}))
+            else:
+                print(f"{args.uuid} -> {new.uuid} (a new task, queued)")
             return 0
         result = ops.cancel_task(app, args.uuid)
         if args.json:
@@ -328,13 +414,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "info":
             _info(app)
         elif args.command == "dead-letters":
-            _dead_letters(app, args.limit, args.json)
+            return _dead_letters(app, args)
         elif args.command == "stats":
             print(_stats(app, args.stats_app, args.target, args.extra))
         elif args.command == "tasks":
             return _tasks(app, args)
         elif args.command == "queues":
             _queues(app, args.json)
+        elif args.command == "purge":
+            return _purge(app, args)
     except (CommandError, BackendError) as exc:
         print(f"qtasks: error: {exc}", file=sys.stderr)
         return 2

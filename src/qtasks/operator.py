@@ -80,11 +80,7 @@ def list_tasks(app: BaseQueueTasks, *, status: str | None = None, task_name: str
 
 def find_task(app: BaseQueueTasks, uuid: str) -> Task | None:
     """The record of ``uuid``; ``ValueError`` if ``uuid`` is not one."""
-    try:
-        key = str(UUID(uuid))
-    except ValueError:
-        raise ValueError(f"not a task id: {uuid!r}") from None
-    row = app.client.get(key)
+    row = app.client.get(_uuid(uuid))
     return None if row is None else record_from_row(row, app)
 
 
@@ -133,3 +129,158 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+RETRYABLE = ("error", "cancel")
+
+
+def retry_task(app: BaseQueueTasks, uuid: str) -> Task:
+    """Run a failed or cancelled task again: a new task with the same name, arguments and
+    priority, in its task's queue, whose ``retry_parent_uuid`` names the old one. The old
+    record keeps its final status (a record reaches one final status, once)."""
+    old = find_task(app, uuid)
+    if old is None:
+        raise LookupError(f"no task {uuid}")
+    if old.status not in RETRYABLE:
+        raise ValueError(f"task {old.uuid} is {old.status!r}: only a failed or cancelled task "
+                         "can be retried")
+    new = app._prepare(old.task_name, old.args, old.kwargs, old.priority,
+                       extra={"retry_parent_uuid": str(old.uuid)})
+    app.client.enqueue([new])
+    return app._new_record(new, old.args, old.kwargs)
+
+
+class Progress:
+    """Counts for a long operation: a bar on a terminal, a plain line now and then when the
+    output is piped (``out`` is the stream, stderr for the commands)."""
+
+    def __init__(self, label: str, total: int | None, out: Any, every: int = 1000) -> None:
+        self.label, self.total, self.out, self.every = label, total, out, every
+        self.done = 0
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self._shown = 0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.tty:
+            self._bar()
+        elif self.done - self._shown >= self.every:
+            self._line()
+
+    def finish(self) -> None:
+        if self.tty:
+            self._bar()
+            self.out.write("\n")
+        elif self.done != self._shown:
+            self._line()
+        self.out.flush()
+
+    def _line(self) -> None:
+        of = f"/{self.total:,}" if self.total else ""
+        self.out.write(f"{self.label}: {self.done:,}{of}\n")
+        self.out.flush()
+        self._shown = self.done
+
+    def _bar(self) -> None:
+        total = max(self.total or 0, self.done)
+        filled = int(30 * self.done / total) if total else 30
+        self.out.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
+                       f"{self.done:,}/{total:,}")
+        self.out.flush()
+
+
+def _quiet(n: int) -> None:
+    return None
+
+
+@dataclass
+class Requeued:
+    """What ``requeue_dead_letters`` did: (dead-letter uuid, new task uuid) pairs, and the
+    dead letters it left, with why."""
+
+    requeued: list[tuple[str, str]]
+    skipped: list[tuple[str, str]]
+
+
+def requeue_dead_letters(app: BaseQueueTasks, uuids: list[str] | None = None,
+                         progress: Any = _quiet, batch: int = 500) -> Requeued:
+    """Run dead-lettered tasks again (all of them when ``uuids`` is None): each becomes a new
+    task built from its record, as ``retry_task`` builds one, and its dead letter is deleted.
+    A dead letter whose record is gone, or not failed, stays, and is reported."""
+    wanted = None if uuids is None else {_uuid(u) for u in uuids}
+    done: list[tuple[str, str]] = []
+    skipped: dict[Any, tuple[str, str]] = {}
+    while True:
+        # newest first; named ones may be anywhere, so then every dead letter is looked at
+        limit = len(skipped) + batch if wanted is None else _all_letters(app)
+        page = [d for d in app.client.dead_letters(limit)
+                if d.id not in skipped and (wanted is None or d.uuid in wanted)]
+        if not page:
+            break
+        taken = []
+        for letter in page:
+            try:
+                if letter.uuid is None:
+                    raise LookupError("it names no task")
+                new = retry_task(app, letter.uuid)
+            except (LookupError, ValueError) as exc:
+                skipped[letter.id] = (letter.uuid or str(letter.id), str(exc))
+                continue
+            done.append((letter.uuid, str(new.uuid)))
+            taken.append(letter.id)
+        if taken:
+            app.client.delete_dead_letters(taken)
+        progress(len(taken))
+        if wanted is not None and not taken:
+            break
+    if wanted is not None:
+        found = {old for old, _ in done} | {u for u, _ in skipped.values()}
+        for uuid in sorted(wanted - found):
+            skipped[uuid] = (uuid, "no dead letter of this task")
+    return Requeued(done, list(skipped.values()))
+
+
+def delete_dead_letters(app: BaseQueueTasks, uuids: list[str] | None = None,
+                        progress: Any = _quiet, batch: int = 500) -> int:
+    """Delete dead letters (all of them when ``uuids`` is None) without running them."""
+    wanted = None if uuids is None else {_uuid(u) for u in uuids}
+    gone = 0
+    while True:
+        limit = batch if wanted is None else _all_letters(app)
+        page = [d.id for d in app.client.dead_letters(limit)
+                if wanted is None or d.uuid in wanted]
+        if not page:
+            return gone
+        n = app.client.delete_dead_letters(page)
+        gone += n
+        progress(n)
+        if wanted is not None or n == 0:
+            return gone
+
+
+def _uuid(text: str) -> str:
+    try:
+        return str(UUID(text))
+    except ValueError:
+        raise ValueError(f"not a task id: {text!r}") from None
+
+
+def _all_letters(app: BaseQueueTasks) -> int:
+    return app.client.stats().dead_letters + 1
+
+
+def waiting_in(app: BaseQueueTasks, queue: str) -> int:
+    return app.client.stats().by_queue.get(queue, 0)
+
+
+def purge_queue(app: BaseQueueTasks, queue: str, progress: Any = _quiet,
+                batch: int = 500) -> list[str]:
+    """Drop every waiting task of ``queue`` (not those workers hold) and record each as
+    cancelled, so that nobody waits on it; their uuids."""
+    gone: list[str] = []
+    while True:
+        uuids = app.client.purge(queue, batch, f"purged from queue {queue!r} by an operator")
+        gone += uuids
+        progress(len(uuids))
+        if len(uuids) < batch:
+            return gone

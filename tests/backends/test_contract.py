@@ -190,6 +190,50 @@ def test_dead_letters_are_kept_with_their_reason(contract):
     assert contract.app.stats().dead_letters == 1
 
 
+def test_dead_letters_are_deleted_by_id(contract):
+    tasks = contract.enqueue(contract.new(), contract.new())
+    deliveries = contract.fetch(start=2)
+    contract.exchange(limit=0, finished=[
+        outcome(d, "error", traceback="Boom", dead_letter=f"Boom {d.uuid}") for d in deliveries])
+    letters = contract.client.dead_letters()
+    assert sorted(d.uuid for d in letters) == sorted(t.uuid for t in tasks)
+    assert contract.client.delete_dead_letters([letters[0].id]) == 1
+    assert [d.uuid for d in contract.client.dead_letters()] == [letters[1].uuid]
+    assert contract.client.delete_dead_letters([letters[0].id]) == 0  # gone already
+    assert contract.client.delete_dead_letters([]) == 0
+    assert contract.app.stats().dead_letters == 1
+
+
+def test_purge_drops_the_waiting_messages_of_one_queue(contract):
+    held, waiting = contract.enqueue(contract.new(queue="emails"), contract.new(queue="emails"))
+    later = contract.new(queue="emails", eta=time.time() + 3600)
+    other = contract.new(queue="reports")
+    contract.enqueue(later, other)
+    (delivery,) = contract.fetch(queues=("emails",), limit=1, start=1)
+    assert delivery.uuid == held.uuid
+    gone = contract.client.purge("emails", 10, "purged by a test")
+    assert sorted(gone) == sorted([waiting.uuid, later.uuid])  # ready and delayed, not leased
+    for uuid in gone:
+        record = contract.client.get(uuid)
+        assert record["status"] == "cancel"
+        assert "purged by a test" in record["extra"]
+    assert contract.client.get(held.uuid)["status"] == "process"
+    assert contract.client.purge("emails", 10, "again") == []
+    stats = contract.app.stats()
+    assert (stats.queued, stats.running, stats.by_queue) == (1, 1, {"reports": 1})
+    result = contract.exchange(queues=("emails",), limit=0, finished=[outcome(delivery)])
+    assert not result.rejected  # the held one finishes as usual
+    assert contract.client.get(held.uuid)["status"] == "success"
+
+
+def test_purge_takes_at_most_its_limit(contract):
+    contract.enqueue(*(contract.new(queue="bulk") for _ in range(5)))
+    first = contract.client.purge("bulk", 3, "purged")
+    second = contract.client.purge("bulk", 3, "purged")
+    assert (len(first), len(second), len(set(first + second))) == (3, 2, 5)
+    assert contract.app.stats().queued == 0
+
+
 def test_a_follow_up_is_queued_with_the_outcome(contract):
     contract.enqueue(contract.new(queue="emails"))
     (delivery,) = contract.fetch(queues=("emails",), start=1)

@@ -68,3 +68,64 @@ def test_mistakes_are_usage_errors():
                            "no task 9b2d1c3e-0000-4000-8000-000000000000")):
         result = qtasks("-A", APP, *args)
         assert (result.returncode, result.stderr.strip()) == (2, f"qtasks: error: {message}")
+
+
+def test_retry_runs_a_failed_task_again_as_a_new_task(start_worker):
+    app = sync_app.app
+    app.flush_all()
+    start_worker(APP)
+    failed = app.add_task("error_task", timeout=20)
+    done = app.add_task("add", 1, 1, timeout=20)
+    retried = qtasks("-A", APP, "tasks", "retry", str(failed.uuid), "--json")
+    assert retried.returncode == 0, retried.stderr
+    new = json.loads(retried.stdout)["new"]
+    again = app.wait_sync(new, 20)
+    assert (again.task_name, again.status, again.retry_parent_uuid) == \
+        ("error_task", "error", failed.uuid)
+    assert app.get(failed.uuid).status == "error"  # the old record keeps its one final status
+    refused = qtasks("-A", APP, "tasks", "retry", str(done.uuid))
+    assert refused.returncode == 2
+    assert "is 'success': only a failed or cancelled task can be retried" in refused.stderr
+
+
+def test_dead_letters_are_requeued_and_deleted(start_worker):
+    app = sync_app.app
+    app.flush_all()
+    start_worker(APP)
+    first = app.add_task("unencodable", timeout=20)  # its result cannot be stored: dead letter
+    second = app.add_task("unencodable", timeout=20)
+    assert {d.uuid for d in app.dead_letters()} == {str(first.uuid), str(second.uuid)}
+    requeued = qtasks("-A", APP, "dead-letters", "requeue", str(first.uuid), "--json")
+    assert requeued.returncode == 0, requeued.stderr
+    (pair,) = json.loads(requeued.stdout)["requeued"]
+    assert pair["dead"] == str(first.uuid)
+    rerun = app.wait_sync(pair["new"], 20)
+    assert (rerun.task_name, rerun.retry_parent_uuid) == ("unencodable", first.uuid)
+    # it failed the same way, so it is a dead letter again, under its new uuid
+    assert {d.uuid for d in app.dead_letters()} == {str(second.uuid), pair["new"]}
+    missing = qtasks("-A", APP, "dead-letters", "requeue", str(first.uuid))
+    assert missing.returncode == 1
+    assert f"{first.uuid}: not requeued: no dead letter of this task" in missing.stdout
+    deleted = qtasks("-A", APP, "dead-letters", "delete", "--all")
+    assert (deleted.returncode, deleted.stdout.strip()) == (0, "deleted 2 dead letters")
+    assert app.dead_letters() == []
+    usage = qtasks("-A", APP, "dead-letters", "requeue")
+    assert usage.returncode == 2 and "give --all or the UUIDs" in usage.stderr
+
+
+def test_purge_drops_waiting_tasks_and_cancels_their_records():
+    app = sync_app.app
+    app.flush_all()
+    tasks = app.add_tasks([sync_app.add(i, 1) for i in range(1200)])
+    other = app.add_task("mail", "ada@example.com")  # the emails queue: left alone
+    asked = qtasks("-A", APP, "purge", "default")  # no terminal to answer the question
+    assert asked.returncode == 2 and "add --yes" in asked.stderr
+    assert app.stats().by_queue.get("default") == 1200
+    purged = qtasks("-A", APP, "purge", "default", "--yes")
+    assert purged.returncode == 0, purged.stderr
+    assert purged.stdout.strip() == "purged 1200 tasks from queue 'default'"
+    lines = purged.stderr.splitlines()  # progress, as plain lines (not a terminal)
+    assert lines[-1] == "purged: 1,200/1,200" and "purged: 1,000/1,200" in lines
+    assert {app.get(t.uuid).status for t in tasks[::97]} == {"cancel"}
+    assert app.get(other.uuid).status == "new"
+    assert "default" not in app.stats().by_queue

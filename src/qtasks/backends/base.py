@@ -266,6 +266,12 @@ class SyncBroker(abc.ABC):
     @abc.abstractmethod
     def flush(self) -> None: ...
 
+    def purge(self, queue: str, limit: int) -> list[str]:
+        """Drop up to ``limit`` waiting messages of ``queue`` (ready or delayed, held by no
+        worker); return their task uuids. Called again until it returns fewer than ``limit``
+        (an operator's ``qtasks purge``). A backend without it says so."""
+        raise NotImplementedError(f"{type(self).__name__} cannot purge a queue")
+
     def close(self) -> None:
         """Release connections."""
 
@@ -372,6 +378,11 @@ class SyncResultStore(abc.ABC):
 
     @abc.abstractmethod
     def flush(self) -> None: ...
+
+    def delete_dead_letters(self, ids: Sequence[Any]) -> int:
+        """Delete the dead letters whose ``DeadLetter.id`` is in ``ids`` (after a requeue, or
+        by an operator); return how many there were. A backend without it says so."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete dead letters")
 
     def close(self) -> None:
         """Release connections."""

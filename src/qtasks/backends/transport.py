@@ -293,6 +293,17 @@ class Client:
     def search(self, **filters: Any) -> list[RecordRow]:
         return self.store.search(**filters)
 
+    def purge(self, queue: str, limit: int, reason: str) -> list[str]:
+        """Drop up to ``limit`` waiting messages of ``queue`` and cancel their records (with
+        ``reason``), so that nobody waits on them; their uuids."""
+        uuids = self.broker.purge(queue, limit)
+        for uuid in uuids:
+            self.store.cancel(uuid, reason)
+        return uuids
+
+    def delete_dead_letters(self, ids: Sequence[Any]) -> int:
+        return self.store.delete_dead_letters(ids)
+
     def close(self) -> None:
         self.broker.close()
         if self.store is not self.broker:

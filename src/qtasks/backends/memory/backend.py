@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from qtasks.backends.base import (
     Backend,
@@ -112,6 +113,9 @@ class SyncMemoryBroker(SyncBroker):
     def flush(self) -> None:
         self.state.flush_queue()
 
+    def purge(self, queue: str, limit: int) -> list[str]:
+        return self.state.purge(queue, limit)
+
 
 class MemoryStore(ResultStore):
     def __init__(self, state: MemoryState) -> None:
@@ -199,6 +203,9 @@ class SyncMemoryStore(SyncResultStore):
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self.state.dead_letters(limit)
+
+    def delete_dead_letters(self, ids: Sequence[Any]) -> int:
+        return self.state.delete_dead_letters(ids)
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
                limit: int = 100, before: float | None = None) -> list[RecordRow]:

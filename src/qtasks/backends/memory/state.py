@@ -129,6 +129,7 @@ class MemoryState:
         self.records: dict[str, dict[str, Any]] = {}
         self.holders: dict[str, Any] = {}
         self.letters: list[DeadLetter] = []
+        self._letter_ids = itertools.count(1)
         self.workers: dict[str, tuple[WorkerInfo, float]] = {}
 
     # -- broker -------------------------------------------------------------------------------
@@ -299,6 +300,18 @@ class MemoryState:
             self._drop(msg)
             return True
 
+    def purge(self, queue: str, limit: int) -> list[str]:
+        gone: list[str] = []
+        with self.lock:
+            waiting = sorted((m for m in self.messages.values()
+                              if m.queue == queue and m.lease_until is None),
+                             key=lambda m: m.seq)
+            for msg in waiting[:limit]:
+                self._drop(msg)
+                if msg.uuid is not None:
+                    gone.append(msg.uuid)
+        return gone
+
     def queue_stats(self) -> QueueStats:
         now = time.time()
         stats = QueueStats()
@@ -398,7 +411,7 @@ class MemoryState:
                 if o.dead_letter:
                     payload = o.delivery.payload
                     self.letters.append(DeadLetter(
-                        id=len(self.letters) + 1, uuid=o.uuid, task_name=o.task_name,
+                        id=next(self._letter_ids), uuid=o.uuid, task_name=o.task_name,
                         reason=o.dead_letter,
                         payload=payload if isinstance(payload, str)
                         else payload.decode("utf-8", "replace"),
@@ -426,6 +439,14 @@ class MemoryState:
     def dead_letters(self, limit: int) -> list[DeadLetter]:
         with self.lock:
             return list(reversed(self.letters))[:limit]
+
+    def delete_dead_letters(self, ids: Sequence[Any]) -> int:
+        wanted = set(ids)
+        with self.lock:
+            kept = [d for d in self.letters if d.id not in wanted]
+            gone = len(self.letters) - len(kept)
+            self.letters = kept
+        return gone
 
     def search(self, status: str | None, task_name: str | None, limit: int,
                before: float | None) -> list[RecordRow]:

@@ -229,6 +229,14 @@ class PostgresBackend(Backend):
                        "before": before, "limit": limit})
         return [q.record(r) for r in rows]
 
+    def purge_op(self, queue: str, limit: int) -> q.Steps:
+        rows = yield from self.run_op("purge", queue=queue, limit=limit)
+        return [uuid for (uuid,) in rows if uuid is not None]
+
+    def delete_dead_letters_op(self, ids: Sequence[Any]) -> q.Steps:
+        rows = yield from self.run_op("delete_dead_letters", ids=[int(i) for i in ids])
+        return len(rows)
+
     def dead_letters_op(self, limit: int) -> q.Steps:
         rows = yield from self.run_op("dead_letters", limit=limit)
         return [q.dead_letter(r) for r in rows]
@@ -485,6 +493,9 @@ class SyncPostgresBroker(SyncBroker):
     def discard(self, uuid: str) -> bool:
         return bool(self.backend.sync.run(_rowcount(self.backend.run_op("discard", uuid=uuid))))
 
+    def purge(self, queue: str, limit: int) -> list[str]:
+        return self.backend.sync.run(self.backend.purge_op(queue, limit))
+
     def stats(self) -> QueueStats:
         return self.backend.sync.run(self.backend.queue_stats_op())
 
@@ -630,6 +641,9 @@ class SyncPostgresStore(SyncResultStore):
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self.backend.sync.run(self.backend.dead_letters_op(limit))
+
+    def delete_dead_letters(self, ids: Sequence[Any]) -> int:
+        return self.backend.sync.run(self.backend.delete_dead_letters_op(ids))
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
                limit: int = 100, before: float | None = None) -> list[RecordRow]:

@@ -545,6 +545,11 @@ def statements(sql: Sql) -> dict[str, str]:
             "FOR UPDATE SKIP LOCKED)), "
             f"n AS (SELECT pg_notify('{sql.done_channel}', %(app)s || '|' || uuid) FROM c "
             "WHERE watched) SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM n)"),
+        "purge": (f"DELETE FROM {s}.queue WHERE id IN (SELECT id FROM {s}.queue WHERE "
+                  f"app = %(app)s AND queue = %(queue)s AND state <> {LEASED} ORDER BY id "
+                  "LIMIT %(limit)s FOR UPDATE SKIP LOCKED) RETURNING uuid"),
+        "delete_dead_letters": (f"DELETE FROM {s}.dead_letters WHERE app = %(app)s AND "
+                                "id = ANY(%(ids)s::bigint[]) RETURNING 1"),
         "dead_letters": ("SELECT id, uuid, task_name, reason, payload, deliveries, created_at "
                          f"FROM {s}.dead_letters WHERE app = %(app)s ORDER BY id DESC "
                          "LIMIT %(limit)s"),

@@ -207,6 +207,9 @@ class SyncRedisBroker(SyncBroker):
     def discard(self, uuid: str) -> bool:
         return self.backend.sync.run(protocol.discard(uuid))
 
+    def purge(self, queue: str, limit: int) -> list[str]:
+        return self.backend.sync.run(protocol.purge(queue, limit))
+
     def stats(self) -> QueueStats:
         return self.backend.sync.run(protocol.stats())[0]
 
@@ -342,6 +345,9 @@ class SyncRedisStore(SyncResultStore):
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self.backend.sync.run(protocol.dead_letters(self.keys, limit))
+
+    def delete_dead_letters(self, ids: Sequence[Any]) -> int:
+        return self.backend.sync.run(protocol.delete_dead_letters(self.keys, ids))
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
                limit: int = 100, before: float | None = None) -> list[RecordRow]:

@@ -475,6 +475,18 @@ def dead_letters(keys: Keys, limit: int) -> Op:
     return out
 
 
+def purge(queue: str, limit: int) -> Op:
+    """Up to ``limit`` waiting messages of ``queue``, dropped: their uuids."""
+    return (yield Script(["purge", queue, limit]))
+
+
+def delete_dead_letters(keys: Keys, ids: Sequence[Any]) -> Op:
+    gone = 0
+    for start in range(0, len(ids), 1000):
+        gone += yield Command(("XDEL", keys.prefix + "dead", *ids[start:start + 1000]))
+    return gone
+
+
 def search(status: str | None, task_name: str | None, limit: int,
            before: float | None) -> Op:
     flat = yield Script(["search", status or "", task_name or "", limit,

@@ -686,6 +686,21 @@ elseif op == 'discard' then
   drop_message(id, u, q)
   return 1
 
+elseif op == 'purge' then  -- queue, batch size: waiting messages (ready, then delayed) dropped
+  local q, n = arg(), num()
+  local out = {}
+  for _, part in ipairs({'ready', 'delayed'}) do
+    if #out >= n then break end
+    local ids = redis.call('ZRANGE', qkey(q, part), 0, n - #out - 1)
+    for _, id in ipairs(ids) do
+      redis.call('ZREM', qkey(q, part), id)
+      local u = redis.call('HGET', mkey(id), 'u')
+      drop_message(id, u, q, false)
+      if u and u ~= '' then out[#out + 1] = u end
+    end
+  end
+  return out
+
 elseif op == 'delete_finished' then  -- age ms ('' = every final record), batch size
   local age, n = arg(), num()
   local cutoff = '+inf'

@@ -364,6 +364,9 @@ class SyncSqliteBroker(SyncBroker):
         self.conn.call(store.flush_queue)
         self.conn.backend.watcher.poke()
 
+    def purge(self, queue: str, limit: int) -> list[str]:
+        return self.conn.call(store.purge, queue, limit)
+
     def close(self) -> None:
         self.conn.close()
 
@@ -399,6 +402,9 @@ class SyncSqliteStore(SyncResultStore):
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         return self.conn.call(store.dead_letters, limit)
+
+    def delete_dead_letters(self, ids: Sequence[Any]) -> int:
+        return self.conn.call(store.delete_dead_letters, ids)
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
                limit: int = 100, before: float | None = None) -> list[RecordRow]:

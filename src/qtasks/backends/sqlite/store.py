@@ -426,6 +426,15 @@ def discard(conn: sqlite3.Connection, app: str, uuid: str) -> bool:
                              (app, uuid)).rowcount)
 
 
+def purge(conn: sqlite3.Connection, app: str, queue: str, limit: int) -> list[str]:
+    """Up to ``limit`` waiting messages of ``queue`` (no lease), oldest first, deleted."""
+    rows = conn.execute(
+        "DELETE FROM queue WHERE id IN (SELECT id FROM queue WHERE app = ? AND queue = ? "
+        "AND lease_until IS NULL ORDER BY id LIMIT ?) RETURNING uuid",
+        (app, queue, limit)).fetchall()
+    return [uuid for (uuid,) in rows if uuid is not None]
+
+
 def queue_stats(conn: sqlite3.Connection, app: str) -> QueueStats:
     now = time.time()
     queued, running, delayed = conn.execute(
@@ -674,6 +683,16 @@ def dead_letters(conn: sqlite3.Connection, app: str, limit: int) -> list[DeadLet
         (app, limit),
     ).fetchall()
     return [DeadLetter(**dict(r)) for r in rows]
+
+
+def delete_dead_letters(conn: sqlite3.Connection, app: str, ids: Sequence[Any]) -> int:
+    gone = 0
+    for start in range(0, len(ids), 500):  # SQLite caps the variables of one statement
+        chunk = list(ids[start:start + 500])
+        marks = ", ".join("?" * len(chunk))
+        gone += conn.execute(f"DELETE FROM dead_letters WHERE app = ? AND id IN ({marks})",
+                             (app, *chunk)).rowcount
+    return gone
 
 
 def search(conn: sqlite3.Connection, app: str, status: str | None, task_name: str | None,
