@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import os
 import sys
 from datetime import UTC, datetime
@@ -76,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
                          metavar="MODULE:APP", help="the app to use, e.g. myproject.tasks:app")
     app_opt.add_argument("--loglevel", default=argparse.SUPPRESS,
                          help="logging level (default INFO)")
+    app_opt.add_argument("--log-format", dest="log_format", choices=("text", "json"),
+                         default=argparse.SUPPRESS,
+                         help="text (default), or json: one JSON object per line, and a line "
+                              "per task outcome from workers")
     parser = argparse.ArgumentParser(prog="qtasks", parents=[app_opt],
                                      description="qtasks worker and tools")
     parser.add_argument("--version", action="version", version=f"qtasks {__version__}")
@@ -374,8 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     args.loglevel = getattr(args, "loglevel", "INFO")
-    logging.basicConfig(level=args.loglevel.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.log_format = getattr(args, "log_format", "text")
+    from qtasks.logformat import configure
+
+    configure(args.loglevel.upper(), args.log_format)
     if not args.command:
         parser.print_help()
         return 0
@@ -387,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run" and args.processes > 1:
             from qtasks.worker.supervisor import Supervisor
 
-            child = ["--loglevel", args.loglevel]
+            child = ["--loglevel", args.loglevel, "--log-format", args.log_format]
             if args.concurrency is not None:
                 child += ["--concurrency", str(args.concurrency)]
             if args.grace is not None:

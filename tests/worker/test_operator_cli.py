@@ -2,8 +2,11 @@
 
 import json
 
+import pytest
+
 from apps import sync_app
 from helpers import run_cli as qtasks
+from helpers import wait_until
 
 APP = "apps.sync_app:app"
 
@@ -129,3 +132,26 @@ def test_purge_drops_waiting_tasks_and_cancels_their_records():
     assert {app.get(t.uuid).status for t in tasks[::97]} == {"cancel"}
     assert app.get(other.uuid).status == "new"
     assert "default" not in app.stats().by_queue
+
+
+@pytest.mark.requires_processes("reads the worker process's own log output")
+def test_json_logs_have_one_line_per_task_outcome(start_worker):
+    app = sync_app.app
+    app.flush_all()
+    worker = start_worker(APP, "--log-format", "json")
+    done = app.add_task("add", 2, 3, timeout=20)
+    failed = app.add_task("flaky", "j1", timeout=20)  # two retries, then an error
+    assert (done.status, failed.status) == ("success", "error")
+    wait_until(lambda: worker.output.count('"logger": "qtasks.task"') >= 4,
+               what="four task lines")
+    lines = [json.loads(line) for line in worker.output.splitlines() if line.startswith("{")]
+    assert len(lines) == len(worker.output.strip().splitlines())  # every line is JSON
+    tasks = [line for line in lines if line["logger"] == "qtasks.task"]
+    by_uuid = {line["uuid"]: line for line in tasks}
+    ok = by_uuid[str(done.uuid)]
+    assert (ok["task_name"], ok["queue"], ok["result"], ok["level"]) == \
+        ("add", "default", "success", "INFO")
+    assert ok["seconds"] >= 0 and ok["waited"] >= 0
+    flaky = [line for line in tasks if line["task_name"] == "flaky"]
+    assert [line["result"] for line in flaky] == ["retry", "retry", "error"]
+    assert flaky[-1]["uuid"] == str(failed.uuid) and flaky[-1]["level"] == "WARNING"

@@ -37,6 +37,11 @@ HOOKS: dict[str, tuple[str, str]] = {
     "worker_started": ("notification", "the Worker, before it claims its first task; "
                                        "``ctx.pool`` is its thread pool."),
     "worker_stopping": ("notification", "the Worker, after its last task; its pool is alive."),
+    "task_done": ("notification", "a TaskDone; on the worker's loop, after each task's outcome "
+                                  "is decided (before it is written); a task set aside counts "
+                                  "too. Layers are plain functions, called, never awaited: "
+                                  "keep them cheap. Looked up once per worker: with no layer "
+                                  "it costs nothing."),
     "commit": ("provider", "enqueue_on_commit(app, task_name, args, kwargs, priority, when, "
                            "using, sync=True): defer an enqueue to a transaction's commit."),
 }
@@ -54,6 +59,34 @@ class Enqueue:
     kwargs: dict[str, Any]
     timeout: float | None  # how long add_task waits for the final record; a layer may set it
     awaiting: bool  # True in the async app: call_next() returns an awaitable
+
+
+@dataclass(slots=True)
+class TaskDone:
+    """The context of the ``task_done`` hook: one task a worker has run (or set aside)."""
+
+    worker: Any
+    outcome: Any  # the Outcome: uuid, task_name, status, dead_letter, follow_up (a retry)
+    queue: str
+    deliveries: int  # earlier starts of this message that did not finish (0: first run)
+    started_at: float  # epoch seconds the run began
+    seconds: float  # how long it ran
+
+    @property
+    def waited(self) -> float | None:
+        """Seconds from enqueue to start, when the record's creation time is known."""
+        created = self.outcome.created_at
+        return max(0.0, self.started_at - created) if created else None
+
+    @property
+    def result(self) -> str:
+        """``success``, ``error``, ``cancel``, ``retry`` (failed, another attempt queued) or
+        ``dead_letter`` (set aside)."""
+        if self.outcome.dead_letter:
+            return "dead_letter"
+        if self.outcome.follow_up is not None:
+            return "retry"
+        return str(self.outcome.status)
 
 
 def compose(layers: list[Layer] | tuple[Layer, ...], endpoint: Callable[[Any], Any],

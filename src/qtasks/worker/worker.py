@@ -51,7 +51,7 @@ from qtasks.core.delivery import (
     verdict,
     worker_lost_reason,
 )
-from qtasks.core.hooks import notify
+from qtasks.core.hooks import TaskDone, notify, stacked
 from qtasks.core.injection import Scope
 from qtasks.exceptions import BackendConnectionError, ResultStorageError, WorkerLostError
 from qtasks.integrations import activate as activate_integrations
@@ -114,6 +114,7 @@ class Worker:
         self._task_time = 0.0  # recent run time of a task, seconds (moving average)
         self._trip_time = 0.0  # recent duration of a writing round trip, seconds
         self._lent_lock = threading.Lock()
+        self._task_done: tuple[Any, ...] = ()  # the task_done hook's layers (set at start)
 
     def request_stop(self) -> None:
         """``stop()`` from any thread."""
@@ -161,6 +162,7 @@ class Worker:
         pool = TaskThreads(self.concurrency + MAX_LENT, thread_name_prefix="qtasks-task")
         self.pool = pool
         activate_integrations()
+        self._task_done = stacked("task_done", self.app.hooks)
         await notify("worker_started", self, self.app.hooks)
         heartbeat = asyncio.create_task(self._heartbeat())
         timers = list(self.app._timers) if self.timers else []
@@ -354,7 +356,10 @@ class Worker:
             decision = verdict(delivery.deliveries, self.max_deliveries)
             if decision is Verdict.SET_ASIDE:
                 del self._buffer[index]
-                self._done.append(self._set_aside(delivery))
+                outcome = self._set_aside(delivery)
+                self._done.append(outcome)
+                if self._task_done:
+                    self._tell_done(delivery, outcome, 0.0)
                 continue
             if decision is Verdict.QUARANTINE:
                 if self._running or self._lane or picked:
@@ -457,7 +462,10 @@ class Worker:
         began = time.perf_counter()
         try:
             outcome = await execute(self.app, delivery, pool, self)
-            self._task_time += (time.perf_counter() - began - self._task_time) * 0.1
+            took = time.perf_counter() - began
+            self._task_time += (took - self._task_time) * 0.1
+            if self._task_done:
+                self._tell_done(delivery, outcome, took)
             # appended after the await: _exchange swaps the list out while tasks run
             self._done.append(outcome)
         finally:
@@ -469,6 +477,15 @@ class Worker:
             if self._alone is delivery:
                 self._alone = None
             self._wakeup.set()
+
+    def _tell_done(self, delivery: Delivery, outcome: Outcome, took: float) -> None:
+        done = TaskDone(self, outcome, delivery.queue, delivery.deliveries, time.time() - took,
+                        took)
+        for layer in self._task_done:
+            try:
+                layer(done)
+            except Exception:
+                log.exception("a task_done hook failed")
 
     async def _heartbeat(self) -> None:
         transport = self.app.transport
