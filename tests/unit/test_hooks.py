@@ -61,7 +61,7 @@ def test_hook_names_are_listed_in_one_place():
     with pytest.raises(ValueError, match="provider"):
         hooks.add("commit", lambda: None)
     assert {"enqueue", "task_run", "task_call", "worker_started", "worker_stopping",
-            "commit"} == set(HOOKS)
+            "task_done", "commit"} == set(HOOKS)
 
 
 def test_an_enqueue_layer_sees_and_can_keep_a_task_in_both_flavours():
@@ -82,3 +82,37 @@ def test_an_enqueue_layer_sees_and_can_keep_a_task_in_both_flavours():
     sync_app.hooks.remove("enqueue", keep)
     assert sync_app.add_task("job", 3).status == "new"  # sent again
     assert sync_app.stats().queued == 1
+
+
+def test_a_task_done_layer_sees_every_outcome_once():
+    from qtasks.worker import Worker
+
+    app = AsyncQueueTasks("hooks-done", broker_url="memory://hooks-done")
+    seen = []
+    app.hooks.add("task_done", lambda done: seen.append(
+        (done.outcome.task_name, done.result, done.queue, done.seconds >= 0,
+         done.waited is not None and done.waited >= 0)))
+
+    @app.task
+    async def fine():
+        return 1
+
+    @app.task(retry=1)
+    async def broken():
+        raise KeyError("no")
+
+    async def scenario():
+        worker = Worker(app, install_signals=False)
+        running = asyncio.create_task(worker.run())
+        try:
+            await fine.add_task(timeout=5)
+            return await broken.add_task(timeout=5)
+        finally:
+            worker.stop()
+            await running
+
+    last = asyncio.run(scenario())
+    assert last.status == "error"
+    assert seen == [("fine", "success", "default", True, True),
+                    ("broken", "retry", "default", True, True),
+                    ("broken", "error", "default", True, True)]
