@@ -95,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
                           "config.worker_queues, ['default'])")
     run.add_argument("--timers", action="store_true",
                      help="also run the app's timers in this worker (in one process only)")
+    run.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                     help="serve Prometheus metrics on this port (pip install "
+                          "'qtasks[metrics]'); with --processes, the supervisor serves them")
+    run.add_argument("--metrics-host", default="127.0.0.1",
+                     help="the address the metrics are served on (default 127.0.0.1)")
     run.add_argument("--loop", choices=LOOPS, default=None,
                      help="the event loop: auto (uvloop when installed), asyncio or uvloop "
                           "(default: config.worker_event_loop, auto)")
@@ -401,9 +406,18 @@ def main(argv: list[str] | None = None) -> int:
                 child += ["--queues", ",".join(args.queues)]
             if args.loop:
                 child += ["--loop", args.loop]
+            if args.metrics_port is not None:
+                child += ["--metrics-port", str(args.metrics_port)]
             grace = args.grace if args.grace is not None else 30.0
             first_only = ["--timers"] if args.timers else []
-            return Supervisor(args.app, args.processes, child, grace, first_only).run()
+            supervisor = Supervisor(args.app, args.processes, child, grace, first_only)
+            if args.metrics_port is not None:
+                try:
+                    supervisor.serve_metrics(load_app(args.app), args.metrics_port,
+                                             args.metrics_host)
+                except RuntimeError as exc:
+                    raise CommandError(str(exc)) from None
+            return supervisor.run()
         app = load_app(args.app)
         if args.command == "migrate":
             return _migrate([url for url in dict.fromkeys((app.broker_url, app.storage_url))
@@ -413,6 +427,10 @@ def main(argv: list[str] | None = None) -> int:
 
             try:  # a loop that cannot be had is a usage error, told before anything starts
                 loop_factory(args.loop or app.config.worker_event_loop)
+                if args.metrics_port is not None:
+                    from qtasks.metrics import start_worker_metrics
+
+                    start_worker_metrics(app, args.metrics_port, args.metrics_host)
             except (RuntimeError, ValueError) as exc:
                 raise CommandError(str(exc)) from None
             run_worker(app, args.concurrency, args.grace, args.timers, args.queues, args.loop)

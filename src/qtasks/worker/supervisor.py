@@ -8,10 +8,14 @@ while it keeps dying young (1 s, doubling, at most 30 s), so a crash loop cannot
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from typing import Any
 
 log = logging.getLogger("qtasks.supervisor")
 
@@ -32,10 +36,21 @@ class Supervisor:
         self.backoff: list[float] = [0.0] * processes
         self.restarts = 0
         self.stopping = 0
+        self.env: dict[str, str] | None = None  # the children's environment (metrics)
+        self.metrics_dir: str | None = None
+
+    def serve_metrics(self, app: Any, port: int, host: str) -> None:
+        """One metrics endpoint for all the children: they write their samples to a shared
+        folder, which this process reads at each scrape."""
+        from qtasks.metrics import CHILD, serve
+
+        self.metrics_dir = tempfile.mkdtemp(prefix="qtasks-metrics-")
+        self.env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir, CHILD: "1"}
+        serve(app, port, host, multiprocess_dir=self.metrics_dir)
 
     def _spawn(self, slot: int) -> None:
         self.children[slot] = subprocess.Popen(self.command + (self.first_only if slot == 0
-                                                               else []))
+                                                               else []), env=self.env)
         self.started[slot] = time.monotonic()
         log.info("supervisor: started worker process %d (pid %d)", slot,
                  self.children[slot].pid)  # type: ignore[union-attr]
@@ -61,6 +76,10 @@ class Supervisor:
                                       if lived < YOUNG else 1.0)
                 log.warning("supervisor: worker process %d (pid %d) exited with %s; restarting "
                             "in %.0fs", slot, child.pid, child.returncode, self.backoff[slot])
+                if self.metrics_dir is not None:
+                    from qtasks.metrics import process_dead
+
+                    process_dead(child.pid)
                 due[slot] = time.monotonic() + self.backoff[slot]
             for slot, when in list(due.items()):
                 if time.monotonic() >= when and not self.stopping:
@@ -78,4 +97,6 @@ class Supervisor:
                 log.error("supervisor: pid %d did not stop in time; killing it", child.pid)
                 child.kill()
                 child.wait()
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return 0
