@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--flavour", choices=("sync", "async"), default="sync")
     parser.add_argument("--body", choices=("noop", "incr"), default="noop")
+    parser.add_argument("--metrics", action="store_true",
+                        help="count with the Prometheus metrics of qtasks run --metrics-port "
+                             "(not served)")
     parser.add_argument("--loop", choices=LOOPS, default="auto",
                         help="the event loop, as qtasks run --loop (default auto)")
     parser.add_argument("--url", help="a backend URL (default: a fresh SQLite file); its "
@@ -94,6 +97,10 @@ def main() -> None:
             async def prepare() -> None:
                 return None
 
+        if args.metrics:
+            from qtasks.metrics import WorkerMetrics
+
+            WorkerMetrics().install(app)
         worker = Worker(app, concurrency=args.concurrency, install_signals=False)
 
         def stop_when_done() -> None:
@@ -114,7 +121,7 @@ def main() -> None:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         print(f"{args.tasks / seconds:,.0f} tasks/s, {cpu / args.tasks * 1e6:.0f} us CPU per task "
               f"({args.tasks} tasks, concurrency {args.concurrency}, {args.flavour}, {args.body}, "
-              f"{name})")
+              f"{name}{', metrics' if args.metrics else ''})")
 
 
 REDIS = "redis://127.0.0.1:6379/8"

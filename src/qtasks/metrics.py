@@ -1,8 +1,9 @@
 """Prometheus metrics of workers: ``qtasks run --metrics-port N`` (``pip install
 'qtasks[metrics]'``, prometheus-client).
 
-A worker counts what it runs through two hooks (``task_run`` for tasks in flight, ``task_done``
-for outcomes), so a worker without metrics pays nothing. The queue's own figures (tasks waiting
+A worker counts what it runs through the ``task_done`` hook, so a worker without metrics pays
+nothing; tasks in flight are read from the worker at each scrape (under a supervisor, the count
+is written as each task ends). The queue's own figures (tasks waiting
 per queue, running, delayed, dead letters, live workers) are read from the backend at each
 scrape. With ``--processes N`` the supervisor serves the one endpoint: its children write their
 samples to files in a shared folder (prometheus-client's multiprocess mode) and the supervisor
@@ -55,38 +56,47 @@ class WorkerMetrics:
                                     ["worker"], multiprocess_mode="liveall")
         self.up = prom.Gauge("qtasks_worker_up", "1 while a worker runs", ["worker"],
                              multiprocess_mode="liveall")
+        self.shared = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # the labelled series of each (task, queue), made once: labels() takes a lock and
+        # builds a key at every call, which cost about 10 us a task
+        self._series: dict[tuple[str, str], tuple[dict[str, Any], Any, Any]] = {}
+        self._flight: Any = None
 
     def install(self, app: BaseQueueTasks) -> None:
         hooks = app.hooks
         hooks.add("worker_started", self._started)
         hooks.add("worker_stopping", self._stopping)
-        hooks.add("task_run", self._around)
         hooks.add("task_done", self._done)
 
     def _started(self, worker: Any) -> None:
         self.up.labels(worker.id).set(1)
-        self.in_flight.labels(worker.id).set(0)
+        self._flight = self.in_flight.labels(worker.id)
+        if self.shared:  # files cannot call back: the count is written as tasks end
+            self._flight.set(0)
+        else:
+            self._flight.set_function(lambda: len(worker._running))
 
     def _stopping(self, worker: Any) -> None:
         self.up.labels(worker.id).set(0)
 
-    async def _around(self, run: Any, call_next: Any) -> Any:
-        gauge = self.in_flight.labels(run.worker.id) if run.worker is not None else None
-        if gauge is None:
-            return await call_next()
-        gauge.inc()
-        try:
-            return await call_next()
-        finally:
-            gauge.dec()
-
     def _done(self, done: Any) -> None:
-        name, queue = done.outcome.task_name, done.queue
-        self.tasks.labels(name, queue, done.result).inc()
-        self.run_seconds.labels(name, queue).observe(done.seconds)
+        key = (done.outcome.task_name, done.queue)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                {}, self.run_seconds.labels(*key), self.wait_seconds.labels(*key))
+        counters, run, wait = series
+        result = done.result
+        counter = counters.get(result)
+        if counter is None:
+            counter = counters[result] = self.tasks.labels(*key, result)
+        counter.inc()
+        run.observe(done.seconds)
         waited = done.waited
         if waited is not None:
-            self.wait_seconds.labels(name, queue).observe(waited)
+            wait.observe(waited)
+        if self.shared and self._flight is not None:
+            self._flight.set(len(done.worker._running) - 1)  # this one is about to leave
 
 
 class QueueCollector:

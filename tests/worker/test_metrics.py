@@ -63,6 +63,10 @@ def test_a_worker_serves_its_counts_and_the_queue(start_worker):
     flight = [k for k in got if k[0] == "qtasks_worker_tasks_in_flight"]
     assert len(flight) == 1 and got[flight[0]] == 0
     assert value(got, "qtasks_workers_alive") == 1
+    app.add_task("sleepy", 1.5, tag="m")  # in flight while it sleeps
+    wait_until(lambda: got[flight[0]] + sum(v for k, v in scrape(port).items()
+                                            if k[0] == "qtasks_worker_tasks_in_flight") == 1,
+               what="one task in flight")
 
 
 def test_processes_are_one_scrape_target_with_their_counts_added(start_worker):
@@ -77,6 +81,8 @@ def test_processes_are_one_scrape_target_with_their_counts_added(start_worker):
     got = scrape(port)
     ups = [k for k in got if k[0] == "qtasks_worker_up"]
     assert len(ups) == 2 and all(got[k] == 1 for k in ups)  # one series per worker process
+    flight = [k for k in got if k[0] == "qtasks_worker_tasks_in_flight"]
+    assert len(flight) == 2 and all(got[k] == 0 for k in flight)
     assert value(got, "qtasks_task_run_seconds_count", task="add", queue="default") == 60
 
 
