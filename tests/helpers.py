@@ -50,6 +50,16 @@ def run_script(script: str, timeout: float = 60) -> None:
     assert result.stdout.strip() == "ok", result.stdout
 
 
+def run_cli_without(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``qtasks *args`` in a subprocess in which ``module`` cannot be imported (an optional
+    dependency that is not installed)."""
+    code = (f"import sys; sys.modules[{module!r}] = None; from qtasks.cli import main; "
+            f"raise SystemExit(main({list(args)!r}))")
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    return subprocess.run([sys.executable, "-c", code], cwd=TESTS, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     """``qtasks *args`` in a subprocess; when the test backend lives in one process
     (``memory://``), ``qtasks.cli.main`` in this process instead, so the command sees the test's

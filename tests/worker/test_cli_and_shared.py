@@ -1,14 +1,10 @@
 """The CLI and shared tasks through real workers."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from apps import shared_after, shared_mod, sync_app
-from helpers import TESTS
 from helpers import run_cli as qtasks
+from helpers import run_cli_without
 
 
 def test_shared_tasks_imported_after_the_app_run_on_its_worker(start_worker):
@@ -71,11 +67,7 @@ def test_loop_option_picks_the_event_loop(start_worker, choice):
 
 @pytest.mark.requires_processes("runs the CLI in a process without uvloop")
 def test_asking_for_uvloop_without_it_is_a_clear_error():
-    code = ("import sys; sys.modules['uvloop'] = None; from qtasks.cli import main; "
-            "raise SystemExit(main(['-A', 'apps.sync_app:app', 'run', '--loop', 'uvloop']))")
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    result = subprocess.run([sys.executable, "-c", code], cwd=TESTS, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = run_cli_without("uvloop", "-A", "apps.sync_app:app", "run", "--loop", "uvloop")
     assert result.returncode == 2
     assert "pip install 'qtasks[uvloop]'" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,15 +1,12 @@
 """``qtasks run --metrics-port``: Prometheus metrics scraped from real worker processes."""
 
-import os
 import socket
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
 from apps import sync_app
-from helpers import TESTS, wait_until
+from helpers import run_cli_without, wait_until
 
 pytestmark = pytest.mark.requires_processes("scrapes a worker process over HTTP")
 prometheus = pytest.importorskip("prometheus_client.parser")  # the test extra installs it
@@ -87,10 +84,7 @@ def test_processes_are_one_scrape_target_with_their_counts_added(start_worker):
 
 
 def test_metrics_without_prometheus_client_is_a_clear_error():
-    code = ("import sys; sys.modules['prometheus_client'] = None; from qtasks.cli import main; "
-            "raise SystemExit(main(['-A', 'apps.sync_app:app', 'run', '--metrics-port', '1']))")
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    result = subprocess.run([sys.executable, "-c", code], cwd=TESTS, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = run_cli_without("prometheus_client", "-A", "apps.sync_app:app", "run",
+                             "--metrics-port", "1")
     assert result.returncode == 2
     assert "pip install 'qtasks[metrics]'" in result.stderr
