@@ -376,7 +376,7 @@ class Worker:
             del self._buffer[index]
             picked.append(delivery)
             free -= 1
-        return picked, free
+        return picked, max(0, free)
 
     def _set_aside(self, delivery: Delivery) -> Outcome:
         reason = worker_lost_reason(delivery.deliveries, self.max_deliveries)
