@@ -227,10 +227,10 @@ def test_purge_drops_the_waiting_messages_of_one_queue(contract):
 
 
 def test_purge_takes_at_most_its_limit(contract):
-    contract.enqueue(*(contract.new(queue="bulk") for _ in range(5)))
-    first = contract.client.purge("bulk", 3, "purged")
-    second = contract.client.purge("bulk", 3, "purged")
-    assert (len(first), len(second), len(set(first + second))) == (3, 2, 5)
+    contract.enqueue(*(contract.new(queue="bulk") for _ in range(1200)))
+    batches = [contract.client.purge("bulk", 500, "purged") for _ in range(4)]
+    assert [len(b) for b in batches] == [500, 500, 200, 0]
+    assert len({u for b in batches for u in b}) == 1200
     assert contract.app.stats().queued == 0
 
 
