@@ -12,11 +12,12 @@ every lease this worker holds in one call, so a long task is not handed to anoth
 this one is alive; an outcome written after a lease was lost to another worker is rejected by
 the backend, counted in ``rejected`` and logged.
 
-Short tasks (a run much shorter than a round trip) would leave the worker waiting on the backend
+Short tasks (a run shorter than a round trip) would leave the worker waiting on the backend
 with ``concurrency`` tasks per round trip at most. For them it also starts, in the same round
-trip, up to a *lane* of tasks beyond its free slots: their start is recorded, and each runs as
-soon as a slot frees, with no round trip in between (``_lane``). A task in the lane counts as
-started: if the worker dies, it comes back in quarantine like the tasks that were running.
+trip, up to a *lane* of tasks beyond its free slots (about two round trips' worth): their
+start is recorded, and each runs as soon as a slot frees, with no round trip in between
+(``_lane``). A task in the lane counts as started: if the worker dies, it comes back in
+quarantine like the tasks that were running.
 
 Stopping: the first SIGTERM/SIGINT stops claiming, hands the buffered (never started) tasks back
 at once, and gives running tasks (and those of the lane) ``grace`` seconds, writing their
@@ -254,8 +255,7 @@ class Worker:
                 await self._gather()
                 self._wakeup.clear()
             after_starts, fresh = fresh, False
-            while self._lane and len(self._running) < slots:  # slots lent meanwhile
-                self._start(self._lane.popleft(), pool)
+            self._feed(pool, slots)  # slots lent meanwhile
             to_start, free = self._pick(slots)
             held = len(self._running) + len(to_start) + len(self._buffer) + len(self._lane)
             # While a task in quarantine waits for the worker to empty, or runs, fetch nothing.
@@ -329,6 +329,11 @@ class Worker:
             await asyncio.wait({waiter}, timeout=GATHER)
         finally:
             waiter.cancel()
+
+    def _feed(self, pool: TaskThreads, slots: int) -> None:
+        """Start tasks of the lane while slots are free."""
+        while self._lane and len(self._running) < slots:
+            self._start(self._lane.popleft(), pool)
 
     def _start_or_queue(self, delivery: Delivery, pool: TaskThreads, slots: int) -> None:
         """A delivery whose start is recorded runs now if a slot is free, else in the lane."""
@@ -541,8 +546,7 @@ class Worker:
         # The lane's tasks have started (their count is recorded): they run in the grace
         # period like the running ones, each taking the slot of one that ends.
         if self.pool is not None:
-            while self._lane and len(self._running) < self.concurrency + self._lent:
-                self._start(self._lane.popleft(), self.pool)
+            self._feed(self.pool, self.concurrency + self._lent)
         until = time.monotonic() + self.grace
         deadline = asyncio.create_task(asyncio.sleep(self.grace))
         hard = asyncio.create_task(self._hard.wait())
