@@ -42,13 +42,15 @@ def test_bulk_enqueue_queues_every_task_with_its_record(contract):
 
 
 def test_a_delayed_task_is_not_handed_out_before_its_time(contract):
-    contract.enqueue(contract.new("job", eta=time.time() + 0.6))
+    eta = time.time() + 0.6
+    contract.enqueue(contract.new("job", eta=eta))
     assert contract.fetch() == []
     assert contract.app.stats().delayed == 1
-    started = time.monotonic()
     got = contract.fetch(block=5.0)  # a blocking fetch wakes up when the task becomes due
     assert len(got) == 1
-    assert time.monotonic() - started >= 0.4
+    # Measured against the task's own due time, not the test's: a slow machine may spend
+    # most of the delay before the blocking fetch even starts.
+    assert time.time() >= eta - 0.05
 
 
 def test_named_queues_are_kept_apart(contract):
