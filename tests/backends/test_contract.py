@@ -7,6 +7,8 @@ a producer would see: records, stats, dead letters.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import threading
 import time
 
@@ -279,6 +281,74 @@ def test_search_lists_records_newest_first(contract):
     assert [r["uuid"] for r in rows] == [t.uuid for t in tasks[::-1][:3]]
     assert [r["uuid"] for r in contract.client.search(status="new", before=tasks[2].created_at)] \
         == [tasks[1].uuid, tasks[0].uuid]
+
+
+def _pages(contract, limit, **filters):
+    """Every page of a search, following the cursor to the end."""
+    pages, cursor = [], None
+    while page := contract.client.search(limit=limit, cursor=cursor, **filters):
+        assert len(page) <= limit
+        pages.append([r["uuid"] for r in page])
+        cursor = (page[-1]["created_at"], page[-1]["uuid"])
+    return pages
+
+
+def test_search_pages_through_every_record_once_when_creation_times_tie(contract):
+    base = time.time() - 1
+    # groups of four tasks share a creation time, as a bulk enqueue's tasks may
+    tasks = [dataclasses.replace(contract.new("job", i), created_at=base + (i // 4) / 1000)
+             for i in range(30)]
+    contract.enqueue(*tasks)
+    (other,) = contract.enqueue(contract.new("other"))
+    newest_first = [t.uuid for t in sorted(tasks, key=lambda t: (t.created_at, t.uuid),
+                                           reverse=True)]
+    pages = _pages(contract, 7, task_name="job")
+    assert [len(p) for p in pages] == [7, 7, 7, 7, 2]
+    assert sum(pages, []) == newest_first
+    assert sum(_pages(contract, 4, status="new"), []) == [other.uuid, *newest_first]
+    assert sum(_pages(contract, 9, status="new", task_name="job"), []) == newest_first
+    assert sum(_pages(contract, 11), []) == [other.uuid, *newest_first]
+
+
+def test_search_goes_on_from_a_cursor_whose_record_has_changed_status(contract):
+    base = time.time()
+    tasks = [dataclasses.replace(contract.new("job", i), created_at=base + i / 1000)
+             for i in range(6)]
+    contract.enqueue(*tasks)
+    newest_first = [t.uuid for t in tasks[::-1]]
+    first = contract.client.search(status="new", limit=2)
+    assert [r["uuid"] for r in first] == newest_first[:2]
+    # the page's last task starts: it leaves the "new" rows, and the next page still follows it
+    started = [d.uuid for d in contract.fetch(limit=10, start=10)]
+    assert set(started) == set(newest_first)
+    later = contract.enqueue(*(dataclasses.replace(contract.new("job", i),
+                                                   created_at=base + i / 1000) for i in range(3)))
+    cursor = (first[-1]["created_at"], first[-1]["uuid"])
+    rest = contract.client.search(status="new", limit=10, cursor=cursor)
+    assert {r["uuid"] for r in rest} == {t.uuid for t in later}
+    assert len(rest) == 3
+    below = contract.client.search(limit=10, cursor=cursor)
+    assert {r["uuid"] for r in below} == {*newest_first[2:], *(t.uuid for t in later)}
+    assert len(below) == 7
+
+
+def test_workers_are_listed_as_they_last_reported(contract):
+    from qtasks.backends.transport import worker_info
+
+    assert contract.client.workers() == []
+    started = time.time() - 5
+    contract.run(contract.transport.heartbeat(
+        worker_info("w7", started, 8, ("default", "emails"), running=3), [], 30.0))
+    (row,) = contract.client.workers()
+    assert (row.id, row.pid, row.concurrency, row.queues, row.running) == \
+        ("w7", os.getpid(), 8, ("default", "emails"), 3)
+    assert row.started_at == pytest.approx(started, abs=0.01)
+    assert time.time() - 5 < row.heartbeat_at <= time.time() + 1
+    contract.run(contract.transport.heartbeat(
+        worker_info("w7", started, 8, ("default", "emails"), running=0), [], 30.0))
+    assert contract.client.workers()[0].running == 0
+    contract.run(contract.transport.unregister("w7"))
+    assert contract.client.workers() == []
 
 
 def test_live_workers_are_counted(contract):

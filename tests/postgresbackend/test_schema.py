@@ -13,6 +13,7 @@ import pytest
 from conftest import TESTS
 from postgresbackend.conftest import POSTGRES, url_with
 from qtasks import QueueTasks
+from qtasks.backends.postgres.sql import SCHEMA_VERSION, migration
 from qtasks.exceptions import BackendError
 
 
@@ -40,7 +41,7 @@ def test_qtasks_migrate_creates_the_tables_then_says_they_are_up_to_date(bare_sc
     url = url_with(bare_schema)
     first = _cli("migrate", "--url", url)
     assert first.returncode == 0, first.stderr
-    assert "migrated from 0 to 1" in first.stdout
+    assert f"migrated from 0 to {SCHEMA_VERSION}" in first.stdout
     again = _cli("migrate", "--url", url)
     assert "up to date" in again.stdout
     app = QueueTasks(name="migrated", broker_url=url)
@@ -56,7 +57,27 @@ def test_qtasks_migrate_with_an_app_uses_its_urls(bare_schema, tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stderr
-    assert f"schema={bare_schema}: schema version 1" in done.stdout
+    assert f"schema={bare_schema}: schema version {SCHEMA_VERSION}" in done.stdout
+
+
+def test_tables_of_the_first_release_are_upgraded_with_their_tasks(bare_schema):
+    url = url_with(bare_schema)
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:  # the schema as release 1 left it
+        conn.execute(f'CREATE SCHEMA "{bare_schema}"')
+        for statement in [*migration(0, bare_schema),
+                          f'CREATE TABLE "{bare_schema}".meta (key text PRIMARY KEY, '
+                          "value text NOT NULL)",
+                          f"INSERT INTO \"{bare_schema}\".meta VALUES ('schema_version', '1')"]:
+            conn.execute(statement)
+    with pytest.raises(BackendError, match="version 1, this release needs"):
+        QueueTasks(name="v1", broker_url=url).add_task("anything")
+    done = _cli("migrate", "--url", url)
+    assert done.returncode == 0, done.stderr
+    assert f"migrated from 1 to {SCHEMA_VERSION}" in done.stdout
+    app = QueueTasks(name="v1", broker_url=url)
+    tasks = [app.add_task("anything", i) for i in range(3)]
+    assert [r["uuid"] for r in app.client.search(task_name="anything")] == \
+        [str(t.uuid) for t in tasks[::-1]]
 
 
 def test_tables_of_an_older_version_ask_for_an_upgrade(bare_schema):
@@ -66,7 +87,8 @@ def test_tables_of_an_older_version_ask_for_an_upgrade(bare_schema):
         conn.execute(f"UPDATE \"{bare_schema}\".meta SET value = '0' "
                      "WHERE key = 'schema_version'")
     app = QueueTasks(name="old", broker_url=url)
-    with pytest.raises(BackendError, match="version 0, this release needs 1; upgrade them"):
+    with pytest.raises(BackendError,
+                       match=f"version 0, this release needs {SCHEMA_VERSION}; upgrade them"):
         app.add_task("anything")
 
 
@@ -108,7 +130,7 @@ def test_manage_py_migrate_creates_the_tables_of_a_postgres_app(bare_schema):
     done = subprocess.run([sys.executable, "-c", DJANGO_MIGRATE, url_with(bare_schema)],
                           capture_output=True, text=True, cwd=TESTS, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "migrated from schema version 0 to 1" in done.stdout
+    assert f"migrated from schema version 0 to {SCHEMA_VERSION}" in done.stdout
     assert done.stdout.strip().endswith("new")
 
 

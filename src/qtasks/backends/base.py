@@ -198,6 +198,26 @@ class WorkerInfo:
     started_at: float
     concurrency: int
     queues: tuple[str, ...] = ("default",)
+    running: int = 0
+    """Tasks it held at this heartbeat (running, or started and waiting for a slot)."""
+
+
+@dataclass(slots=True)
+class WorkerRow:
+    """A live worker as the store last heard of it (``SyncResultStore.workers``)."""
+
+    id: str
+    hostname: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    concurrency: int
+    queues: tuple[str, ...] = ("default",)
+    running: int = 0
+
+
+Cursor = tuple[float, str]
+"""Where a page of ``search`` ended: the ``(created_at, uuid)`` of its last row."""
 
 
 # -- the broker role ------------------------------------------------------------------------------
@@ -321,8 +341,12 @@ class ResultStore(abc.ABC):
 
     @abc.abstractmethod
     async def search(self, *, status: str | None = None, task_name: str | None = None,
-                     limit: int = 100, before: float | None = None) -> list[RecordRow]:
-        """Records, newest first, filtered; ``before`` pages on ``created_at``."""
+                     limit: int = 100, before: float | None = None,
+                     cursor: Cursor | None = None) -> list[RecordRow]:
+        """Records, newest first (by ``created_at``, then ``uuid``, both descending), filtered:
+        only those created before ``before`` (epoch seconds), and only those after ``cursor``
+        in that order, the ``(created_at, uuid)`` of the previous page's last row. Keyset
+        pagination: a page costs the same on the millionth record as on the first."""
 
     @abc.abstractmethod
     async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
@@ -368,10 +392,16 @@ class SyncResultStore(abc.ABC):
 
     @abc.abstractmethod
     def search(self, *, status: str | None = None, task_name: str | None = None,
-               limit: int = 100, before: float | None = None) -> list[RecordRow]: ...
+               limit: int = 100, before: float | None = None,
+               cursor: Cursor | None = None) -> list[RecordRow]: ...
 
     @abc.abstractmethod
     def live_workers(self) -> int: ...
+
+    def workers(self) -> list[WorkerRow]:
+        """The workers whose heartbeat has not expired, oldest first (the dashboard's list).
+        A backend without it says so."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list workers")
 
     @abc.abstractmethod
     def stats(self) -> StoreStats: ...

@@ -35,6 +35,7 @@ from qtasks.backends.base import (
     SyncBroker,
     SyncResultStore,
     WorkerInfo,
+    WorkerRow,
 )
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
@@ -80,9 +81,9 @@ class Kept:
 
 
 def worker_info(worker_id: str, started_at: float, concurrency: int,
-                queues: Sequence[str] = ("default",)) -> WorkerInfo:
+                queues: Sequence[str] = ("default",), running: int = 0) -> WorkerInfo:
     return WorkerInfo(id=worker_id, hostname=HOSTNAME, pid=os.getpid(), started_at=started_at,
-                      concurrency=concurrency, queues=tuple(queues))
+                      concurrency=concurrency, queues=tuple(queues), running=running)
 
 
 class Transport:
@@ -303,6 +304,9 @@ class Client:
 
     def delete_dead_letters(self, ids: Sequence[Any]) -> int:
         return self.store.delete_dead_letters(ids)
+
+    def workers(self) -> list[WorkerRow]:
+        return self.store.workers()
 
     def close(self) -> None:
         self.broker.close()

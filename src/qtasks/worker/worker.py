@@ -224,7 +224,8 @@ class Worker:
             log.info("worker %s stopped", self.id)
 
     def _info(self) -> WorkerInfo:
-        return worker_info(self.id, self.started_at, self.concurrency, self.queues)
+        return worker_info(self.id, self.started_at, self.concurrency, self.queues,
+                           running=len(self._buffer) + len(self._lane) + len(self._running))
 
     def _held(self) -> list[Delivery]:
         """Every delivery whose lease this worker holds."""

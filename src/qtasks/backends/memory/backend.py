@@ -17,6 +17,7 @@ from typing import Any
 from qtasks.backends.base import (
     Backend,
     Broker,
+    Cursor,
     DeadLetter,
     Delivery,
     FinishReport,
@@ -28,6 +29,7 @@ from qtasks.backends.base import (
     SyncBroker,
     SyncResultStore,
     WorkerInfo,
+    WorkerRow,
 )
 from qtasks.backends.memory.state import MemoryState
 from qtasks.core.record import RecordRow
@@ -156,8 +158,9 @@ class MemoryStore(ResultStore):
         return self.state.dead_letters(limit)
 
     async def search(self, *, status: str | None = None, task_name: str | None = None,
-                     limit: int = 100, before: float | None = None) -> list[RecordRow]:
-        return self.state.search(status, task_name, limit, before)
+                     limit: int = 100, before: float | None = None,
+                     cursor: Cursor | None = None) -> list[RecordRow]:
+        return self.state.search(status, task_name, limit, before, cursor)
 
     async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
         self.state.heartbeat(info, lease)
@@ -208,11 +211,15 @@ class SyncMemoryStore(SyncResultStore):
         return self.state.delete_dead_letters(ids)
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
-               limit: int = 100, before: float | None = None) -> list[RecordRow]:
-        return self.state.search(status, task_name, limit, before)
+               limit: int = 100, before: float | None = None,
+                     cursor: Cursor | None = None) -> list[RecordRow]:
+        return self.state.search(status, task_name, limit, before, cursor)
 
     def live_workers(self) -> int:
         return self.state.live_workers()
+
+    def workers(self) -> list[WorkerRow]:
+        return self.state.live_worker_rows()
 
     def stats(self) -> StoreStats:
         return self.state.store_stats()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qtasks.backends.base import (
+    Cursor,
     DeadLetter,
     Delivery,
     FinishReport,
@@ -30,6 +31,7 @@ from qtasks.backends.base import (
     QueueStats,
     StoreStats,
     WorkerInfo,
+    WorkerRow,
 )
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
@@ -130,7 +132,7 @@ class MemoryState:
         self.holders: dict[str, Any] = {}
         self.letters: list[DeadLetter] = []
         self._letter_ids = itertools.count(1)
-        self.workers: dict[str, tuple[WorkerInfo, float]] = {}
+        self.workers: dict[str, tuple[WorkerInfo, float, float]] = {}  # info, until, beat
 
     # -- broker -------------------------------------------------------------------------------
 
@@ -449,18 +451,20 @@ class MemoryState:
         return gone
 
     def search(self, status: str | None, task_name: str | None, limit: int,
-               before: float | None) -> list[RecordRow]:
+               before: float | None, cursor: Cursor | None = None) -> list[RecordRow]:
         with self.lock:
             rows = [dict(r) for r in self.records.values()
                     if (status is None or r["status"] == status)
                     and (task_name is None or r["task_name"] == task_name)
-                    and (before is None or r["created_at"] < before)]
-        rows.sort(key=lambda r: r["created_at"], reverse=True)
+                    and (before is None or r["created_at"] < before)
+                    and (cursor is None or (r["created_at"], r["uuid"]) < cursor)]
+        rows.sort(key=lambda r: (r["created_at"], r["uuid"]), reverse=True)
         return rows[:limit]  # type: ignore[return-value]
 
     def heartbeat(self, info: WorkerInfo, lease: float) -> None:
         with self.lock:
-            self.workers[info.id] = (info, time.time() + lease)
+            now = time.time()
+            self.workers[info.id] = (info, now + lease, now)
 
     def unregister(self, worker: str) -> None:
         with self.lock:
@@ -469,7 +473,16 @@ class MemoryState:
     def live_workers(self) -> int:
         now = time.time()
         with self.lock:
-            return sum(1 for _, until in self.workers.values() if until > now)
+            return sum(1 for _, until, _ in self.workers.values() if until > now)
+
+    def live_worker_rows(self) -> list[WorkerRow]:
+        now = time.time()
+        with self.lock:
+            live = [(info, beat) for info, until, beat in self.workers.values() if until > now]
+        return sorted((WorkerRow(id=i.id, hostname=i.hostname, pid=i.pid, started_at=i.started_at,
+                                 heartbeat_at=beat, concurrency=i.concurrency, queues=i.queues,
+                                 running=i.running) for i, beat in live),
+                      key=lambda w: (w.started_at, w.id))
 
     def delete_finished(self, older_than: float | None) -> int:
         cutoff = time.time() - (older_than or 0.0)

@@ -25,6 +25,7 @@ from typing import Any
 from qtasks.backends.base import (
     Backend,
     Broker,
+    Cursor,
     DeadLetter,
     Delivery,
     Exchange,
@@ -37,6 +38,7 @@ from qtasks.backends.base import (
     SyncBroker,
     SyncResultStore,
     WorkerInfo,
+    WorkerRow,
 )
 from qtasks.backends.postgres import sql as q
 from qtasks.backends.postgres.connection import AsyncDb, PerLoop, SyncDb, parse_url
@@ -223,10 +225,12 @@ class PostgresBackend(Backend):
         return bool(rows[0][0])
 
     def search_op(self, status: str | None, task_name: str | None, limit: int,
-                  before: float | None) -> q.Steps:
-        rows = yield (q.search_sql(self.sql, status, task_name, before),
+                  before: float | None, cursor: Cursor | None = None) -> q.Steps:
+        after_created, after_uuid = cursor if cursor is not None else (None, None)
+        rows = yield (q.search_sql(self.sql, status, task_name, before, cursor is not None),
                       {"app": self.app, "status": status, "task_name": task_name,
-                       "before": before, "limit": limit})
+                       "before": before, "limit": limit, "after_created": after_created,
+                       "after_uuid": after_uuid})
         return [q.record(r) for r in rows]
 
     def purge_op(self, queue: str, limit: int) -> q.Steps:
@@ -240,6 +244,10 @@ class PostgresBackend(Backend):
     def dead_letters_op(self, limit: int) -> q.Steps:
         rows = yield from self.run_op("dead_letters", limit=limit)
         return [q.dead_letter(r) for r in rows]
+
+    def workers_op(self) -> q.Steps:
+        rows = yield from self.run_op("workers", now=time.time())
+        return [w for w in map(q.worker_row, rows) if count_live([(w.hostname, w.pid)])]
 
     def live_op(self) -> q.Steps:
         rows = yield from self.run_op("live_workers", now=time.time())
@@ -569,8 +577,9 @@ class PostgresStore(ResultStore):
         return await self._db().run(self.backend.dead_letters_op(limit))
 
     async def search(self, *, status: str | None = None, task_name: str | None = None,
-                     limit: int = 100, before: float | None = None) -> list[RecordRow]:
-        return await self._db().run(self.backend.search_op(status, task_name, limit, before))
+                     limit: int = 100, before: float | None = None,
+                     cursor: Cursor | None = None) -> list[RecordRow]:
+        return await self._db().run(self.backend.search_op(status, task_name, limit, before, cursor))
 
     async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
         await self._db().run(self.backend.heartbeat_op(info, lease))
@@ -646,11 +655,15 @@ class SyncPostgresStore(SyncResultStore):
         return self.backend.sync.run(self.backend.delete_dead_letters_op(ids))
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
-               limit: int = 100, before: float | None = None) -> list[RecordRow]:
-        return self.backend.sync.run(self.backend.search_op(status, task_name, limit, before))
+               limit: int = 100, before: float | None = None,
+                     cursor: Cursor | None = None) -> list[RecordRow]:
+        return self.backend.sync.run(self.backend.search_op(status, task_name, limit, before, cursor))
 
     def live_workers(self) -> int:
         return self.backend.sync.run(self.backend.live_op())
+
+    def workers(self) -> list[WorkerRow]:
+        return self.backend.sync.run(self.backend.workers_op())
 
     def stats(self) -> StoreStats:
         return self.backend.sync.run(self.backend.store_stats_op())

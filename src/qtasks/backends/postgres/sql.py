@@ -43,6 +43,7 @@ from qtasks.backends.base import (
     QueueStats,
     StoreStats,
     WorkerInfo,
+    WorkerRow,
 )
 from qtasks.core.record import RecordRow
 
@@ -128,6 +129,16 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at double precision NOT NULL,
         concurrency integer NOT NULL
     );
+    """,
+    # 1 -> 2: keyset search (both orderings indexed to the uuid, so a page never sorts; the
+    # columns never change, so updates stay heap-only), and workers report queues and load.
+    """
+    CREATE INDEX records_keyset ON {s}.records (app, created_at, uuid);
+    DROP INDEX {s}.records_created;
+    ALTER INDEX {s}.records_keyset RENAME TO records_created;
+    CREATE INDEX records_name ON {s}.records (app, task_name, created_at, uuid);
+    ALTER TABLE {s}.workers ADD COLUMN queues text NOT NULL DEFAULT 'default',
+                            ADD COLUMN running integer NOT NULL DEFAULT 0;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -559,13 +570,17 @@ def statements(sql: Sql) -> dict[str, str]:
                          "LIMIT %(limit)s"),
         "heartbeat": (
             f"INSERT INTO {s}.workers (id, app, hostname, pid, started_at, heartbeat_at, "
-            "expires_at, concurrency) VALUES (%(id)s, %(app)s, %(hostname)s, %(pid)s, "
-            "%(started_at)s, %(now)s, %(expires)s, %(concurrency)s) ON CONFLICT (id) DO UPDATE "
-            "SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at"),
+            "expires_at, concurrency, queues, running) VALUES (%(id)s, %(app)s, %(hostname)s, "
+            "%(pid)s, %(started_at)s, %(now)s, %(expires)s, %(concurrency)s, %(queues)s, "
+            "%(running)s) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
+            "expires_at = excluded.expires_at, running = excluded.running"),
         "forget_workers": f"DELETE FROM {s}.workers WHERE app = %(app)s AND expires_at < %(old)s",
         "unregister": f"DELETE FROM {s}.workers WHERE id = %(id)s",
         "live_workers": (f"SELECT hostname, pid FROM {s}.workers WHERE app = %(app)s "
                          "AND expires_at > %(now)s"),
+        "workers": (f"SELECT id, hostname, pid, started_at, heartbeat_at, concurrency, queues, "
+                    f"running FROM {s}.workers WHERE app = %(app)s AND expires_at > %(now)s "
+                    "ORDER BY started_at, id"),
         # Expiry in slices, each a short transaction: records final and untouched since the
         # cutoff (found through ``records_created``: a record is older than its last update).
         "expire_records": (
@@ -587,7 +602,8 @@ def statements(sql: Sql) -> dict[str, str]:
     }
 
 
-def search_sql(sql: Sql, status: str | None, task_name: str | None, before: float | None) -> str:
+def search_sql(sql: Sql, status: str | None, task_name: str | None, before: float | None,
+               cursor: bool = False) -> str:
     where = ["app = %(app)s"]
     if status is not None:
         where.append("status = %(status)s")
@@ -595,8 +611,16 @@ def search_sql(sql: Sql, status: str | None, task_name: str | None, before: floa
         where.append("task_name = %(task_name)s")
     if before is not None:
         where.append("created_at < %(before)s")
+    if cursor:
+        where.append("(created_at, uuid) < (%(after_created)s, %(after_uuid)s)")
     return (f"SELECT {_COLUMNS} FROM {sql.s}.records WHERE {' AND '.join(where)} "
-            "ORDER BY created_at DESC LIMIT %(limit)s")
+            "ORDER BY created_at DESC, uuid DESC LIMIT %(limit)s")
+
+
+def worker_row(row: Sequence[Any]) -> WorkerRow:
+    wid, hostname, pid, started_at, heartbeat_at, concurrency, queues, running = row
+    return WorkerRow(wid, hostname, pid, started_at, heartbeat_at, concurrency,
+                     tuple(queues.split(",")), running)
 
 
 def record(row: Sequence[Any]) -> RecordRow:
@@ -625,7 +649,8 @@ def store_stats(row: Sequence[Any]) -> StoreStats:
 def heartbeat_params(app: str, info: WorkerInfo, lease: float, now: float) -> dict[str, Any]:
     return {"app": app, "id": info.id, "hostname": info.hostname, "pid": info.pid,
             "started_at": info.started_at, "now": now, "expires": now + lease,
-            "concurrency": info.concurrency, "old": now - 3600}
+            "concurrency": info.concurrency, "queues": ",".join(info.queues),
+            "running": info.running, "old": now - 3600}
 
 
 # -- operations that take more than one statement ---------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 from qtasks.backends.base import (
     Backend,
     Broker,
+    Cursor,
     DeadLetter,
     Delivery,
     Exchange,
@@ -29,6 +30,7 @@ from qtasks.backends.base import (
     SyncBroker,
     SyncResultStore,
     WorkerInfo,
+    WorkerRow,
 )
 from qtasks.backends.redis import protocol
 from qtasks.backends.redis.connection import AsyncConn, PerLoop, SyncConn, parse_url
@@ -280,8 +282,9 @@ class RedisStore(ResultStore):
         return await self._run(protocol.dead_letters(self.keys, limit))
 
     async def search(self, *, status: str | None = None, task_name: str | None = None,
-                     limit: int = 100, before: float | None = None) -> list[RecordRow]:
-        return await self._run(protocol.search(status, task_name, limit, before))
+                     limit: int = 100, before: float | None = None,
+                     cursor: Cursor | None = None) -> list[RecordRow]:
+        return await self._run(protocol.search(status, task_name, limit, before, cursor))
 
     async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
         await self._run(protocol.heartbeat(info, lease))
@@ -350,11 +353,16 @@ class SyncRedisStore(SyncResultStore):
         return self.backend.sync.run(protocol.delete_dead_letters(self.keys, ids))
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
-               limit: int = 100, before: float | None = None) -> list[RecordRow]:
-        return self.backend.sync.run(protocol.search(status, task_name, limit, before))
+               limit: int = 100, before: float | None = None,
+                     cursor: Cursor | None = None) -> list[RecordRow]:
+        return self.backend.sync.run(protocol.search(status, task_name, limit, before, cursor))
 
     def live_workers(self) -> int:
         return count_live(self.backend.sync.run(protocol.live_workers()))
+
+    def workers(self) -> list[WorkerRow]:
+        return [w for w in self.backend.sync.run(protocol.workers())
+                if count_live([(w.hostname, w.pid)])]
 
     def stats(self) -> StoreStats:
         _, store = self.backend.sync.run(protocol.stats())

@@ -29,6 +29,7 @@ from qtasks.backends.base import (
     Outcome,
     QueueStats,
     StoreStats,
+    WorkerRow,
 )
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendError
@@ -345,7 +346,8 @@ def extend(deliveries: Sequence[Delivery], lease: float) -> Op:
 
 def heartbeat(info: Any, lease: float, deliveries: Sequence[Delivery] = ()) -> Op:
     pairs = {"hostname": info.hostname, "pid": info.pid, "started_at": repr(info.started_at),
-             "concurrency": info.concurrency, "queues": ",".join(info.queues)}
+             "concurrency": info.concurrency, "queues": ",".join(info.queues),
+             "running": info.running}
     args: list[Any] = ["heartbeat", info.id, _ms(lease), len(pairs)]
     for key, value in pairs.items():
         args += (key, value)
@@ -367,8 +369,19 @@ def unregister(worker: str) -> Op:
 
 def live_workers() -> Op:
     """``(hostname, pid)`` of the workers whose heartbeat has not expired."""
+    return [(w.hostname, w.pid) for w in (yield from workers())]
+
+
+def workers() -> Op:
+    """The workers whose heartbeat has not expired, as they last reported themselves."""
     flat = yield Script(["workers"])
-    return [(flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)]
+    rows = [WorkerRow(id=flat[i], hostname=flat[i + 1], pid=int(flat[i + 2]),
+                      started_at=float(flat[i + 3] or 0), heartbeat_at=float(flat[i + 4] or 0),
+                      concurrency=int(flat[i + 5] or 0),
+                      queues=tuple((flat[i + 6] or "default").split(",")),
+                      running=int(flat[i + 7] or 0))
+            for i in range(0, len(flat), 8)]
+    return sorted(rows, key=lambda w: (w.started_at, w.id))
 
 
 def mark_running(deliveries: Sequence[Delivery]) -> Op:
@@ -488,9 +501,10 @@ def delete_dead_letters(keys: Keys, ids: Sequence[Any]) -> Op:
 
 
 def search(status: str | None, task_name: str | None, limit: int,
-           before: float | None) -> Op:
+           before: float | None, cursor: tuple[float, str] | None = None) -> Op:
+    after_created, after_uuid = (repr(float(cursor[0])), cursor[1]) if cursor else ("", "")
     flat = yield Script(["search", status or "", task_name or "", limit,
-                         repr(before) if before is not None else ""])
+                         repr(before) if before is not None else "", after_created, after_uuid])
     rows = (record_row(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
     return [r for r in rows if r is not None]
 

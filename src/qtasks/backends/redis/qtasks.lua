@@ -38,6 +38,7 @@ local NOW, NOW_S = 0, ''  -- the server's clock: ms, and seconds as text (see `b
 
 local FINAL = {success = true, error = true, cancel = true}
 local STATUSES = {'new', 'process', 'success', 'error', 'cancel'}
+local SEARCH_BUDGET = 20000  -- records one search call looks at, at most, with two filters
 
 local function rkey(u) return P .. 'r:' .. u end
 local function mkey(id) return P .. 'm:' .. id end
@@ -98,6 +99,13 @@ local function index_status(u, old, new, created)
   pend('ZADD', P .. 'ix:st:' .. new, created, u)
 end
 
+-- Records are also indexed by task name (the search's name filter reads that index, never the
+-- whole store); the set of names lets a flush and the sweep find every name index.
+local function index_name(u, name, created)
+  pend('ZADD', P .. 'ix:nm:' .. name, created, u)
+  pend('SADD', P .. 'names', name)
+end
+
 -- A task as the client encodes it: uuid, name, priority, args, kwargs, created_at, extras, and
 -- for its message: queue, due ms ('' = now), envelope.
 local function read_task()
@@ -125,6 +133,7 @@ local function create_record(task, watched)
   redis.call(unpack(set))
   pend('ZADD', P .. 'ix:all', task.created, task.u)
   index_status(task.u, nil, 'new', task.created)
+  index_name(task.u, task.name, task.created)
   return true
 end
 
@@ -185,19 +194,23 @@ local function sweep(cutoff, n)
   local old = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', cutoff, 'LIMIT', 0, n)
   if #old == 0 then return 0, 0 end
   local gone, later = {}, {}
-  local by_status = {}
+  local by_status, by_name = {}, {}
   for _, u in ipairs(old) do
     if redis.call('HEXISTS', P .. 'byuuid', u) == 1 then
       later[#later + 1] = u  -- a worker may still hold its message: look again later
     else
       local k = rkey(u)
-      local status = redis.call('HGET', k, 'status')
+      local cur = redis.call('HMGET', k, 'status', 'task_name')
+      local status = cur[1]
       if status == false or FINAL[status] then
         redis.call('DEL', k)
         gone[#gone + 1] = u
-        local key = status or ''  -- '' : expired by itself, its status unknown
+        local key = status or ''  -- '' : expired by itself, its status and name unknown
         by_status[key] = by_status[key] or {}
         table.insert(by_status[key], u)
+        local name = cur[2] or ''
+        by_name[name] = by_name[name] or {}
+        table.insert(by_name[name], u)
       end
     end
   end
@@ -210,6 +223,15 @@ local function sweep(cutoff, n)
         for s in pairs(FINAL) do redis.call('ZREM', P .. 'ix:st:' .. s, unpack(members)) end
       else
         redis.call('ZREM', P .. 'ix:st:' .. status, unpack(members))
+      end
+    end
+    for name, members in pairs(by_name) do
+      if name == '' then
+        for _, n in ipairs(redis.call('SMEMBERS', P .. 'names')) do
+          redis.call('ZREM', P .. 'ix:nm:' .. n, unpack(members))
+        end
+      else
+        redis.call('ZREM', P .. 'ix:nm:' .. name, unpack(members))
       end
     end
   end
@@ -391,6 +413,7 @@ local function write_outcome(fused)
     redis.call('HSET', k, 'task_name', o.name, 'priority', o.p, 'args', o.args or '[]',
       'kwargs', o.kwargs or '{}', 'created_at', created)
     redis.call('ZADD', P .. 'ix:all', created, o.u)
+    index_name(o.u, o.name, created)
   end
   local set = {'HSET', k, 'status', o.status, 'updated_at', NOW_S, 'fin', mine}
   -- only fields that are there: a final record keeps its holder (nothing reads it then)
@@ -614,14 +637,15 @@ elseif op == 'unregister' then
   redis.call('DEL', P .. 'worker:' .. id)
   return 0
 
-elseif op == 'workers' then  -- live workers: id, hostname, pid, ...
+elseif op == 'workers' then  -- live workers: id, then 7 fields each (see protocol.workers)
   local ids = redis.call('ZRANGEBYSCORE', P .. 'workers', '(' .. NOW, '+inf')
   local out = {}
   for _, id in ipairs(ids) do
-    local w = redis.call('HMGET', P .. 'worker:' .. id, 'hostname', 'pid')
+    local w = redis.call('HMGET', P .. 'worker:' .. id, 'hostname', 'pid', 'started_at',
+      'heartbeat_at', 'concurrency', 'queues', 'running')
     out[#out + 1] = id
-    out[#out + 1] = w[1] or ''
-    out[#out + 1] = w[2] or '0'
+    for i = 1, 7 do out[#out + 1] = w[i] or '' end
+    if out[#out - 5] == '' then out[#out - 5] = '0' end  -- pid
   end
   return out
 
@@ -718,30 +742,68 @@ elseif op == 'stats' then  -- per queue: name, ready, delayed, leased; then reco
   end
   return {out, redis.call('ZCARD', P .. 'ix:all'), redis.call('XLEN', P .. 'dead')}
 
-elseif op == 'search' then  -- status, task name, limit, before (seconds, '' = none)
-  local status, name, limit, before = arg(), arg(), num(), arg()
-  local key = status ~= '' and (P .. 'ix:st:' .. status) or (P .. 'ix:all')
+elseif op == 'search' then
+  -- status, task name, limit, before (seconds, '' = none), cursor created_at and uuid ('' =
+  -- none). Reads the most selective index there is (name, else status, else all), newest
+  -- first, from just after the cursor: by its rank when the cursor's uuid is in that index,
+  -- else by its score (ties at the cursor's score go by uuid, as the members are ordered).
+  -- With both filters, the status is checked on each record of that name: at most
+  -- SEARCH_BUDGET of them are looked at per call.
+  local status, name, limit, before, c_at, c_uuid = arg(), arg(), num(), arg(), arg(), arg()
+  local key = (name ~= '' and (P .. 'ix:nm:' .. name))
+    or (status ~= '' and (P .. 'ix:st:' .. status)) or (P .. 'ix:all')
+  local check_status = name ~= '' and status ~= ''
+  local out, seen = {}, 0
+  local function take(members)
+    for _, u in ipairs(members) do
+      if #out >= limit * 2 or seen >= SEARCH_BUDGET then return false end
+      seen = seen + 1
+      local fields = redis.call('HGETALL', rkey(u))
+      local keep = #fields > 0
+      if keep and check_status then
+        for i = 1, #fields, 2 do
+          if fields[i] == 'status' then keep = fields[i + 1] == status; break end
+        end
+      end
+      if keep then
+        out[#out + 1] = u
+        out[#out + 1] = fields
+      end
+    end
+    return true
+  end
   local max = before ~= '' and ('(' .. before) or '+inf'
-  local out, offset = {}, 0
-  while #out < limit * 2 do
+  local rank = c_uuid ~= '' and redis.call('ZREVRANK', key, c_uuid) or false
+  if rank then
+    local start = rank + 1
+    while true do
+      local chunk = redis.call('ZREVRANGE', key, start, start + 199, 'WITHSCORES')
+      if #chunk == 0 then break end
+      local members = {}
+      for i = 1, #chunk, 2 do
+        if before == '' or tonumber(chunk[i + 1]) < tonumber(before) then
+          members[#members + 1] = chunk[i]
+        end
+      end
+      if not take(members) then break end
+      start = start + 200
+    end
+    return out
+  end
+  if c_at ~= '' then
+    -- the cursor's uuid left this index: the ties at its score that sort after it, then older
+    local ties = redis.call('ZREVRANGEBYSCORE', key, c_at, c_at)
+    local after = {}
+    for _, u in ipairs(ties) do if u < c_uuid then after[#after + 1] = u end end
+    if not take(after) then return out end
+    if before == '' or tonumber(c_at) < tonumber(before) then max = '(' .. c_at end
+  end
+  local offset = 0
+  while true do
     local chunk = redis.call('ZREVRANGEBYSCORE', key, max, '-inf', 'LIMIT', offset, 200)
     if #chunk == 0 then break end
     offset = offset + #chunk
-    for _, u in ipairs(chunk) do
-      local fields = redis.call('HGETALL', rkey(u))
-      if #fields > 0 then
-        local keep = name == ''
-        if not keep then
-          for i = 1, #fields, 2 do
-            if fields[i] == 'task_name' then keep = fields[i + 1] == name; break end
-          end
-        end
-        if keep and #out < limit * 2 then
-          out[#out + 1] = u
-          out[#out + 1] = fields
-        end
-      end
-    end
+    if not take(chunk) then break end
   end
   return out
 
@@ -771,6 +833,10 @@ elseif op == 'flush' then  -- what: Q messages, S records, A both; in batches of
   if what ~= 'Q' then
     if not del_members(P .. 'ix:all', P .. 'r:') then return 0 end
     for _, s in ipairs(STATUSES) do redis.call('DEL', P .. 'ix:st:' .. s) end
+    for _, n in ipairs(redis.call('SMEMBERS', P .. 'names')) do
+      redis.call('DEL', P .. 'ix:nm:' .. n)
+    end
+    redis.call('DEL', P .. 'names')
     redis.call('DEL', P .. 'done', P .. 'dead')
   end
   return 1

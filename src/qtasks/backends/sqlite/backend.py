@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from qtasks.backends.base import (
     Backend,
     Broker,
+    Cursor,
     DeadLetter,
     Delivery,
     Exchange,
@@ -36,6 +37,7 @@ from qtasks.backends.base import (
     SyncBroker,
     SyncResultStore,
     WorkerInfo,
+    WorkerRow,
 )
 from qtasks.backends.sqlite import store
 from qtasks.backends.sqlite.watcher import ChangeWatcher
@@ -323,8 +325,9 @@ class SqliteStore(ResultStore):
         return await self.db.call(store.dead_letters, limit)
 
     async def search(self, *, status: str | None = None, task_name: str | None = None,
-                     limit: int = 100, before: float | None = None) -> list[RecordRow]:
-        return await self.db.call(store.search, status, task_name, limit, before)
+                     limit: int = 100, before: float | None = None,
+                     cursor: Cursor | None = None) -> list[RecordRow]:
+        return await self.db.call(store.search, status, task_name, limit, before, cursor)
 
     async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
         await self.db.call(store.heartbeat, info, lease)
@@ -407,11 +410,15 @@ class SyncSqliteStore(SyncResultStore):
         return self.conn.call(store.delete_dead_letters, ids)
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
-               limit: int = 100, before: float | None = None) -> list[RecordRow]:
-        return self.conn.call(store.search, status, task_name, limit, before)
+               limit: int = 100, before: float | None = None,
+                     cursor: Cursor | None = None) -> list[RecordRow]:
+        return self.conn.call(store.search, status, task_name, limit, before, cursor)
 
     def live_workers(self) -> int:
         return self.conn.call(store.live_workers)
+
+    def workers(self) -> list[WorkerRow]:
+        return self.conn.call(store.workers)
 
     def stats(self) -> StoreStats:
         return self.conn.call(store.store_stats)

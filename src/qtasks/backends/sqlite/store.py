@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from qtasks.backends.base import (
+    Cursor,
     DeadLetter,
     Delivery,
     Exchange,
@@ -29,12 +30,13 @@ from qtasks.backends.base import (
     QueueStats,
     StoreStats,
     WorkerInfo,
+    WorkerRow,
 )
 from qtasks.backends.transport import count_live
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendError
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 T = TypeVar("T")
 
@@ -61,6 +63,14 @@ CREATE TABLE IF NOT EXISTS {name} (
     extra TEXT,
     holder TEXT
 )"""
+
+# The search pages through records newest first, by keyset on (created_at, uuid), so both
+# orderings are indexed to the end: a page reads ``limit`` index entries, never a sort.
+# Neither column ever changes, so the indexes cost an insert each and nothing on updates.
+RECORD_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS records_created ON records (app, created_at, uuid)",
+    "CREATE INDEX IF NOT EXISTS records_name ON records (app, task_name, created_at, uuid)",
+)
 
 SCHEMA = RECORDS_TABLE.format(name="records") + """;
 CREATE TABLE IF NOT EXISTS queue (
@@ -97,11 +107,12 @@ CREATE TABLE IF NOT EXISTS workers (
     started_at REAL NOT NULL,
     heartbeat_at REAL NOT NULL,
     expires_at REAL NOT NULL,
-    concurrency INTEGER NOT NULL
+    concurrency INTEGER NOT NULL,
+    queues TEXT NOT NULL DEFAULT 'default',
+    running INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS records_created ON records (app, created_at);
-"""
+""" + "".join(f"{index};\n" for index in RECORD_INDEXES)
 
 _FINAL = "('success', 'error', 'cancel')"
 _RECORD_COLUMNS = (
@@ -219,10 +230,16 @@ def _upgrade(conn: sqlite3.Connection, found: str) -> str:
                      "ORDER BY created_at")
         conn.execute("DROP TABLE records")
         conn.execute("ALTER TABLE records_v4 RENAME TO records")
-        conn.execute("CREATE INDEX IF NOT EXISTS records_created ON records (app, created_at)")
         # no statement looks messages up by worker any more (leases are fenced by token)
         conn.execute("DROP INDEX IF EXISTS queue_worker")
         found = "4"
+    if found == "4":  # keyset search (indexes end in uuid), workers report queues and load
+        conn.execute("DROP INDEX IF EXISTS records_created")
+        for index in RECORD_INDEXES:
+            conn.execute(index)
+        conn.execute("ALTER TABLE workers ADD COLUMN queues TEXT NOT NULL DEFAULT 'default'")
+        conn.execute("ALTER TABLE workers ADD COLUMN running INTEGER NOT NULL DEFAULT 0")
+        found = "5"
     if found == SCHEMA_VERSION:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
     return found
@@ -696,7 +713,7 @@ def delete_dead_letters(conn: sqlite3.Connection, app: str, ids: Sequence[Any]) 
 
 
 def search(conn: sqlite3.Connection, app: str, status: str | None, task_name: str | None,
-           limit: int, before: float | None) -> list[RecordRow]:
+           limit: int, before: float | None, cursor: Cursor | None = None) -> list[RecordRow]:
     where, params = ["app = ?"], [app]
     for column, value in (("status", status), ("task_name", task_name)):
         if value is not None:
@@ -705,8 +722,11 @@ def search(conn: sqlite3.Connection, app: str, status: str | None, task_name: st
     if before is not None:
         where.append("created_at < ?")
         params.append(before)  # type: ignore[arg-type]
+    if cursor is not None:
+        where.append("(created_at, uuid) < (?, ?)")
+        params += cursor  # type: ignore[arg-type]
     rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE {' AND '.join(where)} "
-                        "ORDER BY created_at DESC LIMIT ?", (*params, limit)).fetchall()
+                        "ORDER BY created_at DESC, uuid DESC LIMIT ?", (*params, limit)).fetchall()
     return [dict(r) for r in rows]  # type: ignore[misc]
 
 
@@ -719,10 +739,11 @@ def _heartbeat(conn: sqlite3.Connection, app: str, info: WorkerInfo, lease: floa
     now = time.time()
     conn.execute(
         "INSERT INTO workers (id, app, hostname, pid, started_at, heartbeat_at, expires_at, "
-        "concurrency) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-        "heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
+        "concurrency, queues, running) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
+        "expires_at = excluded.expires_at, running = excluded.running",
         (info.id, app, info.hostname, info.pid, info.started_at, now, now + lease,
-         info.concurrency),
+         info.concurrency, ",".join(info.queues), info.running),
     )
     # forget workers that died without unregistering, once their last lease is long gone
     conn.execute("DELETE FROM workers WHERE expires_at < ?", (now - 3600,))
@@ -738,6 +759,16 @@ def live_workers(conn: sqlite3.Connection, app: str) -> int:
         "SELECT hostname, pid FROM workers WHERE expires_at > ? AND app = ?", (time.time(), app)
     ).fetchall()
     return count_live((r["hostname"], r["pid"]) for r in rows)
+
+
+def workers(conn: sqlite3.Connection, app: str) -> list[WorkerRow]:
+    rows = conn.execute(
+        "SELECT id, hostname, pid, started_at, heartbeat_at, concurrency, queues, running "
+        "FROM workers WHERE expires_at > ? AND app = ? ORDER BY started_at, id",
+        (time.time(), app)).fetchall()
+    return [WorkerRow(r["id"], r["hostname"], r["pid"], r["started_at"], r["heartbeat_at"],
+                      r["concurrency"], tuple(r["queues"].split(",")), r["running"])
+            for r in rows if count_live([(r["hostname"], r["pid"])])]
 
 
 def delete_finished(conn: sqlite3.Connection, app: str, older_than: float | None) -> int:
