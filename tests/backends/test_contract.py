@@ -293,6 +293,10 @@ def _pages(contract, limit, **filters):
     return pages
 
 
+def _flat(pages):
+    return [uuid for page in pages for uuid in page]
+
+
 def test_search_pages_through_every_record_once_when_creation_times_tie(contract):
     base = time.time() - 1
     # groups of four tasks share a creation time, as a bulk enqueue's tasks may
@@ -304,10 +308,10 @@ def test_search_pages_through_every_record_once_when_creation_times_tie(contract
                                            reverse=True)]
     pages = _pages(contract, 7, task_name="job")
     assert [len(p) for p in pages] == [7, 7, 7, 7, 2]
-    assert sum(pages, []) == newest_first
-    assert sum(_pages(contract, 4, status="new"), []) == [other.uuid, *newest_first]
-    assert sum(_pages(contract, 9, status="new", task_name="job"), []) == newest_first
-    assert sum(_pages(contract, 11), []) == [other.uuid, *newest_first]
+    assert _flat(pages) == newest_first
+    assert _flat(_pages(contract, 4, status="new")) == [other.uuid, *newest_first]
+    assert _flat(_pages(contract, 9, status="new", task_name="job")) == newest_first
+    assert _flat(_pages(contract, 11)) == [other.uuid, *newest_first]
 
 
 def test_search_goes_on_from_a_cursor_whose_record_has_changed_status(contract):
@@ -338,10 +342,12 @@ def test_workers_are_listed_as_they_last_reported(contract):
     assert contract.client.workers() == []
     started = time.time() - 5
     contract.run(contract.transport.heartbeat(
-        worker_info("w7", started, 8, ("default", "emails"), running=3), [], 30.0))
+        worker_info("w7", started, 8, ("default", "emails"), running=3, totals=(41, 2, 7.25)),
+        [], 30.0))
     (row,) = contract.client.workers()
     assert (row.id, row.pid, row.concurrency, row.queues, row.running) == \
         ("w7", os.getpid(), 8, ("default", "emails"), 3)
+    assert (row.finished, row.failed, row.busy_seconds) == (41, 2, 7.25)
     assert row.started_at == pytest.approx(started, abs=0.01)
     assert time.time() - 5 < row.heartbeat_at <= time.time() + 1
     contract.run(contract.transport.heartbeat(

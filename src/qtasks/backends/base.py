@@ -200,6 +200,11 @@ class WorkerInfo:
     queues: tuple[str, ...] = ("default",)
     running: int = 0
     """Tasks it held at this heartbeat (running, or started and waiting for a slot)."""
+    finished: int = 0
+    """Tasks it has finished since it started; ``failed`` of them ended "error" or "retry",
+    and they ran ``busy_seconds`` in all (the dashboard's charts difference these)."""
+    failed: int = 0
+    busy_seconds: float = 0.0
 
 
 @dataclass(slots=True)
@@ -214,6 +219,9 @@ class WorkerRow:
     concurrency: int
     queues: tuple[str, ...] = ("default",)
     running: int = 0
+    finished: int = 0
+    failed: int = 0
+    busy_seconds: float = 0.0
 
 
 Cursor = tuple[float, str]

@@ -81,9 +81,12 @@ class Kept:
 
 
 def worker_info(worker_id: str, started_at: float, concurrency: int,
-                queues: Sequence[str] = ("default",), running: int = 0) -> WorkerInfo:
+                queues: Sequence[str] = ("default",), running: int = 0,
+                totals: tuple[int, int, float] = (0, 0, 0.0)) -> WorkerInfo:
+    """``totals``: the worker's finished and failed tasks, and their run time, so far."""
     return WorkerInfo(id=worker_id, hostname=HOSTNAME, pid=os.getpid(), started_at=started_at,
-                      concurrency=concurrency, queues=tuple(queues), running=running)
+                      concurrency=concurrency, queues=tuple(queues), running=running,
+                      finished=totals[0], failed=totals[1], busy_seconds=totals[2])
 
 
 class Transport:

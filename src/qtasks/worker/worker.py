@@ -64,6 +64,7 @@ from qtasks.worker.threads import TaskThreads
 if TYPE_CHECKING:
     from qtasks.app import BaseQueueTasks
 
+_FAILED = frozenset({"error", "retry"})
 log = logging.getLogger("qtasks.worker")
 
 GATHER = 0.001  # seconds a round trip may wait for running tasks to finish (see _gather)
@@ -93,6 +94,10 @@ class Worker:
         self.loop_name = "asyncio"  # which event loop runs it (run_worker sets it)
         self.abandoned = 0
         self.rejected = 0  # outcomes not stored: the lease had been lost to another worker
+        # running totals, reported with each heartbeat (the dashboard's charts use them)
+        self.finished = 0
+        self.failed = 0  # of them, outcomes "error" and "retry"
+        self.busy_seconds = 0.0
         self.max_deliveries = config.max_deliveries
         self._alone: Delivery | None = None  # a task in quarantine, running alone
         self._quarantined = False  # a task in quarantine waits in the buffer for the others
@@ -225,7 +230,8 @@ class Worker:
 
     def _info(self) -> WorkerInfo:
         return worker_info(self.id, self.started_at, self.concurrency, self.queues,
-                           running=len(self._buffer) + len(self._lane) + len(self._running))
+                           running=len(self._buffer) + len(self._lane) + len(self._running),
+                           totals=(self.finished, self.failed, self.busy_seconds))
 
     def _held(self) -> list[Delivery]:
         """Every delivery whose lease this worker holds."""
@@ -470,6 +476,10 @@ class Worker:
             outcome = await execute(self.app, delivery, pool, self)
             took = time.perf_counter() - began
             self._task_time += (took - self._task_time) * 0.1
+            self.finished += 1
+            self.busy_seconds += took
+            if outcome.status in _FAILED:
+                self.failed += 1
             if self._task_done:
                 self._tell_done(delivery, outcome, took)
             # appended after the await: _exchange swaps the list out while tasks run

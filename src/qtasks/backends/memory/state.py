@@ -481,7 +481,8 @@ class MemoryState:
             live = [(info, beat) for info, until, beat in self.workers.values() if until > now]
         return sorted((WorkerRow(id=i.id, hostname=i.hostname, pid=i.pid, started_at=i.started_at,
                                  heartbeat_at=beat, concurrency=i.concurrency, queues=i.queues,
-                                 running=i.running) for i, beat in live),
+                                 running=i.running, finished=i.finished, failed=i.failed,
+                                 busy_seconds=i.busy_seconds) for i, beat in live),
                       key=lambda w: (w.started_at, w.id))
 
     def delete_finished(self, older_than: float | None) -> int:

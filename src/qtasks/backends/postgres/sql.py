@@ -138,7 +138,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER INDEX {s}.records_keyset RENAME TO records_created;
     CREATE INDEX records_name ON {s}.records (app, task_name, created_at, uuid);
     ALTER TABLE {s}.workers ADD COLUMN queues text NOT NULL DEFAULT 'default',
-                            ADD COLUMN running integer NOT NULL DEFAULT 0;
+                            ADD COLUMN running integer NOT NULL DEFAULT 0,
+                            ADD COLUMN finished bigint NOT NULL DEFAULT 0,
+                            ADD COLUMN failed bigint NOT NULL DEFAULT 0,
+                            ADD COLUMN busy_seconds double precision NOT NULL DEFAULT 0;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -570,17 +573,20 @@ def statements(sql: Sql) -> dict[str, str]:
                          "LIMIT %(limit)s"),
         "heartbeat": (
             f"INSERT INTO {s}.workers (id, app, hostname, pid, started_at, heartbeat_at, "
-            "expires_at, concurrency, queues, running) VALUES (%(id)s, %(app)s, %(hostname)s, "
-            "%(pid)s, %(started_at)s, %(now)s, %(expires)s, %(concurrency)s, %(queues)s, "
-            "%(running)s) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
-            "expires_at = excluded.expires_at, running = excluded.running"),
+            "expires_at, concurrency, queues, running, finished, failed, busy_seconds) VALUES "
+            "(%(id)s, %(app)s, %(hostname)s, %(pid)s, %(started_at)s, %(now)s, %(expires)s, "
+            "%(concurrency)s, %(queues)s, %(running)s, %(finished)s, %(failed)s, %(busy)s) "
+            "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
+            "expires_at = excluded.expires_at, running = excluded.running, "
+            "finished = excluded.finished, failed = excluded.failed, "
+            "busy_seconds = excluded.busy_seconds"),
         "forget_workers": f"DELETE FROM {s}.workers WHERE app = %(app)s AND expires_at < %(old)s",
         "unregister": f"DELETE FROM {s}.workers WHERE id = %(id)s",
         "live_workers": (f"SELECT hostname, pid FROM {s}.workers WHERE app = %(app)s "
                          "AND expires_at > %(now)s"),
         "workers": (f"SELECT id, hostname, pid, started_at, heartbeat_at, concurrency, queues, "
-                    f"running FROM {s}.workers WHERE app = %(app)s AND expires_at > %(now)s "
-                    "ORDER BY started_at, id"),
+                    f"running, finished, failed, busy_seconds FROM {s}.workers "
+                    "WHERE app = %(app)s AND expires_at > %(now)s ORDER BY started_at, id"),
         # Expiry in slices, each a short transaction: records final and untouched since the
         # cutoff (found through ``records_created``: a record is older than its last update).
         "expire_records": (
@@ -618,9 +624,9 @@ def search_sql(sql: Sql, status: str | None, task_name: str | None, before: floa
 
 
 def worker_row(row: Sequence[Any]) -> WorkerRow:
-    wid, hostname, pid, started_at, heartbeat_at, concurrency, queues, running = row
+    wid, hostname, pid, started_at, heartbeat_at, concurrency, queues, *load = row
     return WorkerRow(wid, hostname, pid, started_at, heartbeat_at, concurrency,
-                     tuple(queues.split(",")), running)
+                     tuple(queues.split(",")), *load)
 
 
 def record(row: Sequence[Any]) -> RecordRow:
@@ -650,7 +656,8 @@ def heartbeat_params(app: str, info: WorkerInfo, lease: float, now: float) -> di
     return {"app": app, "id": info.id, "hostname": info.hostname, "pid": info.pid,
             "started_at": info.started_at, "now": now, "expires": now + lease,
             "concurrency": info.concurrency, "queues": ",".join(info.queues),
-            "running": info.running, "old": now - 3600}
+            "running": info.running, "finished": info.finished, "failed": info.failed,
+            "busy": info.busy_seconds, "old": now - 3600}
 
 
 # -- operations that take more than one statement ---------------------------------------------------

@@ -347,7 +347,8 @@ def extend(deliveries: Sequence[Delivery], lease: float) -> Op:
 def heartbeat(info: Any, lease: float, deliveries: Sequence[Delivery] = ()) -> Op:
     pairs = {"hostname": info.hostname, "pid": info.pid, "started_at": repr(info.started_at),
              "concurrency": info.concurrency, "queues": ",".join(info.queues),
-             "running": info.running}
+             "running": info.running, "finished": info.finished, "failed": info.failed,
+             "busy_seconds": repr(info.busy_seconds)}
     args: list[Any] = ["heartbeat", info.id, _ms(lease), len(pairs)]
     for key, value in pairs.items():
         args += (key, value)
@@ -379,8 +380,9 @@ def workers() -> Op:
                       started_at=float(flat[i + 3] or 0), heartbeat_at=float(flat[i + 4] or 0),
                       concurrency=int(flat[i + 5] or 0),
                       queues=tuple((flat[i + 6] or "default").split(",")),
-                      running=int(flat[i + 7] or 0))
-            for i in range(0, len(flat), 8)]
+                      running=int(flat[i + 7] or 0), finished=int(flat[i + 8] or 0),
+                      failed=int(flat[i + 9] or 0), busy_seconds=float(flat[i + 10] or 0))
+            for i in range(0, len(flat), 11)]
     return sorted(rows, key=lambda w: (w.started_at, w.id))
 
 

@@ -637,15 +637,15 @@ elseif op == 'unregister' then
   redis.call('DEL', P .. 'worker:' .. id)
   return 0
 
-elseif op == 'workers' then  -- live workers: id, then 7 fields each (see protocol.workers)
+elseif op == 'workers' then  -- live workers: id, then 10 fields each (see protocol.workers)
   local ids = redis.call('ZRANGEBYSCORE', P .. 'workers', '(' .. NOW, '+inf')
   local out = {}
   for _, id in ipairs(ids) do
     local w = redis.call('HMGET', P .. 'worker:' .. id, 'hostname', 'pid', 'started_at',
-      'heartbeat_at', 'concurrency', 'queues', 'running')
+      'heartbeat_at', 'concurrency', 'queues', 'running', 'finished', 'failed', 'busy_seconds')
     out[#out + 1] = id
-    for i = 1, 7 do out[#out + 1] = w[i] or '' end
-    if out[#out - 5] == '' then out[#out - 5] = '0' end  -- pid
+    for i = 1, 10 do out[#out + 1] = w[i] or '' end
+    if out[#out - 8] == '' then out[#out - 8] = '0' end  -- pid
   end
   return out
 

@@ -109,7 +109,10 @@ CREATE TABLE IF NOT EXISTS workers (
     expires_at REAL NOT NULL,
     concurrency INTEGER NOT NULL,
     queues TEXT NOT NULL DEFAULT 'default',
-    running INTEGER NOT NULL DEFAULT 0
+    running INTEGER NOT NULL DEFAULT 0,
+    finished INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    busy_seconds REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """ + "".join(f"{index};\n" for index in RECORD_INDEXES)
@@ -238,7 +241,9 @@ def _upgrade(conn: sqlite3.Connection, found: str) -> str:
         for index in RECORD_INDEXES:
             conn.execute(index)
         conn.execute("ALTER TABLE workers ADD COLUMN queues TEXT NOT NULL DEFAULT 'default'")
-        conn.execute("ALTER TABLE workers ADD COLUMN running INTEGER NOT NULL DEFAULT 0")
+        for column in ("running INTEGER", "finished INTEGER", "failed INTEGER",
+                       "busy_seconds REAL"):
+            conn.execute(f"ALTER TABLE workers ADD COLUMN {column} NOT NULL DEFAULT 0")
         found = "5"
     if found == SCHEMA_VERSION:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
@@ -739,11 +744,15 @@ def _heartbeat(conn: sqlite3.Connection, app: str, info: WorkerInfo, lease: floa
     now = time.time()
     conn.execute(
         "INSERT INTO workers (id, app, hostname, pid, started_at, heartbeat_at, expires_at, "
-        "concurrency, queues, running) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "concurrency, queues, running, finished, failed, busy_seconds) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
-        "expires_at = excluded.expires_at, running = excluded.running",
+        "expires_at = excluded.expires_at, running = excluded.running, "
+        "finished = excluded.finished, failed = excluded.failed, "
+        "busy_seconds = excluded.busy_seconds",
         (info.id, app, info.hostname, info.pid, info.started_at, now, now + lease,
-         info.concurrency, ",".join(info.queues), info.running),
+         info.concurrency, ",".join(info.queues), info.running, info.finished, info.failed,
+         info.busy_seconds),
     )
     # forget workers that died without unregistering, once their last lease is long gone
     conn.execute("DELETE FROM workers WHERE expires_at < ?", (now - 3600,))
@@ -763,11 +772,12 @@ def live_workers(conn: sqlite3.Connection, app: str) -> int:
 
 def workers(conn: sqlite3.Connection, app: str) -> list[WorkerRow]:
     rows = conn.execute(
-        "SELECT id, hostname, pid, started_at, heartbeat_at, concurrency, queues, running "
-        "FROM workers WHERE expires_at > ? AND app = ? ORDER BY started_at, id",
-        (time.time(), app)).fetchall()
+        "SELECT id, hostname, pid, started_at, heartbeat_at, concurrency, queues, running, "
+        "finished, failed, busy_seconds FROM workers WHERE expires_at > ? AND app = ? "
+        "ORDER BY started_at, id", (time.time(), app)).fetchall()
     return [WorkerRow(r["id"], r["hostname"], r["pid"], r["started_at"], r["heartbeat_at"],
-                      r["concurrency"], tuple(r["queues"].split(",")), r["running"])
+                      r["concurrency"], tuple(r["queues"].split(",")), r["running"],
+                      r["finished"], r["failed"], r["busy_seconds"])
             for r in rows if count_live([(r["hostname"], r["pid"])])]
 
 
