@@ -150,7 +150,47 @@ def _parser() -> argparse.ArgumentParser:
                            help="drop every waiting task of a queue (recorded as cancelled)")
     purge.add_argument("queue")
     purge.add_argument("-y", "--yes", action="store_true", help="do not ask first")
+    board = sub.add_parser("dashboard", parents=[app_opt],
+                           help="serve the web dashboard (pip install 'qtasks[dashboard]')")
+    board.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1: this machine only)")
+    board.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    board.add_argument("--auth", metavar="USER:PASSWORD", default=None,
+                       help="require HTTP Basic authentication (also QTASKS_DASHBOARD_AUTH)")
+    board.add_argument("--token", default=None,
+                       help="accept this bearer token, or ?token= once (also "
+                            "QTASKS_DASHBOARD_TOKEN)")
+    board.add_argument("--read-only", action="store_true", help="hide every action")
+    board.add_argument("--interval", type=float, default=1.0,
+                       help="seconds between the overview's live updates (default 1)")
     return parser
+
+
+def _dashboard(app: Any, args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from qtasks.dashboard import create_app
+    except ImportError as exc:
+        raise CommandError(f"the dashboard needs its extra: pip install 'qtasks[dashboard]' "
+                           f"({exc})") from None
+    auth = args.auth or os.environ.get("QTASKS_DASHBOARD_AUTH") or None
+    token = args.token or os.environ.get("QTASKS_DASHBOARD_TOKEN") or None
+    if args.interval <= 0:
+        raise CommandError("--interval must be positive")
+    try:
+        asgi = create_app(app, auth=auth, token=token, read_only=args.read_only,
+                          interval=args.interval)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if not (auth or token) and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"qtasks: warning: the dashboard on {args.host} has no authentication: anyone "
+              "who reaches the port can act on the queue (give --auth or --token)",
+              file=sys.stderr)
+    print(f"qtasks dashboard of {app.name} ({app.backend.describe()}) on "
+          f"http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(asgi, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 def queue_list(text: str) -> list[str]:
@@ -446,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
             _queues(app, args.json)
         elif args.command == "purge":
             return _purge(app, args)
+        elif args.command == "dashboard":
+            return _dashboard(app, args)
     except (CommandError, BackendError) as exc:
         print(f"qtasks: error: {exc}", file=sys.stderr)
         return 2
