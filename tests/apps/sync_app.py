@@ -182,3 +182,12 @@ def self_cancel(self, reason):
 @app.task(queue="emails")
 def mail(to):
     return f"mail to {to}"
+
+
+@app.task
+def fails_once(path):
+    """Fails the first time (it leaves ``path`` behind), succeeds on every later run."""
+    if not os.path.exists(path):
+        open(path, "w").close()  # noqa: SIM115
+        raise RuntimeError("first run fails")
+    return "second run"
