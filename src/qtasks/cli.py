@@ -135,7 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=20, help="rows (default 20)")
     listing.add_argument("--before", default=None,
                          help="only records created before this time (epoch seconds or ISO "
-                              "8601): the created_at of a page's last row gives the next page")
+                              "8601)")
+    listing.add_argument("--after", default=None, metavar="UUID",
+                         help="the next page: the records after this one (a page's last row)")
     show = actions.add_parser("show", parents=[app_opt, json_opt], help="one task's record")
     show.add_argument("uuid")
     cancel = actions.add_parser("cancel", parents=[app_opt, json_opt],
@@ -301,7 +303,7 @@ def _tasks(app: Any, args: argparse.Namespace) -> int:
         if args.action == "list":
             before = ops.parse_when(args.before) if args.before else None
             found = ops.list_tasks(app, status=args.status, task_name=args.task_name,
-                                   limit=args.limit, before=before)
+                                   limit=args.limit, before=before, after=args.after)
             rows = [ops.task_summary(t) for t in found]
             if args.json:
                 print(json.dumps(rows, indent=2))

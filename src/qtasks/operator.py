@@ -67,14 +67,23 @@ def task_detail(task: Task) -> dict[str, Any]:
 
 
 def list_tasks(app: BaseQueueTasks, *, status: str | None = None, task_name: str | None = None,
-               limit: int = 20, before: float | None = None) -> list[Task]:
-    """Records, newest first; ``before`` (epoch seconds) pages on the creation time: pass the
-    ``created_at`` of the last row to get the next page."""
+               limit: int = 20, before: float | None = None,
+               after: str | None = None) -> list[Task]:
+    """Records, newest first, created before ``before`` (epoch seconds) if given. ``after``,
+    the uuid of the previous page's last row, gives the next page (a keyset on creation time
+    and uuid: tasks created in one bulk call, which share a time, are not skipped)."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown status {status!r}: one of {', '.join(STATUSES)}")
     if limit < 1:
         raise ValueError("the limit must be at least 1")
-    rows = app.client.search(status=status, task_name=task_name, limit=limit, before=before)
+    cursor = None
+    if after is not None:
+        row = app.client.get(_uuid(after))
+        if row is None:
+            raise ValueError(f"no task {after} to page after (its record may have expired)")
+        cursor = (float(row["created_at"]), row["uuid"])
+    rows = app.client.search(status=status, task_name=task_name, limit=limit, before=before,
+                             cursor=cursor)
     return [record_from_row(row, app) for row in rows]
 
 

@@ -188,6 +188,6 @@ def mail(to):
 def fails_once(path):
     """Fails the first time (it leaves ``path`` behind), succeeds on every later run."""
     if not os.path.exists(path):
-        open(path, "w").close()  # noqa: SIM115
+        open(path, "w").close()
         raise RuntimeError("first run fails")
     return "second run"

@@ -38,6 +38,10 @@ def test_list_show_and_cancel_waiting_tasks():
     assert [r["uuid"] for r in only] == [str(second.uuid)]
     by_name = json.loads(qtasks("-A", APP, "tasks", "list", "--task", "add", "--json").stdout)
     assert [r["uuid"] for r in by_name] == [str(first.uuid)]
+    page = json.loads(qtasks("-A", APP, "tasks", "list", "--limit", "1", "--json").stdout)
+    after = json.loads(qtasks("-A", APP, "tasks", "list", "--after", page[0]["uuid"],
+                              "--json").stdout)
+    assert [r["uuid"] for r in page + after] == [str(second.uuid), str(first.uuid)]
     older = qtasks("-A", APP, "tasks", "list", "--before", "2000-01-01T00:00:00")
     assert older.stdout.strip() == "no tasks"
 
@@ -68,7 +72,10 @@ def test_mistakes_are_usage_errors():
                            "not a time: 'yesterday' (give epoch seconds or an ISO time such as "
                            "2026-12-06T10:00:00)"),
                           (["tasks", "show", "9b2d1c3e-0000-4000-8000-000000000000"],
-                           "no task 9b2d1c3e-0000-4000-8000-000000000000")):
+                           "no task 9b2d1c3e-0000-4000-8000-000000000000"),
+                          (["tasks", "list", "--after", "9b2d1c3e-0000-4000-8000-000000000000"],
+                           "no task 9b2d1c3e-0000-4000-8000-000000000000 to page after (its "
+                           "record may have expired)")):
         result = qtasks("-A", APP, *args)
         assert (result.returncode, result.stderr.strip()) == (2, f"qtasks: error: {message}")
 
