@@ -131,6 +131,14 @@ def encode_envelope(
     )
 
 
+def with_meta(envelope: str, key: str, value: Any) -> str:
+    """``envelope`` with ``meta[key] = value`` (what an integration sends along)."""
+    data = loads(envelope)
+    meta = data.get("meta")
+    data["meta"] = {**(meta if isinstance(meta, dict) else {}), key: value}
+    return dumps(data)
+
+
 def decode_envelope(raw: str | bytes) -> Envelope:
     """Parse and validate an envelope; ``MalformedMessage`` says what is wrong with it."""
     try:
