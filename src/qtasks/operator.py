@@ -131,6 +131,22 @@ def queue_rows(app: BaseQueueTasks) -> tuple[list[dict[str, Any]], dict[str, Any
     return rows, counts
 
 
+def overview(app: BaseQueueTasks) -> tuple[list[dict[str, Any]], dict[str, Any], list[Any]]:
+    """The dashboard's counts, without counting records (costly on a large store): each
+    queue's waiting tasks; waiting, delayed, claimed, dead letters and live workers; and the
+    live workers themselves."""
+    client = app.client
+    queue = client.queue_stats()
+    workers = client.workers()
+    by_queue = dict(queue.by_queue)
+    for name in app.config.worker_queues:
+        by_queue.setdefault(name, 0)
+    totals = {"queued": queue.queued, "running": queue.running, "delayed": queue.delayed,
+              "dead_letters": client.dead_letter_count(), "workers": len(workers)}
+    rows = [{"queue": name, "waiting": n} for name, n in sorted(by_queue.items())]
+    return rows, totals, workers
+
+
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """Rows as an aligned text table with a header; empty cells as ``-``."""
     cells = [[("-" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]

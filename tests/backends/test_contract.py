@@ -205,7 +205,7 @@ def test_dead_letters_are_deleted_by_id(contract):
     assert [d.uuid for d in contract.client.dead_letters()] == [letters[1].uuid]
     assert contract.client.delete_dead_letters([letters[0].id]) == 0  # gone already
     assert contract.client.delete_dead_letters([]) == 0
-    assert contract.app.stats().dead_letters == 1
+    assert contract.app.stats().dead_letters == 1 == contract.client.dead_letter_count()
 
 
 def test_purge_drops_the_waiting_messages_of_one_queue(contract):
@@ -334,6 +334,23 @@ def test_search_goes_on_from_a_cursor_whose_record_has_changed_status(contract):
     below = contract.client.search(limit=10, cursor=cursor)
     assert {r["uuid"] for r in below} == {*newest_first[2:], *(t.uuid for t in later)}
     assert len(below) == 7
+
+
+def test_the_overview_counts_match_the_full_stats(contract):
+    from qtasks import operator
+
+    contract.enqueue(contract.new("job", 1), contract.new("job", 2, queue="emails"),
+                     contract.new("job", 3, eta=time.time() + 60))
+    contract.fetch(limit=1, start=1)
+    rows, totals, workers = operator.overview(contract.app)
+    stats = contract.app.stats()
+    assert totals == {"queued": stats.queued, "running": stats.running,
+                      "delayed": stats.delayed, "dead_letters": stats.dead_letters,
+                      "workers": stats.workers}
+    assert (totals["queued"], totals["running"], totals["delayed"]) == (2, 1, 1)
+    assert contract.client.dead_letter_count() == stats.dead_letters == 0
+    assert workers == []
+    assert {"queue": "emails", "waiting": 1} in rows
 
 
 def test_workers_are_listed_as_they_last_reported(contract):

@@ -406,6 +406,11 @@ class SyncResultStore(abc.ABC):
     @abc.abstractmethod
     def live_workers(self) -> int: ...
 
+    def dead_letter_count(self) -> int:
+        """How many dead letters there are, without counting the records as ``stats`` does
+        (the dashboard's overview; a backend where counting records is costly overrides it)."""
+        return self.stats().dead_letters
+
     def workers(self) -> list[WorkerRow]:
         """The workers whose heartbeat has not expired, oldest first (the dashboard's list).
         A backend without it says so."""

@@ -31,6 +31,7 @@ from qtasks.backends.base import (
     Exchange,
     NewTask,
     Outcome,
+    QueueStats,
     ResultStore,
     SyncBroker,
     SyncResultStore,
@@ -310,6 +311,13 @@ class Client:
 
     def workers(self) -> list[WorkerRow]:
         return self.store.workers()
+
+    def queue_stats(self) -> QueueStats:
+        """The queue's counts alone (waiting, delayed, claimed, per queue)."""
+        return self.broker.stats()
+
+    def dead_letter_count(self) -> int:
+        return self.store.dead_letter_count()
 
     def close(self) -> None:
         self.broker.close()

@@ -68,8 +68,7 @@ class Dashboard:
     def snapshot(self) -> dict[str, Any]:
         """The overview's data (blocking: run it in the thread pool)."""
         now = time.time()
-        queues, totals = operator.queue_rows(self.app)
-        workers = self.app.client.workers()
+        queues, totals, workers = operator.overview(self.app)
         if now - self.history.last_reading >= min(self.interval, 5.0) * 0.9:
             self.history.observe(workers, now)
         recent = operator.list_tasks(self.app, limit=RECENT)
@@ -385,7 +384,7 @@ def _retry_chain(app: BaseQueueTasks, task: Any) -> list[dict[str, Any]]:
 
 def _letters(app: BaseQueueTasks, limit: int) -> tuple[list[dict[str, Any]], int]:
     letters = app.client.dead_letters(limit)
-    total = app.client.stats().dead_letters
+    total = app.client.dead_letter_count()
     return [{"id": d.id, "uuid": d.uuid, "task_name": d.task_name, "reason": d.reason,
              "deliveries": d.deliveries, "created_at": operator.when(d.created_at)}
             for d in letters], total

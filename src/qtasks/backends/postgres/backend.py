@@ -245,6 +245,9 @@ class PostgresBackend(Backend):
         rows = yield from self.run_op("dead_letters", limit=limit)
         return [q.dead_letter(r) for r in rows]
 
+    def dead_letter_count_op(self) -> q.Steps:
+        return (yield from self.run_op("dead_letter_count"))[0][0]
+
     def workers_op(self) -> q.Steps:
         rows = yield from self.run_op("workers", now=time.time())
         return [w for w in map(q.worker_row, rows) if count_live([(w.hostname, w.pid)])]
@@ -664,6 +667,9 @@ class SyncPostgresStore(SyncResultStore):
 
     def workers(self) -> list[WorkerRow]:
         return self.backend.sync.run(self.backend.workers_op())
+
+    def dead_letter_count(self) -> int:
+        return self.backend.sync.run(self.backend.dead_letter_count_op())
 
     def stats(self) -> StoreStats:
         return self.backend.sync.run(self.backend.store_stats_op())

@@ -598,6 +598,7 @@ def statements(sql: Sql) -> dict[str, str]:
             f"DELETE FROM {s}.dead_letters WHERE id IN (SELECT id FROM {s}.dead_letters "
             "WHERE app = %(app)s AND created_at < %(cutoff)s LIMIT %(limit)s "
             "FOR UPDATE SKIP LOCKED)"),
+        "dead_letter_count": f"SELECT count(*) FROM {s}.dead_letters WHERE app = %(app)s",
         "store_stats": (f"SELECT (SELECT count(*) FROM {s}.records WHERE app = %(app)s), "
                         f"(SELECT count(*) FROM {s}.dead_letters WHERE app = %(app)s)"),
         "dead_rows": ("SELECT relname, n_dead_tup, n_live_tup FROM pg_stat_user_tables "

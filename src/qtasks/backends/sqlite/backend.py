@@ -420,6 +420,9 @@ class SyncSqliteStore(SyncResultStore):
     def workers(self) -> list[WorkerRow]:
         return self.conn.call(store.workers)
 
+    def dead_letter_count(self) -> int:
+        return self.conn.call(store.dead_letter_count)
+
     def stats(self) -> StoreStats:
         return self.conn.call(store.store_stats)
 

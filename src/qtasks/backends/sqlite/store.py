@@ -770,6 +770,10 @@ def live_workers(conn: sqlite3.Connection, app: str) -> int:
     return count_live((r["hostname"], r["pid"]) for r in rows)
 
 
+def dead_letter_count(conn: sqlite3.Connection, app: str) -> int:
+    return conn.execute("SELECT count(*) FROM dead_letters WHERE app = ?", (app,)).fetchone()[0]
+
+
 def workers(conn: sqlite3.Connection, app: str) -> list[WorkerRow]:
     rows = conn.execute(
         "SELECT id, hostname, pid, started_at, heartbeat_at, concurrency, queues, running, "
