@@ -132,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
                                  help="records, newest first")
     listing.add_argument("--status", default=None, help="new, process, success, error or cancel")
     listing.add_argument("--task", default=None, dest="task_name", help="a task name")
+    listing.add_argument("--queue", default=None, help="the queue the tasks were sent to")
     listing.add_argument("--limit", type=int, default=20, help="rows (default 20)")
     listing.add_argument("--before", default=None,
                          help="only records created before this time (epoch seconds or ISO "
@@ -303,13 +304,14 @@ def _tasks(app: Any, args: argparse.Namespace) -> int:
         if args.action == "list":
             before = ops.parse_when(args.before) if args.before else None
             found = ops.list_tasks(app, status=args.status, task_name=args.task_name,
-                                   limit=args.limit, before=before, after=args.after)
+                                   limit=args.limit, before=before, after=args.after,
+                                   queue=args.queue)
             rows = [ops.task_summary(t) for t in found]
             if args.json:
                 print(json.dumps(rows, indent=2))
             elif rows:
-                print(ops.table(rows, ["uuid", "task_name", "status", "priority", "created_at",
-                                       "updated_at"]))
+                print(ops.table(rows, ["uuid", "task_name", "status", "queue", "priority",
+                                       "created_at", "updated_at"]))
             else:
                 print("no tasks")
             return 0

@@ -50,7 +50,7 @@ def parse_when(text: str) -> float:
 def task_summary(task: Task) -> dict[str, Any]:
     """One row of ``qtasks tasks list``."""
     return {"uuid": str(task.uuid), "task_name": task.task_name, "status": task.status,
-            "priority": task.priority, "created_at": when(task.created_at),
+            "queue": task.queue, "priority": task.priority, "created_at": when(task.created_at),
             "updated_at": when(task.updated_at)}
 
 
@@ -68,7 +68,7 @@ def task_detail(task: Task) -> dict[str, Any]:
 
 def list_tasks(app: BaseQueueTasks, *, status: str | None = None, task_name: str | None = None,
                limit: int = 20, before: float | None = None,
-               after: str | None = None) -> list[Task]:
+               after: str | None = None, queue: str | None = None) -> list[Task]:
     """Records, newest first, created before ``before`` (epoch seconds) if given. ``after``,
     the uuid of the previous page's last row, gives the next page (a keyset on creation time
     and uuid: tasks created in one bulk call, which share a time, are not skipped)."""
@@ -83,7 +83,7 @@ def list_tasks(app: BaseQueueTasks, *, status: str | None = None, task_name: str
             raise ValueError(f"no task {after} to page after (its record may have expired)")
         cursor = (float(row["created_at"]), row["uuid"])
     rows = app.client.search(status=status, task_name=task_name, limit=limit, before=before,
-                             cursor=cursor)
+                             cursor=cursor, queue=queue)
     return [record_from_row(row, app) for row in rows]
 
 

@@ -314,6 +314,22 @@ def test_search_pages_through_every_record_once_when_creation_times_tie(contract
     assert _flat(_pages(contract, 11)) == [other.uuid, *newest_first]
 
 
+def test_records_keep_their_queue_and_search_filters_on_it(contract):
+    base = time.time() - 1
+    mails = [dataclasses.replace(contract.new("job", i, queue="emails"), created_at=base + i / 1000)
+             for i in range(5)]
+    plain = contract.enqueue(contract.new("job", 9))
+    contract.enqueue(*mails)
+    assert contract.client.get(mails[0].uuid)["queue"] == "emails"
+    assert contract.app.get(plain[0].uuid).queue == "default"
+    newest_first = [t.uuid for t in mails[::-1]]
+    assert _flat(_pages(contract, 2, queue="emails")) == newest_first
+    assert _flat(_pages(contract, 2, queue="emails", task_name="job")) == newest_first
+    assert _flat(_pages(contract, 2, queue="emails", status="new")) == newest_first
+    assert [r["uuid"] for r in contract.client.search(queue="default")] == [plain[0].uuid]
+    assert contract.client.search(queue="nowhere") == []
+
+
 def test_search_goes_on_from_a_cursor_whose_record_has_changed_status(contract):
     base = time.time()
     tasks = [dataclasses.replace(contract.new("job", i), created_at=base + i / 1000)

@@ -82,8 +82,10 @@ def dashboard():
         board.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    # module-scoped: Playwright's sync API runs an event loop on this thread while it is open,
+    # and tests elsewhere call asyncio.run()
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")

@@ -18,10 +18,10 @@ def test_list_show_and_cancel_waiting_tasks():
     listed = qtasks("-A", APP, "tasks", "list")
     assert listed.returncode == 0, listed.stderr
     header, *rows = listed.stdout.splitlines()
-    assert header.split() == ["UUID", "TASK_NAME", "STATUS", "PRIORITY", "CREATED_AT",
+    assert header.split() == ["UUID", "TASK_NAME", "STATUS", "QUEUE", "PRIORITY", "CREATED_AT",
                               "UPDATED_AT"]
-    assert [r.split()[:4] for r in rows] == [[str(second.uuid), "test", "new", "3"],
-                                            [str(first.uuid), "add", "new", "0"]]
+    assert [r.split()[:5] for r in rows] == [[str(second.uuid), "test", "new", "default", "3"],
+                                            [str(first.uuid), "add", "new", "default", "0"]]
 
     shown = qtasks("-A", APP, "tasks", "show", str(first.uuid), "--json")
     detail = json.loads(shown.stdout)
@@ -38,6 +38,8 @@ def test_list_show_and_cancel_waiting_tasks():
     assert [r["uuid"] for r in only] == [str(second.uuid)]
     by_name = json.loads(qtasks("-A", APP, "tasks", "list", "--task", "add", "--json").stdout)
     assert [r["uuid"] for r in by_name] == [str(first.uuid)]
+    assert json.loads(qtasks("-A", APP, "tasks", "list", "--queue", "emails", "--json").stdout) \
+        == []
     page = json.loads(qtasks("-A", APP, "tasks", "list", "--limit", "1", "--json").stdout)
     after = json.loads(qtasks("-A", APP, "tasks", "list", "--after", page[0]["uuid"],
                               "--json").stdout)

@@ -350,7 +350,7 @@ class ResultStore(abc.ABC):
     @abc.abstractmethod
     async def search(self, *, status: str | None = None, task_name: str | None = None,
                      limit: int = 100, before: float | None = None,
-                     cursor: Cursor | None = None) -> list[RecordRow]:
+                     cursor: Cursor | None = None, queue: str | None = None) -> list[RecordRow]:
         """Records, newest first (by ``created_at``, then ``uuid``, both descending), filtered:
         only those created before ``before`` (epoch seconds), and only those after ``cursor``
         in that order, the ``(created_at, uuid)`` of the previous page's last row. Keyset
@@ -401,7 +401,7 @@ class SyncResultStore(abc.ABC):
     @abc.abstractmethod
     def search(self, *, status: str | None = None, task_name: str | None = None,
                limit: int = 100, before: float | None = None,
-               cursor: Cursor | None = None) -> list[RecordRow]: ...
+               cursor: Cursor | None = None, queue: str | None = None) -> list[RecordRow]: ...
 
     @abc.abstractmethod
     def live_workers(self) -> int: ...

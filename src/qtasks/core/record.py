@@ -31,6 +31,7 @@ class RecordRow(TypedDict, total=False):
     returning: str | None
     traceback: str | None
     extra: str | None
+    queue: str | None  # the queue it was sent to (None: a record from before it was kept)
 
 
 def _ts(value: float) -> datetime:
@@ -59,6 +60,8 @@ class Task:
     retry_child_uuid: UUID | None = None
     retry_parent_uuid: UUID | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    queue: str | None = field(default=None, repr=False, compare=False)
+    """The queue the task was sent to (not in QTasks' record; None where unknown)."""
     _app: BaseQueueTasks | None = field(default=None, repr=False, compare=False)
 
     def __getattr__(self, name: str) -> Any:
@@ -105,5 +108,6 @@ def record_from_row(row: RecordRow, app: BaseQueueTasks | None = None) -> Task:
         retry_child_uuid=_opt_uuid(extra.pop("retry_child_uuid", None)),
         retry_parent_uuid=_opt_uuid(extra.pop("retry_parent_uuid", None)),
         extra=extra,
+        queue=row.get("queue"),
         _app=app,
     )

@@ -193,6 +193,7 @@ def build(app: BaseQueueTasks, *, auth: Auth | None = None, read_only: bool = Fa
         if status is not None and status not in operator.STATUSES:
             raise HTTPException(400, "unknown status")
         task_name = (q.get("task_name") or "").strip() or None
+        queue = (q.get("queue") or "").strip() or None
         since = _parse_time(q.get("since"), "since")
         until = _parse_time(q.get("until"), "until")
         try:
@@ -202,14 +203,14 @@ def build(app: BaseQueueTasks, *, auth: Auth | None = None, read_only: bool = Fa
         limit = min(max(limit, 1), PAGE_SIZES[-1])
         cursor = _parse_cursor(q.get("cursor"))
         rows = await board.call(app.client.search, status=status, task_name=task_name,
-                                limit=limit + 1, before=until, cursor=cursor)
+                                limit=limit + 1, before=until, cursor=cursor, queue=queue)
         more = len(rows) > limit
         rows = rows[:limit]
         if since is not None:
             kept = [r for r in rows if r["created_at"] >= since]
             more = more and len(kept) == len(rows)
             rows = kept
-        filters = {k: v for k, v in (("status", status), ("task_name", task_name),
+        filters = {k: v for k, v in (("status", status), ("task_name", task_name), ("queue", queue),
                                      ("since", q.get("since")), ("until", q.get("until")),
                                      ("limit", str(limit))) if v}
         older = (str(request.url_for("tasks")) + "?"

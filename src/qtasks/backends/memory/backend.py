@@ -159,8 +159,8 @@ class MemoryStore(ResultStore):
 
     async def search(self, *, status: str | None = None, task_name: str | None = None,
                      limit: int = 100, before: float | None = None,
-                     cursor: Cursor | None = None) -> list[RecordRow]:
-        return self.state.search(status, task_name, limit, before, cursor)
+                     cursor: Cursor | None = None, queue: str | None = None) -> list[RecordRow]:
+        return self.state.search(status, task_name, limit, before, cursor, queue)
 
     async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
         self.state.heartbeat(info, lease)
@@ -212,8 +212,8 @@ class SyncMemoryStore(SyncResultStore):
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
                limit: int = 100, before: float | None = None,
-                     cursor: Cursor | None = None) -> list[RecordRow]:
-        return self.state.search(status, task_name, limit, before, cursor)
+                     cursor: Cursor | None = None, queue: str | None = None) -> list[RecordRow]:
+        return self.state.search(status, task_name, limit, before, cursor, queue)
 
     def live_workers(self) -> int:
         return self.state.live_workers()

@@ -347,7 +347,7 @@ class MemoryState:
                     "uuid": t.uuid, "task_name": t.task_name, "priority": t.priority,
                     "status": "new", "args": t.args_json, "kwargs": t.kwargs_json,
                     "created_at": t.created_at, "updated_at": t.created_at, "returning": None,
-                    "traceback": None, "extra": t.extra_json,
+                    "traceback": None, "extra": t.extra_json, "queue": t.queue,
                 }
         self.changed.poke()
 
@@ -451,13 +451,15 @@ class MemoryState:
         return gone
 
     def search(self, status: str | None, task_name: str | None, limit: int,
-               before: float | None, cursor: Cursor | None = None) -> list[RecordRow]:
+               before: float | None, cursor: Cursor | None = None,
+               queue: str | None = None) -> list[RecordRow]:
         with self.lock:
             rows = [dict(r) for r in self.records.values()
                     if (status is None or r["status"] == status)
                     and (task_name is None or r["task_name"] == task_name)
                     and (before is None or r["created_at"] < before)
-                    and (cursor is None or (r["created_at"], r["uuid"]) < cursor)]
+                    and (cursor is None or (r["created_at"], r["uuid"]) < cursor)
+                    and (queue is None or r.get("queue") == queue)]
         rows.sort(key=lambda r: (r["created_at"], r["uuid"]), reverse=True)
         return rows[:limit]  # type: ignore[return-value]
 

@@ -225,12 +225,14 @@ class PostgresBackend(Backend):
         return bool(rows[0][0])
 
     def search_op(self, status: str | None, task_name: str | None, limit: int,
-                  before: float | None, cursor: Cursor | None = None) -> q.Steps:
+                  before: float | None, cursor: Cursor | None = None,
+                  queue: str | None = None) -> q.Steps:
         after_created, after_uuid = cursor if cursor is not None else (None, None)
-        rows = yield (q.search_sql(self.sql, status, task_name, before, cursor is not None),
+        rows = yield (q.search_sql(self.sql, status, task_name, before, cursor is not None,
+                                   queue is not None),
                       {"app": self.app, "status": status, "task_name": task_name,
                        "before": before, "limit": limit, "after_created": after_created,
-                       "after_uuid": after_uuid})
+                       "after_uuid": after_uuid, "queue": queue})
         return [q.record(r) for r in rows]
 
     def purge_op(self, queue: str, limit: int) -> q.Steps:
@@ -581,8 +583,8 @@ class PostgresStore(ResultStore):
 
     async def search(self, *, status: str | None = None, task_name: str | None = None,
                      limit: int = 100, before: float | None = None,
-                     cursor: Cursor | None = None) -> list[RecordRow]:
-        return await self._db().run(self.backend.search_op(status, task_name, limit, before, cursor))
+                     cursor: Cursor | None = None, queue: str | None = None) -> list[RecordRow]:
+        return await self._db().run(self.backend.search_op(status, task_name, limit, before, cursor, queue))
 
     async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
         await self._db().run(self.backend.heartbeat_op(info, lease))
@@ -659,8 +661,8 @@ class SyncPostgresStore(SyncResultStore):
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
                limit: int = 100, before: float | None = None,
-                     cursor: Cursor | None = None) -> list[RecordRow]:
-        return self.backend.sync.run(self.backend.search_op(status, task_name, limit, before, cursor))
+                     cursor: Cursor | None = None, queue: str | None = None) -> list[RecordRow]:
+        return self.backend.sync.run(self.backend.search_op(status, task_name, limit, before, cursor, queue))
 
     def live_workers(self) -> int:
         return self.backend.sync.run(self.backend.live_op())

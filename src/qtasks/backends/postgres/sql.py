@@ -50,7 +50,7 @@ from qtasks.core.record import RecordRow
 READY, DELAYED, LEASED = 0, 1, 2
 _FINAL = "('success', 'error', 'cancel')"
 RECORD_COLUMNS = ("uuid", "task_name", "priority", "status", "args", "kwargs", "created_at",
-                  "updated_at", "returning", "traceback", "extra")
+                  "updated_at", "returning", "traceback", "extra", "queue")
 _COLUMNS = ", ".join(f'"{c}"' if c == "returning" else c for c in RECORD_COLUMNS)
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
@@ -131,12 +131,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # 1 -> 2: keyset search (both orderings indexed to the uuid, so a page never sorts; the
-    # columns never change, so updates stay heap-only), and workers report queues and load.
+    # columns never change, so updates stay heap-only), records keep their queue, and workers
+    # report queues and load.
     """
     CREATE INDEX records_keyset ON {s}.records (app, created_at, uuid);
     DROP INDEX {s}.records_created;
     ALTER INDEX {s}.records_keyset RENAME TO records_created;
     CREATE INDEX records_name ON {s}.records (app, task_name, created_at, uuid);
+    ALTER TABLE {s}.records ADD COLUMN queue text;
     ALTER TABLE {s}.workers ADD COLUMN queues text NOT NULL DEFAULT 'default',
                             ADD COLUMN running integer NOT NULL DEFAULT 0,
                             ADD COLUMN finished bigint NOT NULL DEFAULT 0,
@@ -224,9 +226,9 @@ _TASKS = (
 
 def _insert_records(s: str, source: str, watched: str = "false") -> str:
     return (f"INSERT INTO {s}.records (app, uuid, task_name, priority, status, args, kwargs, "
-            "created_at, updated_at, extra, watched) "
+            "created_at, updated_at, extra, watched, queue) "
             f"SELECT %(app)s, uuid, task_name, priority, 'new', args, kwargs, created_at, "
-            f"created_at, extra, {watched} FROM {source}")
+            f"created_at, extra, {watched}, queue FROM {source}")
 
 
 def _insert_messages(s: str, source: str) -> str:
@@ -610,8 +612,10 @@ def statements(sql: Sql) -> dict[str, str]:
 
 
 def search_sql(sql: Sql, status: str | None, task_name: str | None, before: float | None,
-               cursor: bool = False) -> str:
+               cursor: bool = False, queue: bool = False) -> str:
     where = ["app = %(app)s"]
+    if queue:
+        where.append("queue = %(queue)s")
     if status is not None:
         where.append("status = %(status)s")
     if task_name is not None:

@@ -283,8 +283,8 @@ class RedisStore(ResultStore):
 
     async def search(self, *, status: str | None = None, task_name: str | None = None,
                      limit: int = 100, before: float | None = None,
-                     cursor: Cursor | None = None) -> list[RecordRow]:
-        return await self._run(protocol.search(status, task_name, limit, before, cursor))
+                     cursor: Cursor | None = None, queue: str | None = None) -> list[RecordRow]:
+        return await self._run(protocol.search(status, task_name, limit, before, cursor, queue))
 
     async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
         await self._run(protocol.heartbeat(info, lease))
@@ -354,8 +354,8 @@ class SyncRedisStore(SyncResultStore):
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
                limit: int = 100, before: float | None = None,
-                     cursor: Cursor | None = None) -> list[RecordRow]:
-        return self.backend.sync.run(protocol.search(status, task_name, limit, before, cursor))
+                     cursor: Cursor | None = None, queue: str | None = None) -> list[RecordRow]:
+        return self.backend.sync.run(protocol.search(status, task_name, limit, before, cursor, queue))
 
     def live_workers(self) -> int:
         return count_live(self.backend.sync.run(protocol.live_workers()))

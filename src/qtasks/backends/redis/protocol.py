@@ -199,6 +199,7 @@ def record_row(uuid: str, fields: dict[str, str] | Sequence[str]) -> RecordRow |
         "updated_at": float(fields.get("updated_at", 0.0)),
         "returning": fields.get("returning"), "traceback": fields.get("traceback"),
         "extra": "{" + ", ".join(extras) + "}" if extras else None,
+        "queue": fields.get("queue"),
     }
 
 
@@ -503,10 +504,12 @@ def delete_dead_letters(keys: Keys, ids: Sequence[Any]) -> Op:
 
 
 def search(status: str | None, task_name: str | None, limit: int,
-           before: float | None, cursor: tuple[float, str] | None = None) -> Op:
+           before: float | None, cursor: tuple[float, str] | None = None,
+           queue: str | None = None) -> Op:
     after_created, after_uuid = (repr(float(cursor[0])), cursor[1]) if cursor else ("", "")
     flat = yield Script(["search", status or "", task_name or "", limit,
-                         repr(before) if before is not None else "", after_created, after_uuid])
+                         repr(before) if before is not None else "", after_created, after_uuid,
+                         queue or ""])
     rows = (record_row(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
     return [r for r in rows if r is not None]
 

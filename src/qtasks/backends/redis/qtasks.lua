@@ -38,7 +38,7 @@ local NOW, NOW_S = 0, ''  -- the server's clock: ms, and seconds as text (see `b
 
 local FINAL = {success = true, error = true, cancel = true}
 local STATUSES = {'new', 'process', 'success', 'error', 'cancel'}
-local SEARCH_BUDGET = 20000  -- records one search call looks at, at most, with two filters
+local SEARCH_BUDGET = 20000  -- records one search looks at, at most, when it checks fields itself
 
 local function rkey(u) return P .. 'r:' .. u end
 local function mkey(id) return P .. 'm:' .. id end
@@ -125,7 +125,7 @@ local function create_record(task, watched)
   if redis.call('EXISTS', k) == 1 then return false end
   local set = {'HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
     'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
-    'updated_at', task.created}
+    'updated_at', task.created, 'queue', task.q}
   if watched then set[#set + 1] = 'waiters'; set[#set + 1] = 1 end
   for i = 1, #task.extra, 2 do
     set[#set + 1] = 'x:' .. task.extra[i]; set[#set + 1] = task.extra[i + 1]
@@ -747,22 +747,30 @@ elseif op == 'search' then
   -- none). Reads the most selective index there is (name, else status, else all), newest
   -- first, from just after the cursor: by its rank when the cursor's uuid is in that index,
   -- else by its score (ties at the cursor's score go by uuid, as the members are ordered).
-  -- With both filters, the status is checked on each record of that name: at most
-  -- SEARCH_BUDGET of them are looked at per call.
+  -- The status beside a name, and a queue, are checked on each record the index gives: at
+  -- most SEARCH_BUDGET records are looked at per call then.
   local status, name, limit, before, c_at, c_uuid = arg(), arg(), num(), arg(), arg(), arg()
+  local queue = arg()
   local key = (name ~= '' and (P .. 'ix:nm:' .. name))
     or (status ~= '' and (P .. 'ix:st:' .. status)) or (P .. 'ix:all')
-  local check_status = name ~= '' and status ~= ''
+  local wanted = {}
+  if name ~= '' and status ~= '' then wanted.status = status end
+  if queue ~= '' then wanted.queue = queue end
+  local checks = next(wanted) ~= nil
   local out, seen = {}, 0
   local function take(members)
     for _, u in ipairs(members) do
-      if #out >= limit * 2 or seen >= SEARCH_BUDGET then return false end
+      if #out >= limit * 2 or (checks and seen >= SEARCH_BUDGET) then return false end
       seen = seen + 1
       local fields = redis.call('HGETALL', rkey(u))
       local keep = #fields > 0
-      if keep and check_status then
+      if keep and checks then
+        local found = {}
         for i = 1, #fields, 2 do
-          if fields[i] == 'status' then keep = fields[i + 1] == status; break end
+          if wanted[fields[i]] then found[fields[i]] = fields[i + 1] end
+        end
+        for field, value in pairs(wanted) do
+          if found[field] ~= value then keep = false end
         end
       end
       if keep then

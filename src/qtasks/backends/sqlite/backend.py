@@ -326,8 +326,8 @@ class SqliteStore(ResultStore):
 
     async def search(self, *, status: str | None = None, task_name: str | None = None,
                      limit: int = 100, before: float | None = None,
-                     cursor: Cursor | None = None) -> list[RecordRow]:
-        return await self.db.call(store.search, status, task_name, limit, before, cursor)
+                     cursor: Cursor | None = None, queue: str | None = None) -> list[RecordRow]:
+        return await self.db.call(store.search, status, task_name, limit, before, cursor, queue)
 
     async def heartbeat(self, info: WorkerInfo, lease: float) -> None:
         await self.db.call(store.heartbeat, info, lease)
@@ -411,8 +411,8 @@ class SyncSqliteStore(SyncResultStore):
 
     def search(self, *, status: str | None = None, task_name: str | None = None,
                limit: int = 100, before: float | None = None,
-                     cursor: Cursor | None = None) -> list[RecordRow]:
-        return self.conn.call(store.search, status, task_name, limit, before, cursor)
+                     cursor: Cursor | None = None, queue: str | None = None) -> list[RecordRow]:
+        return self.conn.call(store.search, status, task_name, limit, before, cursor, queue)
 
     def live_workers(self) -> int:
         return self.conn.call(store.live_workers)

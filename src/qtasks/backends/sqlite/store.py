@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS {name} (
     "returning" TEXT,
     traceback TEXT,
     extra TEXT,
-    holder TEXT
+    holder TEXT,
+    queue TEXT
 )"""
 
 # The search pages through records newest first, by keyset on (created_at, uuid), so both
@@ -122,6 +123,7 @@ _RECORD_COLUMNS = (
     "uuid, task_name, priority, status, args, kwargs, created_at, updated_at, "
     "\"returning\", traceback, extra"
 )
+_READ_COLUMNS = _RECORD_COLUMNS + ", queue"  # what a RecordRow holds (inserts name their own)
 _READY = "app = :app AND {queues} AND eta <= :now AND (lease_until IS NULL OR lease_until < :now)"
 
 
@@ -241,6 +243,9 @@ def _upgrade(conn: sqlite3.Connection, found: str) -> str:
         for index in RECORD_INDEXES:
             conn.execute(index)
         conn.execute("ALTER TABLE workers ADD COLUMN queues TEXT NOT NULL DEFAULT 'default'")
+        records = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+        if "queue" not in records:  # a file copied by the step above has it already
+            conn.execute("ALTER TABLE records ADD COLUMN queue TEXT")
         for column in ("running INTEGER", "finished INTEGER", "failed INTEGER",
                        "busy_seconds REAL"):
             conn.execute(f"ALTER TABLE workers ADD COLUMN {column} NOT NULL DEFAULT 0")
@@ -479,10 +484,10 @@ def flush_queue(conn: sqlite3.Connection, app: str) -> None:
 
 def _insert_records(conn: sqlite3.Connection, app: str, tasks: Sequence[NewTask]) -> None:
     conn.executemany(
-        f"INSERT INTO records (app, {_RECORD_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, NULL, NULL, ?)",
+        f"INSERT INTO records (app, {_RECORD_COLUMNS}, queue) "
+        "VALUES (?, ?, ?, ?, 'new', ?, ?, ?, ?, NULL, NULL, ?, ?)",
         [(app, t.uuid, t.task_name, t.priority, t.args_json, t.kwargs_json, t.created_at,
-          t.created_at, t.extra_json) for t in tasks],
+          t.created_at, t.extra_json, t.queue) for t in tasks],
     )
 
 
@@ -680,7 +685,7 @@ def _text(payload: str | bytes) -> str:
 
 def get(conn: sqlite3.Connection, app: str, uuid: str) -> RecordRow | None:
     row = conn.execute(
-        f"SELECT {_RECORD_COLUMNS} FROM records WHERE uuid = ? AND app = ?", (uuid, app)
+        f"SELECT {_READ_COLUMNS} FROM records WHERE uuid = ? AND app = ?", (uuid, app)
     ).fetchone()
     return dict(row) if row is not None else None  # type: ignore[return-value]
 
@@ -718,9 +723,10 @@ def delete_dead_letters(conn: sqlite3.Connection, app: str, ids: Sequence[Any]) 
 
 
 def search(conn: sqlite3.Connection, app: str, status: str | None, task_name: str | None,
-           limit: int, before: float | None, cursor: Cursor | None = None) -> list[RecordRow]:
+           limit: int, before: float | None, cursor: Cursor | None = None,
+           queue: str | None = None) -> list[RecordRow]:
     where, params = ["app = ?"], [app]
-    for column, value in (("status", status), ("task_name", task_name)):
+    for column, value in (("status", status), ("task_name", task_name), ("queue", queue)):
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
@@ -730,7 +736,7 @@ def search(conn: sqlite3.Connection, app: str, status: str | None, task_name: st
     if cursor is not None:
         where.append("(created_at, uuid) < (?, ?)")
         params += cursor  # type: ignore[arg-type]
-    rows = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM records WHERE {' AND '.join(where)} "
+    rows = conn.execute(f"SELECT {_READ_COLUMNS} FROM records WHERE {' AND '.join(where)} "
                         "ORDER BY created_at DESC, uuid DESC LIMIT ?", (*params, limit)).fetchall()
     return [dict(r) for r in rows]  # type: ignore[misc]
 

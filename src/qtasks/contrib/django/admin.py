@@ -99,17 +99,18 @@ class TaskAdmin(_StoreAdmin):
         if status is not None and status not in operator.STATUSES:
             status = None
         task_name = (q.get("task_name") or "").strip() or None
+        queue = (q.get("queue") or "").strip() or None
         after = q.get("after") or None
         try:
             rows = operator.list_tasks(app, status=status, task_name=task_name, limit=PAGE + 1,
-                                       after=after)
+                                       after=after, queue=queue)
         except ValueError as exc:
             messages.error(request, str(exc))
             rows = []
         more = len(rows) > PAGE
         rows = rows[:PAGE]
         filters = {k: v for k, v in (("app", alias), ("status", status),
-                                     ("task_name", task_name)) if v}
+                                     ("task_name", task_name), ("queue", queue)) if v}
         older = f"?{urlencode({**filters, 'after': str(rows[-1].uuid)})}" if more else None
         counts = operator.overview(app)[1]
         return TemplateResponse(request, "admin/qtasks/tasks.html", self._context(
