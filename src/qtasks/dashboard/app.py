@@ -361,26 +361,24 @@ def build(app: BaseQueueTasks, *, auth: Auth | None = None, read_only: bool = Fa
 
 
 def _retry_chain(app: BaseQueueTasks, task: Any) -> list[dict[str, Any]]:
-    """The tasks before and after ``task`` in its retry chain, oldest first (at most 20)."""
-    before: list[dict[str, Any]] = []
-    parent = task.retry_parent_uuid
-    while parent is not None and len(before) < 10:
-        found = operator.find_task(app, str(parent))
-        if found is None:
-            break
-        before.insert(0, operator.task_summary(found))
-        parent = found.retry_parent_uuid
-    after: list[dict[str, Any]] = []
-    child = task.retry_child_uuid
-    while child is not None and len(after) < 10:
-        found = operator.find_task(app, str(child))
-        if found is None:
-            break
-        after.append(operator.task_summary(found))
-        child = found.retry_child_uuid
+    """The tasks before and after ``task`` in its retry chain, oldest first (at most 10 on
+    either side)."""
+    before = _walk(app, task.retry_parent_uuid, "retry_parent_uuid")[::-1]
+    after = _walk(app, task.retry_child_uuid, "retry_child_uuid")
     if not before and not after:
         return []
     return [*before, {**operator.task_summary(task), "current": True}, *after]
+
+
+def _walk(app: BaseQueueTasks, uuid: Any, link: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while uuid is not None and len(found) < 10:
+        task = operator.find_task(app, str(uuid))
+        if task is None:
+            break
+        found.append(operator.task_summary(task))
+        uuid = getattr(task, link)
+    return found
 
 
 def _letters(app: BaseQueueTasks, limit: int) -> tuple[list[dict[str, Any]], int]:

@@ -13,25 +13,23 @@ from __future__ import annotations
 from django.db import models
 
 
-class Task(models.Model):
+class _NoTable(models.Model):
     class Meta:
+        abstract = True
         managed = False
+        default_permissions = ("view", "change")  # look; act (retry, cancel, requeue, purge)
+
+
+class Task(_NoTable):
+    class Meta(_NoTable.Meta):
         verbose_name = "task"
-        verbose_name_plural = "tasks"
-        default_permissions = ("view", "change")
 
 
-class DeadLetter(models.Model):
-    class Meta:
-        managed = False
+class DeadLetter(_NoTable):
+    class Meta(_NoTable.Meta):
         verbose_name = "dead letter"
-        verbose_name_plural = "dead letters"
-        default_permissions = ("view", "change")
 
 
-class Queue(models.Model):
-    class Meta:
-        managed = False
+class Queue(_NoTable):
+    class Meta(_NoTable.Meta):
         verbose_name = "queue"
-        verbose_name_plural = "queues"
-        default_permissions = ("view", "change")
