@@ -142,3 +142,35 @@ def test_the_admin_section_shows_and_steers_the_queue(backend, tmp_path):
 
             with psycopg.connect(POSTGRES, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "qtasks_{_RUN}" CASCADE')
+
+
+ASGI = r"""
+from starlette.testclient import TestClient
+from proj.asgi_dashboard import application
+from qtasks.contrib.django.apps import get_app
+
+app = get_app()
+app.flush_all()
+task = app.add_task("add", 1, 2)
+client = TestClient(application)
+assert client.get("/ops/queue/").status_code == 401
+page = client.get(f"/ops/queue/tasks/{task.uuid}", auth=("ops", "secret"))
+assert page.status_code == 200 and str(task.uuid) in page.text, page.text[:500]
+assert "/ops/queue/static/dashboard.css" in page.text
+assert client.get("/admin/login/").status_code == 200  # Django still answers the rest
+app.flush_all()
+print("ok")
+"""
+
+
+def test_the_dashboard_mounts_beside_django_in_asgi_py(tmp_path):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "proj.settings_admin",
+           "PYTHONPATH": str(PROJECT), "ADMIN_BROKER_URL": f"sqlite:///{tmp_path}/q.sqlite3",
+           "ADMIN_DB_PATH": str(tmp_path / "django.sqlite3")}
+    migrate = subprocess.run([sys.executable, "-m", "django", "migrate", "--noinput"],
+                             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=120)
+    assert migrate.returncode == 0, migrate.stderr
+    done = subprocess.run([sys.executable, "-c", ASGI], cwd=PROJECT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.strip().endswith("ok")
