@@ -15,6 +15,7 @@ import contextvars
 import copy
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -108,6 +109,13 @@ class WorkerProcess:
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    @property
+    def worker_id(self) -> str:
+        """The id its ready line announced (what records and the dashboard show)."""
+        found = re.search(r"worker (\S+) ready: app ", self.output)
+        assert found is not None, f"no ready line yet:\n{self.output}"
+        return found.group(1)
 
     @property
     def returncode(self) -> int | None:

@@ -183,6 +183,22 @@ def test_release_hands_back_to_the_same_queue_after_the_delay(contract):
     assert contract.exchange(queues=("emails",), limit=0, finished=[outcome(delivery)]).rejected
 
 
+def test_a_record_keeps_the_worker_that_ran_it_and_the_number_of_that_start(contract):
+    plain, failing, other = contract.enqueue(contract.new(), contract.new(), contract.new())
+    first = contract.fetch(limit=3, start=3)
+    by_uuid = {d.uuid: d for d in first}
+    contract.exchange(limit=0, finished=[
+        outcome(by_uuid[plain.uuid], "success", 7, worker="host:1:aa"),
+        outcome(by_uuid[failing.uuid], "error", traceback="Boom", worker="host:1:aa",
+                extra_json=dumps({"exception": "builtins.ValueError", "worker": "mine"})),
+        outcome(by_uuid[other.uuid], "success", 8)])  # run inline: no worker
+    done = contract.app.get(plain.uuid)
+    assert (done.returning, done.extra) == (7, {"worker": "host:1:aa", "deliveries": 1})
+    assert contract.app.get(failing.uuid).extra == {"worker": "mine", "deliveries": 1,
+                                                    "exception": "builtins.ValueError"}
+    assert contract.app.get(other.uuid).extra == {}
+
+
 def test_dead_letters_are_kept_with_their_reason(contract):
     (task,) = contract.enqueue(contract.new())
     (delivery,) = contract.fetch(start=1)

@@ -26,10 +26,12 @@ def test_killed_worker_task_runs_again_and_finishes_once(start_worker):
     wait_until(lambda: "start k9" in marks(), what="the task to start")
     first.signal(signal.SIGKILL)
     first.wait(10)
-    start_worker("apps.sync_app:app", env=FAST_LEASE)
+    second = start_worker("apps.sync_app:app", env=FAST_LEASE)
     record = app.wait_sync(task.uuid, 30)
     assert record.status == "success"
     assert marks().count("start k9") == 2  # it ran again (at-least-once) ...
+    # the record names the worker that finished it, and that this was the second start
+    assert (record.extra["worker"], record.extra["deliveries"]) == (second.worker_id, 2)
     stats = app.stats()  # ... and ended in one final state, off the queue
     assert (stats.queued, stats.running, stats.records) == (0, 0, 1)
     assert app.dead_letters() == []

@@ -38,6 +38,7 @@ Everything here is bytes/text in, text out: encoding and every decision stay in
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -103,6 +104,21 @@ class Outcome:
     dead_letter: str | None = None
     follow_up: NewTask | None = None
     """A task to enqueue with this outcome (the next attempt of a retried task)."""
+    worker: str | None = None
+    """The id of the worker that ran it: the record keeps it (``extra["worker"]``), with the
+    number of this start (``extra["deliveries"]``, 1 for the first). None: run inline."""
+
+    def record_extra(self) -> str | None:
+        """``extra_json`` with ``worker`` and ``deliveries`` in front (fields of the same name
+        in ``extra_json`` win): what a store merges into the record."""
+        if self.worker is None:
+            return self.extra_json
+        stamp = (f'"worker":{json.dumps(self.worker)},'
+                 f'"deliveries":{self.delivery.deliveries + 1}')
+        extra = self.extra_json
+        if not extra or extra == "{}":
+            return "{" + stamp + "}"
+        return "{" + stamp + "," + extra.lstrip()[1:]
 
 
 @dataclass(slots=True)

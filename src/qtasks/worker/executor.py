@@ -128,11 +128,14 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
     else:
         args, ctx = list(env.args), None
 
+    worker_id = getattr(worker, "id", None)  # the record keeps it (None: run inline)
+
     def done(**fields: Any) -> Outcome:
         if ctx is not None and ctx._extra:  # fields an integration stored through the context
             stored = loads(fields["extra_json"]) if fields.get("extra_json") else {}
             fields["extra_json"] = dumps({**ctx._extra, **stored})
-        return Outcome(delivery=delivery, priority=env.priority, **_fields(env), **fields)
+        return Outcome(delivery=delivery, priority=env.priority, worker=worker_id,
+                       **_fields(env), **fields)
 
     run = TaskRun(task_func=definition, task_broker=env, args=args, kwargs=dict(env.kwargs),
                   worker=worker, pool=pool)

@@ -405,9 +405,10 @@ class MemoryState:
                         "created_at": o.created_at or now, "extra": None}
                 row.update(status=o.status, returning=o.returning_json, traceback=o.traceback,
                            updated_at=now)
-                if o.extra_json:
+                extra_json = o.record_extra()
+                if extra_json:
                     merged = json.loads(row["extra"]) if row.get("extra") else {}
-                    merged.update(json.loads(o.extra_json))
+                    merged.update(json.loads(extra_json))
                     row["extra"] = json.dumps(merged, ensure_ascii=False)
                 self.holders.pop(o.uuid, None)
                 if o.dead_letter:

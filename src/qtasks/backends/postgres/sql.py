@@ -351,7 +351,7 @@ def outcome_params(app: str, outcomes: Sequence[Outcome], now: float, fused: boo
          "uuid": o.uuid,
          "task_name": o.task_name, "priority": o.priority, "status": o.status,
          "args": o.args_json, "kwargs": o.kwargs_json, "created_at": o.created_at,
-         "returning": o.returning_json, "traceback": o.traceback, "extra": o.extra_json,
+         "returning": o.returning_json, "traceback": o.traceback, "extra": o.record_extra(),
          "dead": o.dead_letter,
          "payload": _text(o.delivery.payload) if o.dead_letter else None,
          "deliveries": o.delivery.deliveries,

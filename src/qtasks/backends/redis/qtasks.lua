@@ -376,11 +376,17 @@ local NO_EXTRA = {}
 local function write_outcome(fused)
   local o, extra, dl, payload, deliveries, follow
   if arg() == 'c' then
-    -- the common case in 8 arguments: a plain result, no extras, dead letter or follow-up
+    -- the common case in 10 arguments: a plain result, no extras, dead letter or follow-up;
+    -- the worker that ran it ('' = none) and the number of this start
     o = {id = arg(), tok = arg(), u = arg(), status = arg(), name = arg(), p = arg(),
          created = arg(), ret = opt(), started = '1'}
     o.holder = o.id .. ':' .. o.tok
-    extra = NO_EXTRA
+    local worker, started = arg(), arg()
+    if worker == '' then
+      extra = NO_EXTRA
+    else
+      extra = {'worker', cjson.encode(worker), 'deliveries', started}
+    end
   else
     o = {id = arg(), tok = arg(), u = arg(), holder = arg(), started = arg(),
          status = arg(), name = arg(), p = arg(), args = opt(), kwargs = opt(),

@@ -601,7 +601,7 @@ def _write_one(conn: sqlite3.Connection, app: str, o: Outcome, now: float, fence
 
 def _outcome_params(app: str, o: Outcome, now: float) -> tuple[Any, ...]:
     return (app, o.uuid, o.task_name, o.priority, o.status, o.args_json, o.kwargs_json,
-            o.created_at or now, now, o.returning_json, o.traceback, o.extra_json)
+            o.created_at or now, now, o.returning_json, o.traceback, o.record_extra())
 
 
 def _write_all(conn: sqlite3.Connection, app: str, outcomes: Sequence[Outcome], now: float,
