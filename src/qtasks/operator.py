@@ -63,6 +63,12 @@ def task_detail(task: Task) -> dict[str, Any]:
         retry_parent_uuid=str(task.retry_parent_uuid) if task.retry_parent_uuid else None,
         retry_child_uuid=str(task.retry_child_uuid) if task.retry_child_uuid else None,
         extra=task.extra)
+    started = task.extra.get("started_at")
+    if isinstance(started, int | float) and started > 0:  # a worker ran it (not inline)
+        created, updated = task.created_at.timestamp(), task.updated_at.timestamp()
+        detail.update(started_at=when(started), waited_seconds=round(started - created, 6))
+        if task.status in FINAL_STATUSES or task.status == "retry":
+            detail["ran_seconds"] = round(max(0.0, updated - started), 6)
     return detail
 
 

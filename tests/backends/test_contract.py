@@ -188,13 +188,16 @@ def test_a_record_keeps_the_worker_that_ran_it_and_the_number_of_that_start(cont
     first = contract.fetch(limit=3, start=3)
     by_uuid = {d.uuid: d for d in first}
     contract.exchange(limit=0, finished=[
-        outcome(by_uuid[plain.uuid], "success", 7, worker="host:1:aa"),
+        outcome(by_uuid[plain.uuid], "success", 7, worker="host:1:aa", started_at=1.5e9),
         outcome(by_uuid[failing.uuid], "error", traceback="Boom", worker="host:1:aa",
+                started_at=1.5e9,
                 extra_json=dumps({"exception": "builtins.ValueError", "worker": "mine"})),
         outcome(by_uuid[other.uuid], "success", 8)])  # run inline: no worker
     done = contract.app.get(plain.uuid)
-    assert (done.returning, done.extra) == (7, {"worker": "host:1:aa", "deliveries": 1})
+    assert (done.returning, done.extra) == \
+        (7, {"worker": "host:1:aa", "deliveries": 1, "started_at": 1.5e9})
     assert contract.app.get(failing.uuid).extra == {"worker": "mine", "deliveries": 1,
+                                                    "started_at": 1.5e9,
                                                     "exception": "builtins.ValueError"}
     assert contract.app.get(other.uuid).extra == {}
 

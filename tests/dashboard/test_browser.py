@@ -81,6 +81,9 @@ def test_a_failed_task_is_retried_from_its_page(served, page, tmp_path):
     wait_until(lambda: sync_app.app.get(new_uuid).status == "success")
     page.reload()
     assert page.locator("#task-status").inner_text() == "success"
+    fields = page.locator("dl.fields").inner_text()  # who ran it, when, for how long
+    assert "worker" in fields and "deliveries" in fields and "Started" in fields
+    assert page.locator("#ran").inner_text().endswith(" s")
     assert str(failed.uuid) in page.locator(".chain").inner_text()  # the retry chain
     assert sync_app.app.get(failed.uuid).status == "error"  # the old record keeps its end
 

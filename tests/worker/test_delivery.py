@@ -32,6 +32,8 @@ def test_killed_worker_task_runs_again_and_finishes_once(start_worker):
     assert marks().count("start k9") == 2  # it ran again (at-least-once) ...
     # the record names the worker that finished it, and that this was the second start
     assert (record.extra["worker"], record.extra["deliveries"]) == (second.worker_id, 2)
+    assert record.created_at.timestamp() < record.extra["started_at"] \
+        <= record.updated_at.timestamp()
     stats = app.stats()  # ... and ended in one final state, off the queue
     assert (stats.queued, stats.running, stats.records) == (0, 0, 1)
     assert app.dead_letters() == []

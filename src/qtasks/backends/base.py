@@ -106,7 +106,9 @@ class Outcome:
     """A task to enqueue with this outcome (the next attempt of a retried task)."""
     worker: str | None = None
     """The id of the worker that ran it: the record keeps it (``extra["worker"]``), with the
-    number of this start (``extra["deliveries"]``, 1 for the first). None: run inline."""
+    number of this start (``extra["deliveries"]``, 1 for the first) and when the run began
+    (``extra["started_at"]``, epoch seconds). None: run inline."""
+    started_at: float = 0.0
 
     def record_extra(self) -> str | None:
         """``extra_json`` with ``worker`` and ``deliveries`` in front (fields of the same name
@@ -114,7 +116,7 @@ class Outcome:
         if self.worker is None:
             return self.extra_json
         stamp = (f'"worker":{json.dumps(self.worker)},'
-                 f'"deliveries":{self.delivery.deliveries + 1}')
+                 f'"deliveries":{self.delivery.deliveries + 1},"started_at":{self.started_at!r}')
         extra = self.extra_json
         if not extra or extra == "{}":
             return "{" + stamp + "}"

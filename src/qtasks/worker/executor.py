@@ -129,13 +129,14 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
         args, ctx = list(env.args), None
 
     worker_id = getattr(worker, "id", None)  # the record keeps it (None: run inline)
+    began = time.time()
 
     def done(**fields: Any) -> Outcome:
         if ctx is not None and ctx._extra:  # fields an integration stored through the context
             stored = loads(fields["extra_json"]) if fields.get("extra_json") else {}
             fields["extra_json"] = dumps({**ctx._extra, **stored})
         return Outcome(delivery=delivery, priority=env.priority, worker=worker_id,
-                       **_fields(env), **fields)
+                       started_at=began, **_fields(env), **fields)
 
     run = TaskRun(task_func=definition, task_broker=env, args=args, kwargs=dict(env.kwargs),
                   worker=worker, pool=pool)

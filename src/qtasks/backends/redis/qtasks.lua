@@ -376,16 +376,16 @@ local NO_EXTRA = {}
 local function write_outcome(fused)
   local o, extra, dl, payload, deliveries, follow
   if arg() == 'c' then
-    -- the common case in 10 arguments: a plain result, no extras, dead letter or follow-up;
-    -- the worker that ran it ('' = none) and the number of this start
+    -- the common case in 11 arguments: a plain result, no extras, dead letter or follow-up;
+    -- the worker that ran it ('' = none), the number of this start, and when it began
     o = {id = arg(), tok = arg(), u = arg(), status = arg(), name = arg(), p = arg(),
          created = arg(), ret = opt(), started = '1'}
     o.holder = o.id .. ':' .. o.tok
-    local worker, started = arg(), arg()
+    local worker, started, began = arg(), arg(), arg()
     if worker == '' then
       extra = NO_EXTRA
     else
-      extra = {'worker', cjson.encode(worker), 'deliveries', started}
+      extra = {'worker', cjson.encode(worker), 'deliveries', started, 'started_at', began}
     end
   else
     o = {id = arg(), tok = arg(), u = arg(), holder = arg(), started = arg(),
