@@ -128,13 +128,16 @@ def cancel_task(app: BaseQueueTasks, uuid: str, reason: str = "") -> CancelResul
 def queue_rows(app: BaseQueueTasks) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``qtasks queues``: the waiting tasks of each queue, and the totals of the backend
     (waiting, of them delayed, claimed by workers, records, dead letters, live workers)."""
-    stats = app.client.stats()
-    counts = stats.as_dict()
-    by_queue = dict(counts.pop("by_queue", None) or {})
+    counts = app.client.stats().as_dict()
+    return _queue_table(app, counts.pop("by_queue", None) or {}), counts
+
+
+def _queue_table(app: BaseQueueTasks, by_queue: dict[str, int]) -> list[dict[str, Any]]:
+    """One row per queue with waiting tasks, and per queue the app's workers serve."""
+    waiting = dict(by_queue)
     for name in app.config.worker_queues:
-        by_queue.setdefault(name, 0)
-    rows = [{"queue": name, "waiting": n} for name, n in sorted(by_queue.items())]
-    return rows, counts
+        waiting.setdefault(name, 0)
+    return [{"queue": name, "waiting": n} for name, n in sorted(waiting.items())]
 
 
 def overview(app: BaseQueueTasks) -> tuple[list[dict[str, Any]], dict[str, Any], list[Any]]:
@@ -144,13 +147,9 @@ def overview(app: BaseQueueTasks) -> tuple[list[dict[str, Any]], dict[str, Any],
     client = app.client
     queue = client.queue_stats()
     workers = client.workers()
-    by_queue = dict(queue.by_queue)
-    for name in app.config.worker_queues:
-        by_queue.setdefault(name, 0)
     totals = {"queued": queue.queued, "running": queue.running, "delayed": queue.delayed,
               "dead_letters": client.dead_letter_count(), "workers": len(workers)}
-    rows = [{"queue": name, "waiting": n} for name, n in sorted(by_queue.items())]
-    return rows, totals, workers
+    return _queue_table(app, queue.by_queue), totals, workers
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:

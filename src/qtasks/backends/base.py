@@ -38,6 +38,7 @@ Everything here is bytes/text in, text out: encoding and every decision stay in
 from __future__ import annotations
 
 import abc
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -111,16 +112,22 @@ class Outcome:
     started_at: float = 0.0
 
     def record_extra(self) -> str | None:
-        """``extra_json`` with ``worker`` and ``deliveries`` in front (fields of the same name
-        in ``extra_json`` win): what a store merges into the record."""
+        """``extra_json`` with ``worker``, ``deliveries`` and ``started_at`` in front (fields of
+        the same name in ``extra_json`` win): what a store merges into the record."""
         if self.worker is None:
             return self.extra_json
-        stamp = (f'"worker":{json.dumps(self.worker)},'
+        stamp = (f'"worker":{_json_text(self.worker)},'
                  f'"deliveries":{self.delivery.deliveries + 1},"started_at":{self.started_at!r}')
         extra = self.extra_json
         if not extra or extra == "{}":
             return "{" + stamp + "}"
         return "{" + stamp + "," + extra.lstrip()[1:]
+
+
+@functools.lru_cache(maxsize=16)
+def _json_text(text: str) -> str:
+    """``text`` as a JSON string (a worker's id: one per process, encoded once)."""
+    return json.dumps(text)
 
 
 @dataclass(slots=True)
@@ -226,20 +233,11 @@ class WorkerInfo:
 
 
 @dataclass(slots=True)
-class WorkerRow:
-    """A live worker as the store last heard of it (``SyncResultStore.workers``)."""
+class WorkerRow(WorkerInfo):
+    """A live worker as the store last heard of it (``SyncResultStore.workers``): what it
+    reported, and when."""
 
-    id: str
-    hostname: str
-    pid: int
-    started_at: float
-    heartbeat_at: float
-    concurrency: int
-    queues: tuple[str, ...] = ("default",)
-    running: int = 0
-    finished: int = 0
-    failed: int = 0
-    busy_seconds: float = 0.0
+    heartbeat_at: float = 0.0
 
 
 Cursor = tuple[float, str]

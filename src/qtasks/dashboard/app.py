@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -59,11 +60,22 @@ class Dashboard:
         self.interval = interval
         self.history = History()
         self.where = app.backend.describe()
+        self._lock = threading.Lock()
+        self._last: tuple[dict[str, Any], str] | None = None
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return run_in_threadpool(fn, *args, **kwargs)
 
     # -- what the overview shows --------------------------------------------------------------
+
+    def current(self) -> tuple[dict[str, Any], str]:
+        """The latest snapshot and its JSON, made at most once an interval however many pages
+        are open (blocking: run it in the thread pool)."""
+        with self._lock:
+            if self._last is None or time.time() - self._last[0]["at"] >= self.interval * 0.9:
+                snap = self.snapshot()
+                self._last = (snap, dumps(snap))
+            return self._last
 
     def snapshot(self) -> dict[str, Any]:
         """The overview's data (blocking: run it in the thread pool)."""
@@ -162,8 +174,8 @@ def build(app: BaseQueueTasks, *, auth: Auth | None = None, read_only: bool = Fa
     # -- pages ------------------------------------------------------------------------------
 
     async def overview(request: Request) -> Response:
-        return render(request, "overview.html", snap=await board.call(board.snapshot),
-                      interval=board.interval)
+        snap, _ = await board.call(board.current)
+        return render(request, "overview.html", snap=snap, interval=board.interval)
 
     async def events(request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
@@ -171,8 +183,8 @@ def build(app: BaseQueueTasks, *, auth: Auth | None = None, read_only: bool = Fa
             while True:
                 if await request.is_disconnected():
                     return
-                snap = await board.call(board.snapshot)
-                yield f"event: snapshot\ndata: {dumps(snap)}\n\n"
+                _, data = await board.call(board.current)
+                yield f"event: snapshot\ndata: {data}\n\n"
                 await asyncio.sleep(board.interval)
 
         return StreamingResponse(stream(), media_type="text/event-stream",

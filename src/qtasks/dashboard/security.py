@@ -14,6 +14,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -68,14 +69,12 @@ class Auth:
 
 
 def cookies_of(scope: Scope) -> dict[str, str]:
-    from http.cookies import SimpleCookie
-
     jar: SimpleCookie = SimpleCookie()
     for name, value in scope.get("headers", ()):
         if name == b"cookie":
             try:
                 jar.load(value.decode("latin-1"))
-            except Exception:  # a malformed Cookie header: treat it as no cookies
+            except CookieError:  # a malformed Cookie header: it carries no credentials
                 return {}
     return {key: morsel.value for key, morsel in jar.items()}
 

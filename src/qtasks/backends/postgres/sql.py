@@ -629,9 +629,12 @@ def search_sql(sql: Sql, status: str | None, task_name: str | None, before: floa
 
 
 def worker_row(row: Sequence[Any]) -> WorkerRow:
-    wid, hostname, pid, started_at, heartbeat_at, concurrency, queues, *load = row
-    return WorkerRow(wid, hostname, pid, started_at, heartbeat_at, concurrency,
-                     tuple(queues.split(",")), *load)
+    wid, hostname, pid, started_at, heartbeat_at, concurrency, queues, running, finished, \
+        failed, busy = row
+    return WorkerRow(id=wid, hostname=hostname, pid=pid, started_at=started_at,
+                     heartbeat_at=heartbeat_at, concurrency=concurrency,
+                     queues=tuple(queues.split(",")), running=running, finished=finished,
+                     failed=failed, busy_seconds=busy)
 
 
 def record(row: Sequence[Any]) -> RecordRow:

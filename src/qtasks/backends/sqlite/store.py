@@ -785,9 +785,11 @@ def workers(conn: sqlite3.Connection, app: str) -> list[WorkerRow]:
         "SELECT id, hostname, pid, started_at, heartbeat_at, concurrency, queues, running, "
         "finished, failed, busy_seconds FROM workers WHERE expires_at > ? AND app = ? "
         "ORDER BY started_at, id", (time.time(), app)).fetchall()
-    return [WorkerRow(r["id"], r["hostname"], r["pid"], r["started_at"], r["heartbeat_at"],
-                      r["concurrency"], tuple(r["queues"].split(",")), r["running"],
-                      r["finished"], r["failed"], r["busy_seconds"])
+    return [WorkerRow(id=r["id"], hostname=r["hostname"], pid=r["pid"],
+                      started_at=r["started_at"], heartbeat_at=r["heartbeat_at"],
+                      concurrency=r["concurrency"], queues=tuple(r["queues"].split(",")),
+                      running=r["running"], finished=r["finished"], failed=r["failed"],
+                      busy_seconds=r["busy_seconds"])
             for r in rows if count_live([(r["hostname"], r["pid"])])]
 
 
