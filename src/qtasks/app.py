@@ -112,6 +112,8 @@ class BaseQueueTasks:
         _state.app_main = self
         _state.log_main = self.log
         _state.apps.add(self)
+        if worker is not None:
+            self._attach_worker(worker)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -160,6 +162,30 @@ class BaseQueueTasks:
         self.routers.append(router)
         router._apps.append(self)
         self.tasks.maps.insert(len(self.tasks.maps) - 1, router.tasks)
+
+    def _attach_worker(self, worker: Any) -> None:
+        """A QTasks worker object (``qtasks.workers``): its broker serves an app given none,
+        and it learns its app (plugins added to it land on the app's worker triggers)."""
+        if self._backend is None and isinstance(getattr(worker, "broker", None), Backend):
+            self._backend = worker.broker
+            if self._storage is None:
+                self._storage = getattr(worker.broker, "paired_storage", None)
+        bind = getattr(worker, "bind", None)
+        if bind is not None:
+            bind(self)
+
+    @property
+    def _concurrency(self) -> int:
+        """Tasks a worker of this app runs at once unless told otherwise: a QTasks worker
+        object's own ``config.max_tasks_process`` (``worker=``), else the app config's."""
+        own = getattr(self.worker, "max_tasks_process", None)
+        return int(own) if own else self.config.max_tasks_process
+
+    @property
+    def _default_executor(self) -> Any:
+        """The executor class every task without its own runs through: a QTasks worker
+        object's (``worker=``) ``task_executor``, when it is not the default one."""
+        return getattr(self.worker, "custom_executor", None)
 
     # -- backend ------------------------------------------------------------------------------
 
@@ -468,11 +494,17 @@ class BaseQueueTasks:
         functions running in threads, the process exits at once with status 1: their tasks are
         already back in the queue. With ``timers=True`` the app's timers (``qtasks.timers``)
         run inside this worker; ``queues`` are the named queues it takes tasks from (default
-        ``config.worker_queues``, ``["default"]``). QTasks' ``starter``/``num_workers``
-        arguments are accepted and ignored (``concurrency`` is the number of tasks run at once).
+        ``config.worker_queues``, ``["default"]``). QTasks' ``starter`` (a ``qtasks.starters``
+        object) runs the worker instead; ``num_workers`` and ``reset_config`` are accepted and
+        ignored (``concurrency`` is the number of tasks run at once).
         """
         from qtasks.worker import run_worker
 
+        starter = _compat.get("starter")
+        if starter is not None:  # a QTasks starter object (qtasks.starters): it runs us
+            starter._app = self
+            starter.start()
+            return
         run_worker(self, concurrency, grace, timers, queues)
 
     def _stop_worker(self) -> None:

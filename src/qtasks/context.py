@@ -34,7 +34,11 @@ class _Context:
         self._envelope: Any = None  # the message as the worker decoded it
 
     def get_logger(self, name: str | None = None) -> logging.Logger:
-        """A logger named after the app and ``name`` (default: the task's name)."""
+        """A logger named after the app and ``name`` (default: the task's name); with a QTasks
+        ``Logger`` as the app's ``log``, that logger under the sub-name ``name``."""
+        app_log = self._app.log
+        if hasattr(app_log, "with_subname"):
+            return app_log.with_subname(name or self.task_name)
         return logging.getLogger(f"qtasks.{self._app.name}.{name or self.task_name}")
 
     def get_config(self) -> QueueConfig:

@@ -7,7 +7,6 @@ import pytest
 import qtasks
 from qtasks import QueueConfig, QueueTasks, SyncRouter, shared_task
 from qtasks.asyncio import QueueTasks as AsyncQueueTasks
-from qtasks.exceptions import NotYetSupported
 from qtasks.handles import AsyncTask, SyncTask
 
 
@@ -91,21 +90,12 @@ def test_bare_router_decorator_returns_a_handle():
     assert isinstance(routed, SyncTask) and "routed" in router.tasks
 
 
-def test_options_of_later_releases_are_refused():
-    app = memory_app()
-    with pytest.raises(NotYetSupported, match="executor"):
-
-        @app.task(executor=object)
-        def task():
-            return 1
-
-
 @pytest.mark.parametrize(("option", "error"), [
     ({"max_time": 0}, ValueError), ({"max_time": "1"}, ValueError), ({"retry": -1}, ValueError),
     ({"retry": 1.5}, ValueError), ({"retry_on_exc": [42]}, TypeError),
     ({"retry_delay": -1}, ValueError), ({"decode": "json"}, TypeError),
     ({"generate_handler": str}, ValueError), ({"middlewares_before": [object]}, TypeError),
-    ({"middlewares_after": [len]}, TypeError),
+    ({"middlewares_after": [len]}, TypeError), ({"executor": object}, TypeError),
 ])
 def test_bad_run_options_are_refused_at_registration(option, error):
     app = memory_app()

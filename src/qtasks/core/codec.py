@@ -115,6 +115,11 @@ class Envelope:
     meta: dict[str, Any] | None = None
     """What an integration sent along for the worker (the Django backend's queue and run_after)."""
 
+    @property
+    def name(self) -> str:
+        """The task's name under QTasks' field name (``TaskPrioritySchema.name``)."""
+        return self.task_name
+
 
 def encode_envelope(
     uuid: UUID | str, task_name: str, priority: int, args_json: str, kwargs_json: str,

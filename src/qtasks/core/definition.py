@@ -11,15 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from qtasks.exceptions import NotYetSupported
-
-# Options QTasks documents whose behaviour this release does not implement. They are refused
-# with a clear error rather than accepted and ignored.
-_PENDING_OPTIONS = ("executor",)
 # Options that change how the worker runs the task, all validated here.
 _RUN_OPTIONS = (
     "echo", "max_time", "retry", "retry_on_exc", "retry_delay", "decode", "generate_handler",
-    "middlewares_before", "middlewares_after",
+    "middlewares_before", "middlewares_after", "executor",
 )
 
 
@@ -65,12 +60,6 @@ def build_definition(
     task_name = name or getattr(func, "__name__", None)
     if not task_name:
         raise ValueError("Task name is not specified.")
-    for option in _PENDING_OPTIONS:
-        if options.get(option):
-            raise NotYetSupported(
-                f"task {task_name!r}: the {option}= option is not implemented in this qtasks "
-                f"release; remove it for now (see docs/migration.md, 'Not yet available')."
-            )
     generating: Literal["async", "sync", False] = (
         "async" if inspect.isasyncgenfunction(func)
         else "sync" if inspect.isgeneratorfunction(func) else False
@@ -82,7 +71,7 @@ def build_definition(
     queue = options.get("queue") or "default"
     if not isinstance(queue, str):
         raise TypeError(f"task {task_name!r}: queue must be a queue name (str)")
-    known = {"tags", "description", "awaiting", "queue", *_PENDING_OPTIONS, *_RUN_OPTIONS}
+    known = {"tags", "description", "awaiting", "queue", *_RUN_OPTIONS}
     extra = {k: v for k, v in options.items() if k not in known}
     return TaskDefinition(
         priority=int(priority),
@@ -128,6 +117,12 @@ def _check_run_options(name: str, run: dict[str, Any], generating: object) -> No
     for option in ("middlewares_before", "middlewares_after"):
         for middleware in run[option] or []:
             check_middleware(middleware, f"task {name!r}: {option}")
+    executor = run["executor"]
+    if executor is not None and not (isinstance(executor, type)
+                                     and callable(getattr(executor, "execute", None))):
+        raise TypeError(f"task {name!r}: executor= takes an executor class (a subclass of "
+                        f"qtasks.executors.AsyncTaskExecutor or SyncTaskExecutor), not "
+                        f"{executor!r}")
     if run["generate_handler"] is not None and not generating:
         raise ValueError(f"task {name!r}: generate_handler needs a generator function (yield)")
 

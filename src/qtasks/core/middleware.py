@@ -28,18 +28,30 @@ class TaskRun:
     worker: Any = None  # the Worker running it; None when run inline (capture, immediate mode)
     pool: Any = field(default=None, repr=False)  # the executor a plain function runs in
 
-    # QTasks' executor attribute names
+    # QTasks' executor attribute names, for middlewares written for QTasks
     @property
     def _args(self) -> list[Any]:
         return self.args
+
+    @_args.setter
+    def _args(self, value: Any) -> None:
+        self.args = list(value)
 
     @property
     def _kwargs(self) -> dict[str, Any]:
         return self.kwargs
 
+    @_kwargs.setter
+    def _kwargs(self, value: Any) -> None:
+        self.kwargs = dict(value)
+
     @property
     def _result(self) -> Any:
         return self.result
+
+    @_result.setter
+    def _result(self, value: Any) -> None:
+        self.result = value
 
 
 class BaseMiddleware:

@@ -1,5 +1,12 @@
 """QTasks import paths for schemas (``qtasks.schemas.task.Task``)."""
 
+from qtasks.compat.schemas import (
+    GlobalConfigSchema,
+    TaskStatusErrorSchema,
+    TaskStatusNewSchema,
+    TaskStatusProcessSchema,
+    TaskStatusSuccessSchema,
+)
 from qtasks.core.definition import TaskDefinition as TaskExecSchema
 from qtasks.core.record import Task
 
@@ -12,4 +19,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(name)
 
 
-__all__ = ["Task", "TaskExecSchema", "TestConfig"]
+__all__ = [
+    "GlobalConfigSchema", "Task", "TaskExecSchema", "TaskStatusErrorSchema",
+    "TaskStatusNewSchema", "TaskStatusProcessSchema", "TaskStatusSuccessSchema", "TestConfig",
+]

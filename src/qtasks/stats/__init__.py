@@ -35,7 +35,50 @@ def _text(rows: dict[str, Any]) -> str:
     return "\n".join(f"{key:<{_WIDTH}}{value}" for key, value in rows.items())
 
 
-class InspectStats:
+class UtilsInspectStats:
+    """The formatting helpers of :class:`InspectStats`, for a stats class of one's own
+    (``qtasks stats --stats-app mod:obj``)."""
+
+    label_width = _WIDTH
+
+    def _parser_json(self, data: Any) -> str:
+        """``data`` (a definition, a dataclass, or a list of them) as indented JSON."""
+        def plain(item: Any) -> Any:
+            if isinstance(item, TaskDefinition):
+                return _describe(item)
+            if dataclasses.is_dataclass(item) and not isinstance(item, type):
+                return dataclasses.asdict(item)
+            return item
+
+        items = [plain(d) for d in data] if isinstance(data, list | tuple | type({}.values())) \
+            else plain(data)
+        return jsonlib.dumps(items, ensure_ascii=False, indent=2, default=str)
+
+    def _tasks_parser(self, tasks: Any) -> str:
+        """Task definitions as aligned text blocks."""
+        found = [_describe(t) for t in tasks]
+        return "\n\n".join(_text(task) for task in found) or "No registered tasks."
+
+    def _app_parser(self, app: Any, json: bool = False) -> str:
+        """An app's description (name, flavour, backend, config, counts)."""
+        return InspectStats(app).app(json=json)
+
+    def _task_get_args_kwargs(self, func: Any) -> tuple[list[str], dict[str, Any]]:
+        """A function's positional parameters (``name: type``) and keyword defaults."""
+        import inspect
+
+        args, kwargs = [], {}
+        for name, param in inspect.signature(func).parameters.items():
+            if param.default is inspect.Parameter.empty:
+                hint = param.annotation
+                args.append(name if hint is inspect.Parameter.empty
+                            else f"{name}: {getattr(hint, '__name__', hint)}")
+            else:
+                kwargs[name] = param.default
+        return args, kwargs
+
+
+class InspectStats(UtilsInspectStats):
     """What ``inspect()`` returns."""
 
     def __init__(self, app: Any, counts: dict[str, Any] | None = None) -> None:
@@ -99,4 +142,4 @@ class AsyncStats:
         return InspectStats(self.app, (await self.app.transport.stats()).as_dict())
 
 
-__all__ = ["AsyncStats", "InspectStats", "SyncStats"]
+__all__ = ["AsyncStats", "InspectStats", "SyncStats", "UtilsInspectStats"]

@@ -1,5 +1,5 @@
 """QTasks import path ``qtasks.stats.inspect.InspectStats``."""
 
-from qtasks.stats import InspectStats
+from qtasks.stats import InspectStats, UtilsInspectStats
 
-__all__ = ["InspectStats"]
+__all__ = ["InspectStats", "UtilsInspectStats"]

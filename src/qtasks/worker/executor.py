@@ -46,6 +46,7 @@ from qtasks.exceptions import (
     UnknownTaskError,
 )
 from qtasks.plugins.runner import trigger_async
+from qtasks.worker.task_executor import executor_layer
 from qtasks.worker.threads import TaskThreads
 
 if TYPE_CHECKING:
@@ -106,7 +107,10 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
             ("broker_remove_finished_task", {"broker": backend, "storage": backend}),
             ("storage_remove_finished_task", {"storage": backend, "task_broker": env}),
         ):
-            await trigger_async(app._plugins, name, model=outcome, **extra)
+            merged = await trigger_async(app._plugins, name, model=outcome, **extra)
+            replaced = merged.get("model")  # a plugin may change the record (QTasks' test plugin)
+            if isinstance(replaced, Outcome) and replaced.uuid == outcome.uuid:
+                outcome = replaced
     return outcome
 
 
@@ -177,7 +181,7 @@ def _onion(app: BaseQueueTasks, definition: TaskDefinition) -> Callable[[TaskRun
     """The composed execution onion of ``definition``, built once and kept until what it is
     made of changes (plugins present, the app's middlewares, any hook's layers)."""
     key = (hooks_version(), bool(app._plugins), tuple(app.middlewares_before),
-           tuple(app.middlewares_after))
+           tuple(app.middlewares_after), app._default_executor)
     cached = app._onions.get(definition.name)
     if cached is not None and cached[0] is definition and cached[1] == key:
         return cached[2]
@@ -191,19 +195,24 @@ def _layers(app: BaseQueueTasks, definition: TaskDefinition) -> list[Any]:
     """The execution onion of one task, outermost first.
 
     The plugins' after-execute triggers, middlewares (with the plugin triggers around them),
-    the plugins' before-execute triggers, dependency injection, the plugins' run triggers, then
+    the plugins' before-execute triggers (these three are one executor layer when the task,
+    or the app's worker, has an executor class), dependency injection, the plugins' run triggers, then
     the ``task_run`` hook's layers (integrations); the task itself is the centre
     (``_endpoint``). Plugin layers are there only when the app has plugins.
     """
     plugins = app._plugins
     layers: list[Any] = []
-    if plugins:
-        layers.append(functools.partial(_plugin_after_layer, plugins))
-    if plugins or app.middlewares_before or app.middlewares_after \
-            or definition.middlewares_before or definition.middlewares_after:
-        layers.append(functools.partial(_middleware_layer, app))
-    if plugins:
-        layers.append(functools.partial(_plugin_before_layer, plugins))
+    if definition.executor is not None or app._default_executor is not None:
+        # an executor class runs the plugin and middleware steps itself (task_executor.py)
+        layers.append(functools.partial(executor_layer, app))
+    else:
+        if plugins:
+            layers.append(functools.partial(_plugin_after_layer, plugins))
+        if plugins or app.middlewares_before or app.middlewares_after \
+                or definition.middlewares_before or definition.middlewares_after:
+            layers.append(functools.partial(_middleware_layer, app))
+        if plugins:
+            layers.append(functools.partial(_plugin_before_layer, plugins))
     if definition.inject:
         layers.append(_injection_layer)
     if app._plugins:

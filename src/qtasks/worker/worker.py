@@ -84,7 +84,7 @@ class Worker:
         self.timers = timers
         config = app.config
         self.queues = tuple(queues or config.worker_queues or ["default"])
-        self.concurrency = max(1, concurrency or config.max_tasks_process)
+        self.concurrency = max(1, concurrency or app._concurrency)
         self.prefetch = config.prefetch(self.concurrency)
         self.grace = config.worker_shutdown_grace if grace is None else grace
         self.lease = config.visibility_timeout
