@@ -91,6 +91,10 @@ class BaseQueueTasks:
         self._backend = broker
         # a QTasks-style broker object may carry its storage (qtasks.brokers)
         self._storage = storage if storage is not None else getattr(broker, "paired_storage", None)
+        if worker is None:  # QTasks apps always have a worker object (qtasks.workers)
+            from qtasks.compat.components import default_worker
+
+            worker = default_worker(self)
         self.worker = worker
         self.log = log or logging.getLogger(f"qtasks.{name}")
         self.events = events if events is not None else Events()
@@ -112,8 +116,7 @@ class BaseQueueTasks:
         _state.app_main = self
         _state.log_main = self.log
         _state.apps.add(self)
-        if worker is not None:
-            self._attach_worker(worker)
+        self._attach_worker(worker)
 
     # -- registration -------------------------------------------------------------------------
 
@@ -195,6 +198,8 @@ class BaseQueueTasks:
         ``QTASKS_BROKER_URL``)."""
         if self._backend is None:
             self._backend = backend_from_url(self.broker_url, self.name, self.config)
+        if self._backend.config is None:
+            self._backend.config = self.config
         return self._backend
 
     broker = backend  # the QTasks name
@@ -320,6 +325,8 @@ class BaseQueueTasks:
                              "priority": priority, "args": args, "kw": kwargs})
             task_name, args, kwargs, priority = self._before_enqueue(merged, task_name, args,
                                                                      kwargs, priority)
+            if isinstance(merged.get("extra"), dict):  # fields for the record (QTasks' extra)
+                extra = {**(extra or {}), **merged["extra"]}
         new = self._prepare(task_name, args, kwargs, priority, when, queue, extra, uuid)
         for name, fields in self._enqueue_triggers(new, before=True) if self._plugins else ():
             yield ("trigger", name, fields)
@@ -545,8 +552,9 @@ class QueueTasks(BaseQueueTasks):
 
     ``name`` names the app (and its default database file); ``broker_url`` selects the backend
     (default: embedded SQLite; also ``QTASKS_BROKER_URL``); ``broker`` passes a ready backend;
-    ``config`` a ``QueueConfig``; ``log`` a logger; ``worker`` and ``events`` are accepted for
-    QTasks compatibility.
+    ``config`` a ``QueueConfig``; ``log`` a logger (standard, or ``qtasks.logs.Logger``);
+    ``worker`` a ``qtasks.workers`` object (its concurrency, executor class and plugins);
+    ``events`` an events object.
     """
 
     if TYPE_CHECKING:

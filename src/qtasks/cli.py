@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", parents=[app_opt], help="run a worker")
     run.add_argument("-c", "--concurrency", type=int, default=None,
-                     help="tasks run at once per process (default: config.max_tasks_process)")
+                     help="tasks run at once per process (default: config.max_tasks_process, "
+                          "or that of the app's worker object)")
     run.add_argument("-p", "--processes", type=int, default=1,
                      help="worker processes under a supervisor that restarts dead ones")
     run.add_argument("--grace", type=float, default=None,

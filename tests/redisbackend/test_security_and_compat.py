@@ -99,3 +99,38 @@ def test_a_record_written_by_qtasks_1_7_reads_back(redis_server):
         ("success", "report", (1, "a"), {"x": 2}, {"ok": True})
     assert record.retry == 2
     assert abs(record.created_at.timestamp() - (now - 5)) < 0.01
+
+
+def test_redis_command_queues_run_the_commands_later_in_order(redis_server, caplog):
+    import redis
+    import redis.asyncio
+
+    from qtasks.contrib.redis import AsyncRedisCommandQueue, SyncRedisCommandQueue
+
+    client = redis.Redis.from_url(redis_server.url)
+    commands = SyncRedisCommandQueue(client)
+    for i in range(50):
+        commands.execute("rpush", "sync-list", i)
+    commands.execute("hset", "no-such-type", "x")  # fails in Redis: logged, not raised
+    commands.execute("set", "after-the-failure", "still runs")
+    commands.join()
+    assert [int(v) for v in client.lrange("sync-list", 0, -1)] == list(range(50))
+    assert client.get("after-the-failure") == b"still runs"
+    assert "queued Redis command hset failed" in caplog.text
+    with pytest.raises(AttributeError):
+        commands.execute("no_such_command")  # a misspelt command fails in the caller
+
+    async def use_async():
+        aclient = redis.asyncio.Redis.from_url(redis_server.url)
+        queue = AsyncRedisCommandQueue(aclient)
+        for i in range(20):
+            queue.execute("rpush", "async-list", i)
+        await queue.join()
+        values = await aclient.lrange("async-list", 0, -1)
+        await aclient.aclose()
+        return [int(v) for v in values]
+
+    import asyncio
+
+    assert asyncio.run(use_async()) == list(range(20))
+    client.close()

@@ -462,6 +462,18 @@ class Backend(abc.ABC):
     stores_records: ClassVar[bool] = True
     """Whether this technology can also be the result store (then it is the default store)."""
 
+    # QTasks' broker attributes, for code written for QTasks (docs/migration.md)
+    config: Any = None
+    """The ``QueueConfig`` of the app that uses it (set by the app)."""
+    global_config: Any = None
+    """QTasks' global-config store: qtasks workers report through heartbeats instead."""
+
+    @property
+    def storage(self) -> Backend:
+        """QTasks' ``broker.storage``: the result store given with it (``storage=``), else
+        itself."""
+        return getattr(self, "paired_storage", None) or self
+
     @abc.abstractmethod
     def broker_roles(self) -> tuple[Broker, SyncBroker]: ...
 

@@ -136,6 +136,15 @@ class SyncThreadWorker(_WorkerObject):
         self._request_stop()
 
 
+def default_worker(app: Any) -> _WorkerObject:
+    """The worker object of an app given none: of the app's flavour, sharing its config (so
+    it sets nothing of its own)."""
+    worker = (AsyncWorker if app._flavour == "async" else SyncThreadWorker)(
+        app.name, config=app.config)
+    worker._own_config = False
+    return worker
+
+
 class _StarterObject:
     def __init__(self, name: str | None = None, broker: Any = None, worker: Any = None,
                  log: Any = None, config: QueueConfig | None = None, events: Any = None) -> None:
@@ -148,11 +157,9 @@ class _StarterObject:
         if app is None:
             raise RuntimeError(f"{type(self).__name__} has no app: create the QueueTasks app "
                                "first, or pass this starter to app.run_forever(starter=...)")
-        if self.worker is not None and app.worker is None:
+        if self.worker is not None and app.worker is not self.worker:
             app.worker = self.worker
-            bind = getattr(self.worker, "bind", None)
-            if bind is not None:
-                bind(app)
+            app._attach_worker(self.worker)
         return app
 
     def start(self, loop: Any = None, num_workers: int | None = None, reset_config: bool = True,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -264,11 +265,20 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
+@functools.lru_cache(maxsize=64)
+def _takes_plugins(cls: type) -> bool:
+    """Whether ``cls(...)`` accepts ``plugins=`` (QTasks' own examples define executors whose
+    ``__init__`` does not)."""
+    params = inspect.signature(cls).parameters.values()
+    return any(p.name == "plugins" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 async def executor_layer(app: Any, run: TaskRun, call_next: Callable[[], Any]) -> Any:
     """The onion layer of a task with an executor class: the executor runs the middleware and
     plugin steps itself, and calls ``call_next`` from ``run_task()``."""
     cls = run.task_func.executor or app._default_executor
-    executor = cls(run.task_func, run.task_broker, plugins=getattr(app, "plugins", None))
+    extra = {"plugins": getattr(app, "plugins", None)} if _takes_plugins(cls) else {}
+    executor = cls(run.task_func, run.task_broker, **extra)
     executor._bind(app, run, call_next)
     if inspect.iscoroutinefunction(cls.execute):
         return await executor.execute()
