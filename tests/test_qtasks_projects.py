@@ -48,6 +48,9 @@ EXPECTED = {
         "chain [4, 8, 16]",
     ],
     "depends": ["first conn-1 charged 6", "second conn-2 charged 15"],
+    # an executor class and a middleware from the project's libs; a worker object with its
+    # own max_tasks_process (2) run by a starter
+    "components": ["greet {'args': 1, 'result': 'hello ada'}", "at once 2"],
     "plugins": ["fragile success rescued a plugin decides producer"],
     "states": ["ask asked", "got Your phone number? 555", "again out of order"],
 }

@@ -200,6 +200,7 @@ class BaseQueueTasks:
             self._backend = backend_from_url(self.broker_url, self.name, self.config)
         if self._backend.config is None:
             self._backend.config = self.config
+            _ = self.storage  # a separate result store is paired with it (broker.storage)
         return self._backend
 
     broker = backend  # the QTasks name
@@ -212,6 +213,8 @@ class BaseQueueTasks:
             separate = self.storage_url and self.storage_url != self.broker_url
             self._storage = (backend_from_url(self.storage_url, self.name, self.config)
                              if separate else self.backend)
+            if self._storage is not self.backend and self.backend.paired_storage is None:
+                self.backend.paired_storage = self._storage  # QTasks' broker.storage
         return self._storage
 
     def _swap_backend(self, backend: Backend | None, storage: Backend | None = None) -> tuple[Any, ...]:
@@ -510,6 +513,8 @@ class BaseQueueTasks:
         starter = _compat.get("starter")
         if starter is not None:  # a QTasks starter object (qtasks.starters): it runs us
             starter._app = self
+            starter._options = {"concurrency": concurrency, "grace": grace, "timers": timers,
+                                "queues": queues}
             starter.start()
             return
         run_worker(self, concurrency, grace, timers, queues)

@@ -97,3 +97,35 @@ async def aadd(a, b):
 @aapp.task(executor=Blocking)
 async def amul(a, b):
     return a * b
+
+
+class PassThrough(SyncTaskExecutor):
+    """A blocking executor that changes nothing."""
+
+
+class BreaksBefore(SyncTaskExecutor):
+    def before_execute(self):
+        raise ValueError("refused before the task")
+
+
+@app.task(executor=PassThrough)
+def child(n):
+    return n * 2
+
+
+@app.task(executor=PassThrough, echo=True)
+def parent(self, n):
+    # waits for another task: with one slot, the worker lends it back while this waits
+    return self.add_task(n, task_name="child", timeout=20).returning
+
+
+@app.task(executor=PassThrough, max_time=0.3)
+def blocks_too_long():
+    import time
+
+    time.sleep(2)
+
+
+@app.task(executor=BreaksBefore)
+def never_runs():
+    mark("never_runs ran")

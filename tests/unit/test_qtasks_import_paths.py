@@ -49,15 +49,20 @@ def shared_decorator(decorate):
     assert handle.task_name.startswith("shared_")
 
 
-def replaced(obj):
-    """Exists; its first use raises NotYetSupported naming what to use instead."""
-    with pytest.raises(NotYetSupported, match=r"instead|use|qtasks"):
-        obj()
+def replaced_by(instead: str):
+    """Exists; its first use raises NotYetSupported naming ``instead``."""
+    def check(obj):
+        with pytest.raises(NotYetSupported) as info:
+            obj()
+        assert instead in str(info.value) and "docs/migration.md" in str(info.value)
+
+    return check
 
 
 def replaced_module(obj):
-    with pytest.raises(NotYetSupported, match="gRPC"):
+    with pytest.raises(NotYetSupported, match="gRPC API; enqueue from other services"):
         obj.SomeMessage  # noqa: B018
+    assert not hasattr(obj, "__wrapped__")  # dunder lookups stay ordinary AttributeErrors
 
 
 def version(value):
@@ -113,7 +118,13 @@ def socket_broker(factory):
 
 def redis_storage(factory):
     pytest.importorskip("redis")
-    assert "{paths}" in factory(name="paths", url="redis://127.0.0.1:6379/15").describe()
+    from qtasks.brokers import AsyncRedisBroker
+
+    storage = factory(name="paths", url="redis://127.0.0.1:6379/15")
+    broker = AsyncRedisBroker(name="paths", url="redis://127.0.0.1:6379/14", storage=storage)
+    assert broker.storage is storage and "{paths}" in storage.describe()
+    with pytest.raises(NotYetSupported, match="heartbeats"):
+        broker.storage.global_config.get("main", "status")
 
 
 def worker_object(cls):
@@ -122,10 +133,28 @@ def worker_object(cls):
     owner = QueueTasks("paths_worker", broker_url="memory://", worker=worker)
     assert owner.worker is worker and owner._concurrency == 4
 
+    @owner.task
+    def takes_timeout(timeout):
+        return timeout
+
+    added = worker.add("takes_timeout", priority=3, kwargs={"timeout": 5})  # a task argument
+    added = asyncio.run(added) if inspect.isawaitable(added) else added
+    assert added.kwargs == {"timeout": 5} and added.priority == 3 and added.status == "new"
+
 
 def starter_object(cls):
-    starter = cls(worker=None)
-    assert callable(starter.start) and callable(starter.stop)
+    from qtasks.workers import SyncThreadWorker
+
+    owner = app()
+    worker = SyncThreadWorker(config=qtasks.QueueConfig(max_tasks_process=2))
+    starter = cls(worker=worker)
+    starter._app = owner
+    starter.add_plugin(plugin := type("P", (), {"trigger": lambda self, name, **kw: None})(),
+                       ["starter_start"])
+    assert owner.worker is worker and owner._concurrency == 2
+    assert plugin in owner._plugins.for_trigger("starter_start")
+    starter.update_config(qtasks.QueueConfig(max_tasks_process=7, result_time_interval=0.5))
+    assert owner.config.result_time_interval == 0.5
 
 
 def executor_class(cls):
@@ -209,9 +238,27 @@ def plugin_base(cls):
 
 
 def built_in_plugin(cls):
-    owner = app()
-    owner.add_plugin(cls(), ["worker_task_error_retry"], component="worker")
-    assert cls().trigger("worker_task_error_retry") is None  # the worker does this itself
+    import qtasks.compat.plugins as built_in
+
+    built_in._told.discard(cls)
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    keep = Keep()
+    logging.getLogger("qtasks.plugins").addHandler(keep)
+    logging.getLogger("qtasks.plugins").setLevel(logging.INFO)
+    try:
+        owner = app()
+        owner.add_plugin(cls(), ["worker_task_error_retry"], component="worker")
+        cls()
+    finally:
+        logging.getLogger("qtasks.plugins").removeHandler(keep)
+    # it says, once, that the worker does this itself
+    assert [m for m in seen if cls.__name__ in m and "built into" in m] == seen[:1]
+    assert cls().trigger("worker_task_error_retry") is None
 
 
 def marks_test_records(cls):
@@ -416,8 +463,8 @@ PATHS = [
     ("qtasks.enums", "TaskStatusEnum", status_enum),
     ("qtasks.configs", "QueueConfig", config),
     ("qtasks.configs.config", "QueueConfig", config),
-    ("qtasks.configs", "AsyncRedisGlobalConfig", replaced),
-    ("qtasks.configs", "SyncRedisGlobalConfig", replaced),
+    ("qtasks.configs", "AsyncRedisGlobalConfig", replaced_by("app.ping()")),
+    ("qtasks.configs", "SyncRedisGlobalConfig", replaced_by("app.ping()")),
     ("qtasks.brokers", "SyncRedisBroker", redis_broker),
     ("qtasks.brokers", "AsyncRedisBroker", redis_broker),
     ("qtasks.brokers", "SyncRabbitMQBroker", later_broker),
@@ -458,8 +505,8 @@ PATHS = [
     ("qtasks.plugins", "SyncState", state_class),
     ("qtasks.plugins", "AsyncTestPlugin", marks_test_records),
     ("qtasks.plugins", "SyncTestPlugin", marks_test_records),
-    ("qtasks.plugins", "AsyncgRPCPlugin", replaced),
-    ("qtasks.plugins", "SyncgRPCPlugin", replaced),
+    ("qtasks.plugins", "AsyncgRPCPlugin", replaced_by("a qtasks app with the same broker_url")),
+    ("qtasks.plugins", "SyncgRPCPlugin", replaced_by("a qtasks app with the same broker_url")),
     ("qtasks.plugins.depends", "ScopeEnum", scope_enum),
     ("qtasks.plugins.states", "AsyncState", state_class),
     ("qtasks.plugins.states", "SyncState", state_class),

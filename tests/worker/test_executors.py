@@ -66,3 +66,32 @@ def test_executor_built_by_hand_runs_the_function():
                         args=[21], kwargs={}, created_at=0.0)
     executor = AsyncTaskExecutor(app.tasks["double_by_hand"], envelope)
     assert asyncio.run(executor.execute()) == 42
+
+
+def test_blocking_executors_keep_the_workers_rules(start_worker):
+    app = executor_app.app
+    app.flush_all()
+    clear_marks()
+    start_worker("apps.executor_app:app", "--concurrency", "1")
+    # a parent waiting for its child in the only slot: the slot is lent, no deadlock
+    assert app.add_task("parent", 4, timeout=20).returning == 8
+    slow = app.add_task("blocks_too_long", timeout=20)
+    assert slow.status == "error" and "Time limit exceeded" in slow.traceback
+    refused = app.add_task("never_runs", timeout=20)
+    assert refused.status == "error" and "refused before the task" in refused.traceback
+    assert "never_runs ran" not in marks()
+
+
+def test_a_blocking_executor_built_by_hand_runs_the_function():
+    from qtasks.core.codec import Envelope
+    from qtasks.executors import SyncTaskExecutor
+
+    app = QueueTasks("texec_hand_sync", broker_url="memory://")
+
+    @app.task
+    def triple_by_hand(x):
+        return x * 3
+
+    envelope = Envelope(uuid=__import__("uuid").uuid4(), task_name="triple_by_hand",
+                        priority=0, args=[5], kwargs={}, created_at=0.0)
+    assert SyncTaskExecutor(app.tasks["triple_by_hand"], envelope).execute() == 15

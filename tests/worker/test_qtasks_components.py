@@ -6,8 +6,10 @@ import threading
 from apps import components_app
 from helpers import clear_marks, marks, wait_until
 from qtasks import QueueTasks
+from qtasks.configs import QueueConfig
 from qtasks.logs import Logger
 from qtasks.starters import SyncStarter
+from qtasks.workers import SyncThreadWorker
 
 
 def _most_at_once(lines: list[str]) -> int:
@@ -49,14 +51,25 @@ def test_a_starter_runs_and_stops_the_apps_worker():
     def echo(x):
         return x
 
-    starter = SyncStarter()
-    runner = threading.Thread(target=app.run_forever, kwargs={"starter": starter}, daemon=True)
+    worker = SyncThreadWorker(config=QueueConfig(max_tasks_process=5))
+    starter = SyncStarter(worker=worker)
+    runner = threading.Thread(target=app.run_forever, daemon=True,
+                              kwargs={"starter": starter, "concurrency": 2})
     runner.start()
     assert app.add_task("echo", 7, timeout=10).returning == 7
-    assert app.starter is starter
+    # the starter's worker object became the app's; run_forever's own concurrency won
+    assert app.starter is starter and app.worker is worker
+    assert app._worker.concurrency == 2
     starter.stop()
     runner.join(10)
     assert not runner.is_alive()
+
+
+def test_broker_storage_is_the_apps_result_store(tmp_path):
+    app = QueueTasks(name="tpaired", broker_url="memory://tpaired",
+                     storage_url=f"sqlite:///{tmp_path}/records.db")
+    assert app.broker.storage is app.storage is not app.broker
+    assert app.broker.config is app.config
 
 
 def test_a_qtasks_logger_is_the_apps_logger_and_the_tasks():

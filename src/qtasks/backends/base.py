@@ -465,14 +465,23 @@ class Backend(abc.ABC):
     # QTasks' broker attributes, for code written for QTasks (docs/migration.md)
     config: Any = None
     """The ``QueueConfig`` of the app that uses it (set by the app)."""
-    global_config: Any = None
-    """QTasks' global-config store: qtasks workers report through heartbeats instead."""
+    paired_storage: Backend | None = None
+    """The result store used with it, when it is another backend (``storage=``,
+    ``storage_url=``)."""
 
     @property
     def storage(self) -> Backend:
-        """QTasks' ``broker.storage``: the result store given with it (``storage=``), else
-        itself."""
-        return getattr(self, "paired_storage", None) or self
+        """QTasks' ``broker.storage``: the result store used with it."""
+        return self.paired_storage or self
+
+    @property
+    def global_config(self) -> Any:
+        """QTasks' global-config store, which qtasks replaces: reading any of its attributes
+        raises ``NotYetSupported``."""
+        from qtasks.compat import missing
+
+        return missing("broker.storage.global_config", "workers report through heartbeats "
+                       "in the backend: app.ping(), app.client.workers(), `qtasks info`")
 
     @abc.abstractmethod
     def broker_roles(self) -> tuple[Broker, SyncBroker]: ...

@@ -1,5 +1,6 @@
 """Adapters behind QTasks 1.7's import paths (``qtasks.workers``, ``qtasks.starters``,
-``qtasks.logs``, the plugin classes, ...). The modules at those paths only re-export from here.
+``qtasks.logs``, the plugin classes, ...): what those modules need beyond re-exporting an
+object of the real implementation lives here.
 
 Every QTasks name either works over the qtasks mechanism that does its job, or, where qtasks
 has none on purpose, exists and raises :class:`~qtasks.exceptions.NotYetSupported` on first
@@ -27,4 +28,26 @@ def unavailable(path: str, instead: str) -> type:
                            "__doc__": f"Not in qtasks: {instead}"})
 
 
-__all__ = ["unavailable"]
+class _Missing:
+    """An object whose every attribute raises ``NotYetSupported`` (see :func:`missing`)."""
+
+    def __init__(self, path: str, instead: str) -> None:
+        self._path, self._instead = path, instead
+
+    def __getattr__(self, attr: str) -> NoReturn:
+        if attr.startswith("__"):  # hasattr(), copy, inspect: an ordinary AttributeError
+            raise AttributeError(attr)
+        raise NotYetSupported(f"{self._path}.{attr}: {self._path} has no qtasks equivalent: "
+                              f"{self._instead} (see docs/migration.md)")
+
+    def __repr__(self) -> str:
+        return f"<{self._path}: not in qtasks>"
+
+
+def missing(path: str, instead: str) -> Any:
+    """An object standing for QTasks' ``path`` (a module or component qtasks replaces): reading
+    any attribute of it raises ``NotYetSupported`` saying to use ``instead``."""
+    return _Missing(path, instead)
+
+
+__all__ = ["missing", "unavailable"]

@@ -14,7 +14,7 @@ QTasks builds an app from components (``QueueTasks(worker=AsyncWorker(...))``,
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 from typing import Any
 
 from qtasks.core import apps as _state
@@ -37,7 +37,6 @@ class _WorkerObject:
         self.events = events
         self.task_executor: type = self.default_executor
         self.plugins: dict[str, list[Any]] = {}
-        self.num_workers: int | None = None
         self._app: Any = None
         self._pending: list[tuple[Any, list[str] | None]] = []
 
@@ -96,9 +95,8 @@ class AsyncWorker(_WorkerObject):
                   args: Any = (), kwargs: Any = None) -> Any:
         """Enqueue task ``name`` through the app (qtasks' worker takes it from the queue);
         ``uuid`` and ``created_at`` are chosen by qtasks."""
-        app = self._bound_app()
-        result = app.add_task(name, *(args or ()), priority=priority, **(kwargs or {}))
-        return await result if asyncio.iscoroutine(result) else result
+        return await self._bound_app()._add_task_async(
+            name, tuple(args or ()), dict(kwargs or {}), priority, None, None)
 
     async def start(self, num_workers: int | None = None) -> None:
         """Run the app's worker on this loop until it is stopped."""
@@ -124,9 +122,8 @@ class SyncThreadWorker(_WorkerObject):
     def add(self, name: str, uuid: Any = None, priority: int = 0, created_at: Any = None,
             args: Any = (), kwargs: Any = None) -> Any:
         """Enqueue task ``name`` through the app; see :meth:`AsyncWorker.add`."""
-        app = self._bound_app()
-        result = app.add_task(name, *(args or ()), priority=priority, **(kwargs or {}))
-        return asyncio.run(result) if asyncio.iscoroutine(result) else result
+        return self._bound_app()._add_task_sync(
+            name, tuple(args or ()), dict(kwargs or {}), priority, None, None)
 
     def start(self, num_workers: int | None = None) -> None:
         """Run the app's worker in this thread until it is stopped (blocking)."""
@@ -150,7 +147,9 @@ class _StarterObject:
                  log: Any = None, config: QueueConfig | None = None, events: Any = None) -> None:
         self.name, self.broker, self.worker = name, broker, worker
         self.log, self.config, self.events = log, config, events
+        self.plugins: dict[str, list[Any]] = {}
         self._app: Any = None
+        self._options: dict[str, Any] = {}  # run_forever's own arguments, passed on
 
     def _bound_app(self) -> Any:
         app = self._app or _state.app_main
@@ -162,14 +161,33 @@ class _StarterObject:
             app._attach_worker(self.worker)
         return app
 
+    def add_plugin(self, plugin: Any, trigger_names: list[str] | None = None) -> None:
+        """Register ``plugin`` for the starter's triggers (``starter_start``, ...) and, like
+        every plugin of a running app, start and stop it with the worker."""
+        for name in trigger_names or ["Globals"]:
+            self.plugins.setdefault(name, []).append(plugin)
+        self._bound_app().add_plugin(plugin, trigger_names, component="worker")
+
+    def update_config(self, config: QueueConfig) -> None:
+        """Copy ``config``'s settings into the app's config, which every part shares."""
+        self.config = config
+        shared = self._bound_app().config
+        for field in dataclasses.fields(config):
+            setattr(shared, field.name, getattr(config, field.name))
+
     def start(self, loop: Any = None, num_workers: int | None = None, reset_config: bool = True,
               plugins: Any = None) -> None:
-        """Run the app's worker until it is stopped (blocking)."""
+        """Run the app's worker until it is stopped (blocking). ``plugins`` (QTasks' trigger
+        name -> plugins) are added to the app first."""
         from qtasks.worker import run_worker
 
         app = self._bound_app()
+        for name, listed in (plugins or {}).items():
+            for plugin in listed:
+                app.add_plugin(plugin, None if name == "Globals" else [name],
+                               component="worker")
         app.starter = self
-        run_worker(app)
+        run_worker(app, **self._options)
 
 
 class AsyncStarter(_StarterObject):

@@ -20,6 +20,9 @@ from qtasks.plugins.base import BasePlugin
 log = logging.getLogger("qtasks.plugins")
 
 
+_told: set[type] = set()
+
+
 class _BuiltIn(BasePlugin):
     """A QTasks plugin whose job the qtasks worker does itself."""
 
@@ -27,8 +30,10 @@ class _BuiltIn(BasePlugin):
 
     def __init__(self, name: str | None = None, *args: Any, **kwargs: Any) -> None:
         super().__init__(name or type(self).__name__)
-        log.info("%s: %s are built into the qtasks worker and always on; this plugin adds "
-                 "nothing (see docs/migration.md)", self.name, self.feature)
+        if type(self) not in _told:  # once per class and process
+            _told.add(type(self))
+            log.info("%s: %s are built into the qtasks worker and always on; this plugin "
+                     "adds nothing (see docs/migration.md)", type(self).__name__, self.feature)
 
     def trigger(self, name: str, *args: Any, **kwargs: Any) -> None:
         return None

@@ -46,6 +46,7 @@ from qtasks.exceptions import (
     UnknownTaskError,
 )
 from qtasks.plugins.runner import trigger_async
+from qtasks.worker import steps
 from qtasks.worker.task_executor import executor_layer
 from qtasks.worker.threads import TaskThreads
 
@@ -111,6 +112,10 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
             replaced = merged.get("model")  # a plugin may change the record (QTasks' test plugin)
             if isinstance(replaced, Outcome) and replaced.uuid == outcome.uuid:
                 outcome = replaced
+            elif replaced is not None and replaced is not outcome:
+                log.warning("a plugin at %s returned a model that is not this task's outcome "
+                            "(a %s); it is not stored: return a changed copy of the model "
+                            "given (dataclasses.replace)", name, type(replaced).__name__)
     return outcome
 
 
@@ -181,7 +186,7 @@ def _onion(app: BaseQueueTasks, definition: TaskDefinition) -> Callable[[TaskRun
     """The composed execution onion of ``definition``, built once and kept until what it is
     made of changes (plugins present, the app's middlewares, any hook's layers)."""
     key = (hooks_version(), bool(app._plugins), tuple(app.middlewares_before),
-           tuple(app.middlewares_after), app._default_executor)
+           tuple(app.middlewares_after), app._default_executor, definition.executor)
     cached = app._onions.get(definition.name)
     if cached is not None and cached[0] is definition and cached[1] == key:
         return cached[2]
@@ -236,33 +241,21 @@ async def _middleware_layer(app: BaseQueueTasks, run: TaskRun,
                             call_next: Callable[[], Any]) -> Any:
     """QTasks middlewares: the app's and the task's ``before`` ones, then (after the task) the
     task's and the app's ``after`` ones."""
-    definition = run.task_func
-    plugins = app._plugins
-    before = [*app.middlewares_before, *definition.middlewares_before]
-    after = [*definition.middlewares_after, *app.middlewares_after][::-1]
-    if plugins:
-        await trigger_async(plugins, "task_executor_middlewares_execute", task_executor=run,
-                            middlewares_before=before)
-    await _middlewares(before, run)
+    before, after = steps.middleware_lists(app, run.task_func)
+    await steps.run_middlewares(app._plugins, run, before, "before")
     run.result = await call_next()
-    if plugins:
-        await trigger_async(plugins, "task_executor_middlewares_execute", task_executor=run,
-                            middlewares_after=after)
-    await _middlewares(after, run)
+    await steps.run_middlewares(app._plugins, run, after, "after")
     return run.result
 
 
 async def _plugin_before_layer(plugins: Any, run: TaskRun, call_next: Callable[[], Any]) -> Any:
-    await _plugins_before(plugins, run, run.worker)
+    await steps.plugins_before(plugins, run)
     return await call_next()
 
 
 async def _plugin_after_layer(plugins: Any, run: TaskRun, call_next: Callable[[], Any]) -> Any:
     run.result = await call_next()
-    await trigger_async(plugins, "task_executor_after_execute", task_executor=run)
-    merged = await trigger_async(plugins, "task_executor_after_execute_result_replace",
-                                 task_executor=run, result=run.result)
-    return merged.get("result", run.result)
+    return await steps.plugins_after(plugins, run)
 
 
 async def _injection_layer(run: TaskRun, call_next: Callable[[], Any]) -> Any:
@@ -297,16 +290,6 @@ async def _plugin_run_layer(plugins: Any, run: TaskRun, call_next: Callable[[], 
                             task_func=definition, task_broker=env)
 
 
-async def _plugins_before(plugins: Any, run: TaskRun, worker: Any) -> None:
-    await trigger_async(plugins, "worker_execute_before", worker=worker,
-                        task_broker=run.task_broker, task_func=run.task_func, model=None)
-    merged = await trigger_async(plugins, "task_executor_args_replace", task_executor=run,
-                                 args=run.args, kw=run.kwargs, args_info=None)
-    run.args = list(merged.get("args", run.args))
-    run.kwargs = dict(merged.get("kw", run.kwargs))
-    await trigger_async(plugins, "task_executor_before_execute", task_executor=run)
-
-
 async def _plugin_decides(plugins: Any, run: TaskRun, exc: TaskPluginTriggerError) -> Any:
     """A task raised TaskPluginTriggerError: a plugin returning {"result": x} makes x its
     result; without one, the error stands."""
@@ -316,13 +299,6 @@ async def _plugin_decides(plugins: Any, run: TaskRun, exc: TaskPluginTriggerErro
     if "result" not in merged:
         raise exc
     return merged["result"]
-
-
-async def _middlewares(classes: list[Any], run: TaskRun) -> None:
-    for cls in classes:
-        result = cls(run)()
-        if inspect.isawaitable(result):
-            await result
 
 
 _FINAL_EVENTS = {"success": "task_success", "error": "task_error", "cancel": "task_cancel"}
@@ -432,13 +408,9 @@ def _drain_sync(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any
         if handler is not None:
             value = handler(value)
             if inspect.isawaitable(value):
-                value = asyncio.run_coroutine_threadsafe(_awaited(value), loop).result()
+                value = asyncio.run_coroutine_threadsafe(steps.awaited(value), loop).result()
         values.append(value)
     return values
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
 
 
 def _encode(definition: TaskDefinition, result: Any) -> str:

@@ -12,19 +12,24 @@ subclass of :class:`AsyncTaskExecutor` (``async def`` steps) or :class:`SyncTask
     decode()                      the value to store (qtasks encodes it as JSON afterwards)
 
 An executor takes the place of the middleware and plugin layers of the execution onion
-(``qtasks.worker.executor``); ``run_task()`` calls the layers inside them, so ``max_time``,
-``Depends``, retries and cancel behave as without an executor.
+(``qtasks.worker.executor``) and runs the same steps (``qtasks.worker.steps``); ``run_task()``
+calls the layers inside them, so ``max_time``, ``Depends``, retries and cancel behave as
+without an executor.
 
 The hard part is the sync flavour. Its steps are plain functions that may block, so its
-``execute()`` runs in a thread of its own (not the pool that runs plain tasks: the task itself
-needs a pool thread while ``execute()`` waits for it). From that thread, ``run_task()``,
-plugin triggers and async middlewares are handed to the worker's loop and waited for.
+``execute()`` runs in a thread of its own, not in the pool that runs plain tasks: the task
+itself needs a pool thread while ``execute()`` waits for it. From that thread, ``run_task()``,
+plugin triggers and async middlewares are handed to the worker's loop and waited for, in the
+worker's context (slot lending depends on it). When the worker cancels the run (a hard stop,
+``max_time`` of an outer layer), what the thread waits for on the loop is cancelled too, so
+the thread returns at its next step.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import inspect
 import logging
@@ -33,10 +38,11 @@ from typing import Any
 
 from qtasks.core.middleware import TaskRun
 from qtasks.plugins.runner import trigger_async
+from qtasks.worker import steps
 
-# execute() of sync executors: one thread per task running through one (see the docstring)
-# (threads are made as needed, up to the most tasks a process runs at once in practice)
-_threads = concurrent.futures.ThreadPoolExecutor(256, thread_name_prefix="qtasks-executor")
+# execute() of sync executors: one thread per run in progress. Threads are made as they are
+# needed; the bound only has to exceed the tasks one process runs at once (slots and lending).
+_threads = concurrent.futures.ThreadPoolExecutor(4096, thread_name_prefix="qtasks-executor")
 
 
 class BaseTaskExecutor:
@@ -44,7 +50,8 @@ class BaseTaskExecutor:
 
     ``task_func`` is the task's definition (``TaskExecSchema``); ``task_broker`` the message
     (uuid, ``name``, priority, args, kwargs, created_at). ``_args``, ``_kwargs`` and ``_result``
-    (also ``args``, ``kwargs``, ``result``) are the arguments the task will get and its result.
+    (also ``args``, ``kwargs``, ``result``) are the arguments the task will get and its result;
+    ``echo`` is the task's own handle for ``echo=True`` tasks.
     """
 
     def __init__(self, task_func: Any, task_broker: Any, log: Any = None,
@@ -54,7 +61,7 @@ class BaseTaskExecutor:
         self.log = log if log is not None else logging.getLogger(
             f"qtasks.executor.{type(self).__name__}")
         self.plugins = plugins if plugins is not None else {}
-        self.echo: Any = None  # the task's own handle, for echo=True tasks
+        self.echo: Any = None
         self._run = TaskRun(task_func=task_func, task_broker=task_broker,
                             args=list(task_broker.args), kwargs=dict(task_broker.kwargs))
         self._next: Callable[[], Awaitable[Any]] | None = None
@@ -103,65 +110,50 @@ class BaseTaskExecutor:
     def extra(self) -> dict[str, Any]:
         return self._run.extra
 
-    def _middleware_classes(self) -> tuple[list[Any], list[Any]]:
-        app, definition = self._app, self.task_func
-        before = [*getattr(app, "middlewares_before", ()), *definition.middlewares_before]
-        after = [*definition.middlewares_after, *getattr(app, "middlewares_after", ())][::-1]
-        return before, after
-
-    def _plugins(self) -> Any:
+    @property
+    def _registry(self) -> Any:
         return getattr(self._app, "_plugins", None)
+
+    def _lists(self) -> tuple[list[Any], list[Any]]:
+        if self._app is None:  # built by hand: the task's own middlewares only
+            return list(self.task_func.middlewares_before), \
+                list(self.task_func.middlewares_after)[::-1]
+        return steps.middleware_lists(self._app, self.task_func)
 
 
 class AsyncTaskExecutor(BaseTaskExecutor):
     """The asyncio executor: override any step with an ``async def`` (call ``super()`` to keep
     what it does)."""
 
-    async def _trigger(self, name: str, **kwargs: Any) -> dict[str, Any]:
-        plugins = self._plugins()
-        return await trigger_async(plugins, name, **kwargs) if plugins else {}
+    async def _plugin_trigger(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        """Call the app's plugins registered for trigger ``name``; their results, merged."""
+        registry = self._registry
+        return await trigger_async(registry, name, **kwargs) if registry else {}
 
     async def execute_middlewares_before(self) -> None:
         """Run the before-middlewares (the app's, then the task's), each given this executor."""
-        before, _ = self._middleware_classes()
-        await self._trigger("task_executor_middlewares_execute", task_executor=self,
-                            middlewares_before=before)
-        for cls in before:
-            await _maybe_await(cls(self)())
+        await steps.run_middlewares(self._registry, self, self._lists()[0], "before")
 
     async def before_execute(self) -> None:
         """The plugins' before-execute triggers; ``task_executor_args_replace`` may change the
         arguments."""
-        await self._trigger("worker_execute_before", worker=self.worker,
-                            task_broker=self.task_broker, task_func=self.task_func, model=None)
-        merged = await self._trigger("task_executor_args_replace", task_executor=self,
-                                     args=self._args, kw=self._kwargs, args_info=None)
-        self._args = merged.get("args", self._args)
-        self._kwargs = merged.get("kw", self._kwargs)
-        await self._trigger("task_executor_before_execute", task_executor=self)
+        await steps.plugins_before(self._registry, self)
 
     async def run_task(self) -> Any:
         """Run the task (with its dependencies, ``max_time`` and ``run`` plugin triggers) and
         return its result."""
         if self._next is None:  # built by hand, outside a worker: just call the function
             result = self.task_func.func(*self._args, **self._kwargs)
-            return await _maybe_await(result)
+            return await result if inspect.isawaitable(result) else result
         return await self._next()
 
     async def after_execute(self) -> None:
         """The plugins' after-execute triggers; ``..._result_replace`` may change the result."""
-        await self._trigger("task_executor_after_execute", task_executor=self)
-        merged = await self._trigger("task_executor_after_execute_result_replace",
-                                     task_executor=self, result=self._result)
-        self._result = merged.get("result", self._result)
+        self._result = await steps.plugins_after(self._registry, self)
 
     async def execute_middlewares_after(self) -> None:
         """Run the after-middlewares (the task's, then the app's, in reverse order)."""
-        _, after = self._middleware_classes()
-        await self._trigger("task_executor_middlewares_execute", task_executor=self,
-                            middlewares_after=after)
-        for cls in after:
-            await _maybe_await(cls(self)())
+        await steps.run_middlewares(self._registry, self, self._lists()[1], "after")
 
     async def decode(self) -> Any:
         """The value to store; the worker encodes it (with the task's ``decode=`` if set)."""
@@ -184,40 +176,57 @@ class SyncTaskExecutor(BaseTaskExecutor):
     thread; ``run_task()`` waits there for the task."""
 
     _loop: asyncio.AbstractEventLoop | None = None
+    _waiting: concurrent.futures.Future[Any] | None = None
+    _cancelled = False
 
     def _on_loop(self, awaitable: Awaitable[Any]) -> Any:
+        """Run ``awaitable`` on the worker's loop, in the worker's context, and wait for it."""
         loop = self._loop
         if loop is None:  # built by hand, outside a worker
-            return asyncio.run(_awaited(awaitable))
-        return asyncio.run_coroutine_threadsafe(_awaited(awaitable), loop).result()
+            return asyncio.run(steps.awaited(awaitable))
+        if self._cancelled:
+            raise concurrent.futures.CancelledError()
+        # execute() runs inside the worker's context (executor_layer), and the loop's task is
+        # made in a copy of the context of this call
+        future = asyncio.run_coroutine_threadsafe(steps.awaited(awaitable), loop)
+        self._waiting = future
+        try:
+            return future.result()
+        finally:
+            self._waiting = None
 
-    def _trigger(self, name: str, **kwargs: Any) -> dict[str, Any]:
-        plugins = self._plugins()
-        return self._on_loop(trigger_async(plugins, name, **kwargs)) if plugins else {}
+    def _cancel(self) -> None:
+        """The worker gave up on this run: stop what the thread waits for, and what it would
+        wait for next."""
+        self._cancelled = True
+        waiting = self._waiting
+        if waiting is not None:
+            waiting.cancel()
 
-    def _middlewares(self, classes: list[Any]) -> None:
+    def _plugin_trigger(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        """Call the app's plugins registered for trigger ``name``; their results, merged."""
+        registry = self._registry
+        return self._on_loop(trigger_async(registry, name, **kwargs)) if registry else {}
+
+    def execute_middlewares_before(self) -> None:
+        """Run the before-middlewares (the app's, then the task's), each given this executor;
+        their plain ``__call__`` runs in this thread, an ``async`` one on the loop."""
+        self._run_middlewares(self._lists()[0], "before")
+
+    def _run_middlewares(self, classes: list[Any], which: str) -> None:
+        if self._registry:
+            self._plugin_trigger("task_executor_middlewares_execute", task_executor=self,
+                                 **{f"middlewares_{which}": classes})
         for cls in classes:
             result = cls(self)()
             if inspect.isawaitable(result):
                 self._on_loop(result)
 
-    def execute_middlewares_before(self) -> None:
-        """Run the before-middlewares (the app's, then the task's), each given this executor."""
-        before, _ = self._middleware_classes()
-        self._trigger("task_executor_middlewares_execute", task_executor=self,
-                      middlewares_before=before)
-        self._middlewares(before)
-
     def before_execute(self) -> None:
         """The plugins' before-execute triggers; ``task_executor_args_replace`` may change the
         arguments."""
-        self._trigger("worker_execute_before", worker=self.worker,
-                      task_broker=self.task_broker, task_func=self.task_func, model=None)
-        merged = self._trigger("task_executor_args_replace", task_executor=self,
-                               args=self._args, kw=self._kwargs, args_info=None)
-        self._args = merged.get("args", self._args)
-        self._kwargs = merged.get("kw", self._kwargs)
-        self._trigger("task_executor_before_execute", task_executor=self)
+        if self._registry:
+            self._on_loop(steps.plugins_before(self._registry, self))
 
     def run_task(self) -> Any:
         """Run the task (with its dependencies, ``max_time`` and ``run`` plugin triggers) and
@@ -229,17 +238,12 @@ class SyncTaskExecutor(BaseTaskExecutor):
 
     def after_execute(self) -> None:
         """The plugins' after-execute triggers; ``..._result_replace`` may change the result."""
-        self._trigger("task_executor_after_execute", task_executor=self)
-        merged = self._trigger("task_executor_after_execute_result_replace",
-                               task_executor=self, result=self._result)
-        self._result = merged.get("result", self._result)
+        if self._registry:
+            self._result = self._on_loop(steps.plugins_after(self._registry, self))
 
     def execute_middlewares_after(self) -> None:
         """Run the after-middlewares (the task's, then the app's, in reverse order)."""
-        _, after = self._middleware_classes()
-        self._trigger("task_executor_middlewares_execute", task_executor=self,
-                      middlewares_after=after)
-        self._middlewares(after)
+        self._run_middlewares(self._lists()[1], "after")
 
     def decode(self) -> Any:
         """The value to store; the worker encodes it (with the task's ``decode=`` if set)."""
@@ -257,14 +261,6 @@ class SyncTaskExecutor(BaseTaskExecutor):
         return self._result
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-async def _awaited(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
 @functools.lru_cache(maxsize=64)
 def _takes_plugins(cls: type) -> bool:
     """Whether ``cls(...)`` accepts ``plugins=`` (QTasks' own examples define executors whose
@@ -275,16 +271,27 @@ def _takes_plugins(cls: type) -> bool:
 
 async def executor_layer(app: Any, run: TaskRun, call_next: Callable[[], Any]) -> Any:
     """The onion layer of a task with an executor class: the executor runs the middleware and
-    plugin steps itself, and calls ``call_next`` from ``run_task()``."""
+    plugin steps itself, and calls ``call_next`` from ``run_task()``. A class of one's own
+    that is not a ``BaseTaskExecutor`` is built and its ``execute()`` called; it runs the
+    function itself."""
     cls = run.task_func.executor or app._default_executor
-    extra = {"plugins": getattr(app, "plugins", None)} if _takes_plugins(cls) else {}
+    extra = {"plugins": app.plugins} if _takes_plugins(cls) else {}
     executor = cls(run.task_func, run.task_broker, **extra)
-    executor._bind(app, run, call_next)
+    if isinstance(executor, BaseTaskExecutor):
+        executor._bind(app, run, call_next)
     if inspect.iscoroutinefunction(cls.execute):
         return await executor.execute()
     loop = asyncio.get_running_loop()
-    executor._loop = loop
-    return await loop.run_in_executor(_threads, executor.execute)
+    context = contextvars.copy_context()  # the worker's: slot lending, hooks' state
+    if isinstance(executor, SyncTaskExecutor):
+        executor._loop = loop
+    running = loop.run_in_executor(_threads, context.run, executor.execute)
+    try:
+        return await running
+    except asyncio.CancelledError:
+        if isinstance(executor, SyncTaskExecutor):
+            executor._cancel()
+        raise
 
 
 __all__ = ["AsyncTaskExecutor", "BaseTaskExecutor", "SyncTaskExecutor"]
