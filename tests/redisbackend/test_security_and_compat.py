@@ -133,4 +133,10 @@ def test_redis_command_queues_run_the_commands_later_in_order(redis_server, capl
     import asyncio
 
     assert asyncio.run(use_async()) == list(range(20))
+    # given the app's Redis backend, the queue writes to the server the app uses
+    app = QueueTasks(name="commands", broker_url=redis_server.url)
+    through_app = SyncRedisCommandQueue(app.broker)
+    through_app.execute("set", "via-the-app", "yes")
+    through_app.join()
+    assert client.get("via-the-app") == b"yes"
     client.close()

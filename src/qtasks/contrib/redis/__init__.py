@@ -5,6 +5,10 @@ background thread (sync) or task (asyncio), one at a time, in the order given. A
 fails is logged with its traceback; nothing reports it to the caller, which is the point of
 the helper: use the client directly when the outcome matters. ``join()`` (not in QTasks) waits
 until every command queued so far has run, e.g. before a process exits.
+
+Instead of a client, the queues take the qtasks Redis backend of an app (``app.broker`` with
+``broker_url="redis://..."``): they then use a client of that server (cluster and Sentinel
+included), so the commands reach the Redis the app uses.
 """
 
 from __future__ import annotations
@@ -18,11 +22,22 @@ from typing import Any
 log = logging.getLogger("qtasks.contrib.redis")
 
 
+def _client(redis: Any, asyncio_: bool) -> Any:
+    """``redis`` itself, or a client of the server a qtasks Redis backend uses."""
+    from qtasks.backends.redis import RedisBackend
+
+    if isinstance(redis, RedisBackend):
+        from qtasks.backends.redis.connection import make_client
+
+        return make_client(redis.settings, asyncio_=asyncio_)
+    return redis
+
+
 class SyncRedisCommandQueue:
     """For a blocking ``redis.Redis`` client."""
 
     def __init__(self, redis: Any, log: Any = None) -> None:
-        self.redis = redis
+        self.redis = _client(redis, asyncio_=False)
         self.log = log or globals()["log"]
         self._queue: queue.Queue[tuple[str, tuple[Any, ...], dict[str, Any]]] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -57,7 +72,7 @@ class AsyncRedisCommandQueue:
     """For a ``redis.asyncio.Redis`` client; ``execute`` is called from its event loop."""
 
     def __init__(self, redis: Any, log: Any = None) -> None:
-        self.redis = redis
+        self.redis = _client(redis, asyncio_=True)
         self.log = log or globals()["log"]
         self._queue: asyncio.Queue[tuple[str, tuple[Any, ...], dict[str, Any]]] | None = None
         self._task: asyncio.Task[None] | None = None
