@@ -421,11 +421,19 @@ def plugin_mixin(cls):
         def trigger(self, name, **kwargs):
             return {"value": kwargs["value"] + 1}
 
+    class Broken:
+        async def trigger(self, name, **kwargs):
+            raise RuntimeError("a broken plugin is logged and skipped")
+
     component = Component()
     component.add_plugin(Replace(), ["t"])
+    component.add_plugin(Broken())  # every trigger ("Globals")
     merged = component._plugin_trigger("t", value=1, return_last=True)
     merged = asyncio.run(merged) if inspect.isawaitable(merged) else merged
     assert merged == {"value": 2}
+    results = component._plugin_trigger("t", value=5)
+    results = asyncio.run(results) if inspect.isawaitable(results) else results
+    assert results == [{"value": 6}]
 
 
 def type_var(value):

@@ -9,6 +9,8 @@ otherwise the list of the plugins' non-empty results, as QTasks did.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Generator
 from typing import Any
 
 from qtasks.core.plugins import absorb
@@ -28,42 +30,52 @@ class _PluginMixin:
         plugins = getattr(self, "plugins", {})
         return [*plugins.get(name, ()), *plugins.get("Globals", ())]
 
-
-class AsyncPluginMixin(_PluginMixin):
-    async def _plugin_trigger(self, name: str, *, return_last: bool | None = None,
-                              **kwargs: Any) -> Any:
+    def _steps(self, name: str, kwargs: dict[str, Any]) -> Generator[Any, Any, Any]:
+        """Call the plugins in order; yields each awaitable result to be resolved by the
+        caller (``None`` back if it raised); returns ``(merged, results)``."""
         merged: dict[str, Any] = {}
         results = []
         for plugin in self._plugins_for(name):
             result = _call(plugin, name, kwargs)
-            if hasattr(result, "__await__"):
-                try:
-                    result = await result
-                except Exception:
-                    _failed(plugin, name)
-                    result = None
+            if inspect.isawaitable(result):
+                result = yield plugin, result
             if result:
                 results.append(result)
             absorb(merged, kwargs, result)
+        return merged, results
+
+
+class AsyncPluginMixin(_PluginMixin):
+    async def _plugin_trigger(self, name: str, *, return_last: bool | None = None,
+                              **kwargs: Any) -> Any:
+        steps, answer = self._steps(name, kwargs), None
+        try:
+            while True:
+                plugin, awaitable = steps.send(answer)
+                try:
+                    answer = await awaitable
+                except Exception:
+                    _failed(plugin, name)
+                    answer = None
+        except StopIteration as done:
+            merged, results = done.value
         return merged if return_last else results
 
 
 class SyncPluginMixin(_PluginMixin):
     def _plugin_trigger(self, name: str, *, return_last: bool | None = None,
                         **kwargs: Any) -> Any:
-        merged: dict[str, Any] = {}
-        results = []
-        for plugin in self._plugins_for(name):
-            result = _call(plugin, name, kwargs)
-            if hasattr(result, "__await__"):
+        steps, answer = self._steps(name, kwargs), None
+        try:
+            while True:
+                plugin, awaitable = steps.send(answer)
                 try:
-                    result = _run_coroutine(result)
+                    answer = _run_coroutine(awaitable)
                 except Exception:
                     _failed(plugin, name)
-                    result = None
-            if result:
-                results.append(result)
-            absorb(merged, kwargs, result)
+                    answer = None
+        except StopIteration as done:
+            merged, results = done.value
         return merged if return_last else results
 
 
