@@ -13,10 +13,11 @@ Set-up, done by the script:
 - Each peer lives in ``.bench-venvs/<venv>/`` at the repository root, created with
   ``python -m venv`` and filled with ``pip install`` of the exact pins in ``PEERS`` below (plus
   ``hiredis`` wherever the client is redis-py, as ``qtasks[redis]`` has it). A venv whose
-  ``bench-pins.txt`` matches the pins is reused as it is. This repository's qtasks uses
-  ``.venv`` when that imports qtasks from ``src/`` and has redis-py, else
-  ``.bench-venvs/qtasks`` with ``pip install -e .[redis]``. ``pip freeze`` of every venv goes
-  into the JSON.
+  ``bench-pins.txt`` matches the pins is reused as it is. This repository's qtasks gets
+  ``.bench-venvs/qtasks`` with ``pip install -e .[redis]`` (editable: it runs the checkout's
+  code), never the development ``.venv``, whose extras (OpenTelemetry's SDK, which redis-py
+  imports when present, Django, ...) would add to the worker's memory. ``pip freeze`` of
+  every venv goes into the JSON.
 - A private ``redis-server`` (``/usr/bin/redis-server``) on a free loopback port, with
   ``--save "" --appendonly no`` and its own temporary directory; ``FLUSHALL`` before each
   scenario group and each peer; shut down at the end (also on Ctrl-C / SIGTERM).
@@ -333,29 +334,8 @@ def _venv_ok(python: Path, pins_file: Path, want: str) -> bool:
     return python.exists() and pins_file.exists() and pins_file.read_text() == want
 
 
-def _repo_venv() -> Path | None:
-    """The repository's .venv, if it imports qtasks from src/ and has redis-py."""
-    python = REPO / ".venv" / "bin" / "python"
-    if not python.exists():
-        return None
-    probe = ("import qtasks, redis, pathlib; "
-             "print(pathlib.Path(qtasks.__file__).resolve().parent.parent)")
-    try:
-        out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True,
-                             timeout=60, cwd="/")
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode == 0 and Path(out.stdout.strip()) == REPO / "src":
-        return python
-    return None
-
-
 def ensure_venv(spec: PeerSpec, log_dir: Path) -> Path:
     """The venv python of ``spec``, installing its pins if the venv is missing or differs."""
-    if spec.qtasks_row:
-        python = _repo_venv()
-        if python is not None:
-            return python
     folder = VENVS / spec.venv
     python = folder / "bin" / "python"
     pins_file = folder / "bench-pins.txt"
