@@ -54,6 +54,9 @@ class Upper(BasePlugin):
     def trigger(self, name, **kwargs):
         if name == "task_executor_args_replace":
             mark(f"plugin sees {type(kwargs['task_executor']).__name__}")
+            info = ", ".join(f"{m.name}:{getattr(m.annotation, '__name__', m.annotation)}"
+                             for m in kwargs["args_info"])
+            mark(f"args_info {info}")
             return {"args": [a.upper() if isinstance(a, str) else a for a in kwargs["args"]]}
         return None
 
@@ -72,7 +75,7 @@ def mul(a, b):
 
 
 @app.task(executor=Doubling)
-def shout(word):
+def shout(word: str):
     return word
 
 
@@ -129,3 +132,15 @@ def blocks_too_long():
 @app.task(executor=BreaksBefore)
 def never_runs():
     mark("never_runs ran")
+
+
+class OldStyle(SyncTaskExecutor):
+    """Overrides QTasks' run_task_gen, which qtasks never calls: the worker says so."""
+
+    def run_task_gen(self, gen):
+        return list(gen)
+
+
+@app.task(executor=OldStyle)
+def counts(n):
+    yield from range(n)

@@ -171,6 +171,10 @@ def executor_class(cls):
     if cls.__name__ == "BaseTaskExecutor":
         executor = cls(owner.tasks["double_for_paths"], message)
         assert executor._args == [4] and executor.task_broker.name == "double_for_paths"
+        assert executor._extract_args_kwargs_from_func(lambda a, b=2: 0) == ([None], {"b": 2})
+        [meta] = executor._build_args_info([4], {})
+        assert (meta.name, meta.value, meta.index, meta.is_kwarg) == ("x", 4, 0, False)
+        assert json.loads(executor.decode_cls({"é": 1})) == {"é": 1}
         return
     executor = cls(owner.tasks["double_for_paths"], message)
     result = executor.execute()

@@ -22,6 +22,7 @@ def test_sync_app_executors(start_worker):
     # the plugin registered on the worker was called with the executor
     assert app.add_task("shout", "hey", timeout=10).returning == {"wrapped": "HEYHEY"}
     assert "plugin sees Doubling" in marks()
+    assert "args_info word:str" in marks()  # QTasks' ArgMeta for each argument
     # a blocking executor runs in a thread of its own and its decode() is what is stored
     assert app.add_task("mul", 4, 5, timeout=10).returning == "decoded 120"
     assert any(m.startswith("run_task in qtasks-executor") for m in marks())
@@ -72,7 +73,10 @@ def test_blocking_executors_keep_the_workers_rules(start_worker):
     app = executor_app.app
     app.flush_all()
     clear_marks()
-    start_worker("apps.executor_app:app", "--concurrency", "1")
+    worker = start_worker("apps.executor_app:app", "--concurrency", "1")
+    # an override of QTasks' run_task_gen would never be called: the worker says so
+    assert app.add_task("counts", 3, timeout=20).returning == [0, 1, 2]
+    assert "OldStyle.run_task_gen is never called" in worker.output
     # a parent waiting for its child in the only slot: the slot is lent, no deadlock
     assert app.add_task("parent", 4, timeout=20).returning == 8
     slow = app.add_task("blocks_too_long", timeout=20)

@@ -32,6 +32,7 @@ import concurrent.futures
 import contextvars
 import functools
 import inspect
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -113,6 +114,28 @@ class BaseTaskExecutor:
     @property
     def _registry(self) -> Any:
         return getattr(self._app, "_plugins", None)
+
+    # QTasks' helpers, for executors written for it
+    @staticmethod
+    def decode_cls(result: Any) -> str:
+        """QTasks' default encoding of a result: JSON text."""
+        return json.dumps(result, ensure_ascii=False)
+
+    def _extract_args_kwargs_from_func(self, func: Any) -> tuple[list[Any], dict[str, Any]]:
+        """``(args, kwargs)`` of a function's parameters: ``None`` for each positional one
+        without a default, and the defaults by name."""
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for name, param in inspect.signature(func).parameters.items():
+            if param.default is not param.empty:
+                kwargs[name] = param.default
+            elif param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+                args.append(None)
+        return args, kwargs
+
+    def _build_args_info(self, args: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+        """``ArgMeta`` for these arguments of the task's function."""
+        return steps.args_info(self.task_func.func, list(args), dict(kwargs))
 
     def _lists(self) -> tuple[list[Any], list[Any]]:
         if self._app is None:  # built by hand: the task's own middlewares only
@@ -269,12 +292,23 @@ def _takes_plugins(cls: type) -> bool:
     return any(p.name == "plugins" or p.kind is p.VAR_KEYWORD for p in params)
 
 
+@functools.lru_cache(maxsize=64)
+def _check_overrides(cls: type) -> None:
+    """Say once per class that QTasks' ``run_task_gen`` is not a step here."""
+    if callable(getattr(cls, "run_task_gen", None)):
+        logging.getLogger("qtasks.worker").warning(
+            "%s.run_task_gen is never called by qtasks: a generator task is drained inside "
+            "run_task() (its items pass through the task's generate_handler=); override "
+            "run_task() or use generate_handler= instead (docs/migration.md)", cls.__qualname__)
+
+
 async def executor_layer(app: Any, run: TaskRun, call_next: Callable[[], Any]) -> Any:
     """The onion layer of a task with an executor class: the executor runs the middleware and
     plugin steps itself, and calls ``call_next`` from ``run_task()``. A class of one's own
     that is not a ``BaseTaskExecutor`` is built and its ``execute()`` called; it runs the
     function itself."""
     cls = run.task_func.executor or app._default_executor
+    _check_overrides(cls)
     extra = {"plugins": app.plugins} if _takes_plugins(cls) else {}
     executor = cls(run.task_func, run.task_broker, **extra)
     if isinstance(executor, BaseTaskExecutor):
