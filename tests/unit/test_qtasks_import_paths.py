@@ -123,6 +123,7 @@ def redis_storage(factory):
     storage = factory(name="paths", url="redis://127.0.0.1:6379/15")
     broker = AsyncRedisBroker(name="paths", url="redis://127.0.0.1:6379/14", storage=storage)
     assert broker.storage is storage and "{paths}" in storage.describe()
+    assert not broker.storage.global_config  # QTasks code checks it first
     with pytest.raises(NotYetSupported, match="heartbeats"):
         broker.storage.global_config.get("main", "status")
 

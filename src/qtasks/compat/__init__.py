@@ -40,13 +40,19 @@ class _Missing:
         raise NotYetSupported(f"{self._path}.{attr}: {self._path} has no qtasks equivalent: "
                               f"{self._instead} (see docs/migration.md)")
 
+    def __bool__(self) -> bool:
+        # False, so that QTasks code that checks for it first (``if broker.storage.
+        # global_config: ...``) takes its "none here" path; using it still raises
+        return False
+
     def __repr__(self) -> str:
         return f"<{self._path}: not in qtasks>"
 
 
 def missing(path: str, instead: str) -> Any:
-    """An object standing for QTasks' ``path`` (a module or component qtasks replaces): reading
-    any attribute of it raises ``NotYetSupported`` saying to use ``instead``."""
+    """An object standing for QTasks' ``path`` (a module or component qtasks replaces): it is
+    false, and reading any attribute of it raises ``NotYetSupported`` saying to use
+    ``instead``."""
     return _Missing(path, instead)
 
 
