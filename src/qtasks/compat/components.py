@@ -22,6 +22,15 @@ from qtasks.core.config import QueueConfig
 from qtasks.worker.task_executor import AsyncTaskExecutor, SyncTaskExecutor
 
 
+def _app_of(component: Any, missing: str) -> Any:
+    """The app ``component`` was given to, else the latest app; ``RuntimeError`` (saying
+    ``missing``) when there is none."""
+    app = component._app or _state.app_main
+    if app is None:
+        raise RuntimeError(f"{type(component).__name__} {missing}")
+    return app
+
+
 class _WorkerObject:
     """What ``AsyncWorker`` and ``SyncThreadWorker`` share."""
 
@@ -73,16 +82,7 @@ class _WorkerObject:
         self._own_config = True
 
     def _bound_app(self) -> Any:
-        app = self._app or _state.app_main
-        if app is None:
-            raise RuntimeError(f"{type(self).__name__} is not part of an app: pass it as "
-                               "QueueTasks(worker=...) first")
-        return app
-
-    def _run(self, num_workers: int | None) -> None:
-        from qtasks.worker import run_worker
-
-        run_worker(self._bound_app(), concurrency=self.max_tasks_process)
+        return _app_of(self, "is not part of an app: pass it as QueueTasks(worker=...) first")
 
     def _request_stop(self) -> None:
         self._bound_app()._stop_worker()
@@ -127,7 +127,9 @@ class SyncThreadWorker(_WorkerObject):
 
     def start(self, num_workers: int | None = None) -> None:
         """Run the app's worker in this thread until it is stopped (blocking)."""
-        self._run(num_workers)
+        from qtasks.worker import run_worker
+
+        run_worker(self._bound_app(), concurrency=self.max_tasks_process)
 
     def stop(self) -> None:
         self._request_stop()
@@ -136,9 +138,8 @@ class SyncThreadWorker(_WorkerObject):
 def default_worker(app: Any) -> _WorkerObject:
     """The worker object of an app given none: of the app's flavour, sharing its config (so
     it sets nothing of its own)."""
-    worker = (AsyncWorker if app._flavour == "async" else SyncThreadWorker)(
-        app.name, config=app.config)
-    worker._own_config = False
+    worker = (AsyncWorker if app._flavour == "async" else SyncThreadWorker)(app.name)
+    worker.config = app.config  # not its own (max_tasks_process stays the app's)
     return worker
 
 
@@ -152,10 +153,8 @@ class _StarterObject:
         self._options: dict[str, Any] = {}  # run_forever's own arguments, passed on
 
     def _bound_app(self) -> Any:
-        app = self._app or _state.app_main
-        if app is None:
-            raise RuntimeError(f"{type(self).__name__} has no app: create the QueueTasks app "
-                               "first, or pass this starter to app.run_forever(starter=...)")
+        app = _app_of(self, "has no app: create the QueueTasks app first, or pass this "
+                            "starter to app.run_forever(starter=...)")
         if self.worker is not None and app.worker is not self.worker:
             app.worker = self.worker
             app._attach_worker(self.worker)
