@@ -123,26 +123,26 @@ class _Idle:
         return True, None if due is None else due - time.monotonic()
 
 
-async def _blocking(conn: AsyncConn, queues: Sequence[str], block: float,
-                    attempt: Callable[[], Awaitable[tuple[Any, float | None]]],
+async def _blocking(queues: Sequence[str], block: float,
+                    attempt: Callable[[float], Awaitable[tuple[Any, float | None]]],
                     idle: _Idle | None = None) -> Any:
-    """Call ``attempt()`` until it gives something, blocking on the queues' wake markers in
-    between, for at most ``block`` seconds (and no longer than the next delayed task or lease
-    deadline that the attempt reported). With ``idle`` telling that the queues were empty at
-    the last claim, block first."""
+    """Call ``attempt(wait)`` until it gives something, for at most ``block`` seconds: each
+    attempt but the first first waits up to ``wait`` seconds on the queues' wake markers (no
+    longer than the next delayed task or lease deadline that the attempt before reported),
+    then claims. With ``idle`` telling that the queues were empty at the last claim, the first
+    attempt waits too."""
     deadline = time.monotonic() + block
+    wait = 0.0
     if idle is not None and block > 0:
         empty, wake = idle.known_empty(queues)
         if empty:
-            await conn.block(queues, block if wake is None else min(block, wake + 0.001))
+            wait = block if wake is None else min(block, wake + 0.001)
     while True:
-        got, wake = await attempt()
+        got, wake = await attempt(wait)
         remaining = deadline - time.monotonic()
         if got or remaining <= 0:
             return got
-        if wake is not None:
-            remaining = min(remaining, wake + 0.001)
-        await conn.block(queues, remaining)
+        wait = remaining if wake is None else min(remaining, wake + 0.001)
 
 
 # -- the roles -------------------------------------------------------------------------------------
@@ -166,12 +166,14 @@ class RedisBroker(Broker):
             return kept
         conn = self.backend.conns.get()
 
-        async def attempt() -> tuple[list[Delivery], float | None]:
+        async def attempt(wait: float) -> tuple[list[Delivery], float | None]:
+            if wait > 0:
+                await conn.block(queues, wait)
             got, wake = await self.kept.call(conn.run(protocol.exchange(
                 worker, queues, limit, lease, (), (), start, fused=False)))
             return got.deliveries, wake
 
-        return await _blocking(conn, queues, block, attempt)
+        return await _blocking(queues, block, attempt)
 
     async def start(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         return await self._run(protocol.start_messages(deliveries))
@@ -426,7 +428,19 @@ class RedisTransport(Transport):
         outcomes: list[Sequence[Outcome]] = [finished]
         starts: list[Sequence[Delivery]] = [started]
 
-        async def attempt() -> tuple[Exchange | None, float | None]:
+        async def attempt(wait: float) -> tuple[Exchange | None, float | None]:
+            if wait > 0:  # idle (nothing to write): the claim rides behind the wait
+                idle_wait = conn.new_wait()
+                try:
+                    got, wake = await self.kept.call(conn.run(
+                        protocol.exchange(worker, queues, limit, lease, (), (), start,
+                                          abandon=idle_wait.abandon),
+                        woken=(queues, wait, idle_wait)))
+                except asyncio.CancelledError:
+                    conn.abandon(idle_wait)  # the call, kept, then returns at once, empty
+                    raise
+                self.idle.saw(queues, len(got.deliveries), limit, wake)
+                return (got if got.deliveries else None), wake
             got, wake = await self.kept.call(conn.run(protocol.exchange(
                 worker, queues, limit, lease, outcomes[0], starts[0], start)))
             wrote = bool(outcomes[0] or starts[0])
@@ -434,7 +448,7 @@ class RedisTransport(Transport):
             self.idle.saw(queues, len(got.deliveries), limit, wake)
             return (got if (got.deliveries or wrote) else None), wake
 
-        got = await _blocking(conn, queues, 0.0 if finished or started else block, attempt,
+        got = await _blocking(queues, 0.0 if finished or started else block, attempt,
                               self.idle)
         if got is not None:
             merge(result, got)

@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -566,6 +566,16 @@ class SyncConn:
         self.redis.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """One idle wait's keys: ``wake``, a private marker that ends the blocking pop; and
+    ``abandon`` (under the app's prefix), which, set before that marker, makes the claim sent
+    behind the pop take nothing."""
+
+    wake: str
+    abandon: str
+
+
 class AsyncConn:
     """Runs operations on the asyncio client of one event loop."""
 
@@ -576,7 +586,9 @@ class AsyncConn:
         self.script = self.redis.register_script(SCRIPT)
         self.calls = _Calls(settings, keys)
         self._blocking: Any = None
-        self.private = f"{keys.prefix}w:{os.urandom(6).hex()}:wake"  # ends an abandoned wait
+        self._me = f"w:{os.urandom(6).hex()}"
+        self.private = f"{keys.prefix}{self._me}:wake"  # ends an abandoned wait
+        self._waits = 0
         self._pokes: set[asyncio.Future[None]] = set()
         self.waiters: dict[str, list[asyncio.Future[RecordRow | None]]] = {}
         self.fresh: str | None = None  # see SyncConn.fresh
@@ -586,7 +598,18 @@ class AsyncConn:
         self.code = _Code(self.script.sha, keys.route)
         self._free: list[Any] = []  # idle connections for direct calls
 
-    async def run(self, op: Op) -> Any:
+    def new_wait(self) -> Wait:
+        """Names for one idle wait of ``run(woken=...)``: see ``Wait``."""
+        self._waits += 1
+        me = f"{self._me}:{self._waits}"
+        return Wait(f"{self.keys.prefix}{me}:wake", f"{me}:abandon")
+
+    async def run(self, op: Op, woken: tuple[Sequence[str], float, Wait] | None = None) -> Any:
+        """Run ``op``. With ``woken`` (queues, seconds, a ``new_wait()``), its first script
+        call goes right behind a blocking pop of those queues' wake markers, on the same
+        connection: Redis runs it the moment the pop returns (a task was enqueued) or times
+        out, and both replies come back together, one round trip less than popping and then
+        calling. ``abandon`` ends such a wait early and makes that call claim nothing."""
         reply: Any = None
         try:
             while True:
@@ -595,20 +618,25 @@ class AsyncConn:
                     reply = await self.redis.execute_command(*step.args)
                     continue
                 calls, replicated = self.calls.steps(step)
-                replies = await self._scripts(calls, replicated)
+                replies = await self._scripts(calls, replicated, woken)
+                woken = None
                 reply = replies[0] if isinstance(step, Script) else replies
         except StopIteration as stop:
             return stop.value
         except (redis.RedisError, OSError) as exc:
             raise translate(exc, "an asyncio call") from exc
 
-    async def _scripts(self, calls: Iterator[list[Any]], replicated: bool) -> list[Any]:
+    async def _scripts(self, calls: Iterator[list[Any]], replicated: bool,
+                       woken: tuple[Sequence[str], float, Wait] | None = None) -> list[Any]:
         taken: list[list[Any]] = []
         if self.direct:
             try:
-                return await self._direct(calls, taken, replicated)
-            except _Wire as exc:
+                return await self._direct(calls, taken, replicated, woken)
+            except _Wire as exc:  # the calls go now, without the wait
                 log.debug("a direct call failed (%s); retrying through redis-py", exc.__cause__)
+        elif woken is not None:
+            queues, seconds, wait = woken
+            await self.block(queues, seconds, wait.wake)
         replies = []
         for args in [*taken, *calls]:
             if replicated:
@@ -623,7 +651,8 @@ class AsyncConn:
         return replies
 
     async def _direct(self, calls: Iterator[list[Any]], taken: list[list[Any]],
-                      replicated: bool) -> list[Any]:
+                      replicated: bool,
+                      woken: tuple[Sequence[str], float, Wait] | None = None) -> list[Any]:
         """Run ``_direct_steps`` on an idle connection of this loop. The socket timeout bounds
         each step, not the whole call (a bulk enqueue has many), through one ``asyncio``
         timeout moved on after each step (the connection's own would wrap every read in a
@@ -639,16 +668,32 @@ class AsyncConn:
         limit = self.settings.socket_timeout
         loop = asyncio.get_running_loop()
         clean = False
+        pop: list[bytes] = []  # the blocking pop sent ahead of the first call, if any
+        first_limit = limit
+        if woken is not None:
+            queues, seconds, wait = woken
+            seconds = max(0.001, min(seconds, 20.0))
+            command: Any = ("BZPOPMIN", *(self.keys.wake(q) for q in queues), wait.wake,
+                            f"{seconds:.3f}")
+            pop = [hiredis.pack_command(command)]
+            first_limit = limit + seconds
+        popping = bool(pop)
         try:
-            async with asyncio.timeout(limit) as budget:
+            async with asyncio.timeout(first_limit) as budget:
                 step = next(steps)
                 while True:
                     if step is None:
+                        if popping:  # its reply comes first; what it popped does not matter
+                            popped = await self._reply(conn)
+                            popping = False
+                            if isinstance(popped, BaseException):
+                                log.warning("waiting for work failed: %s", popped)
                         reply = await self._reply(conn)
                         budget.reschedule(loop.time() + limit)
                         step = steps.send(reply)
                     else:
-                        await conn.send_packed_command(step, check_health=False)
+                        await conn.send_packed_command([*pop, *step], check_health=False)
+                        pop = []
                         step = steps.send(None)
         except StopIteration as stop:
             replies: list[Any] = stop.value
@@ -670,7 +715,7 @@ class AsyncConn:
         except redis.ResponseError as exc:  # an error reply: the connection is still in step
             return exc
 
-    async def block(self, queues: Any, timeout: float) -> None:
+    async def block(self, queues: Any, timeout: float, private: str | None = None) -> None:
         """Wait up to ``timeout`` seconds for a wake marker of one of ``queues``.
 
         A caller that stops waiting (the worker cancels an idle exchange when a task of its
@@ -682,7 +727,7 @@ class AsyncConn:
         if self._blocking is None:
             self._blocking = make_client(self.settings, asyncio_=True, blocking=True)
         keys = [self.keys.wake(q) for q in queues]
-        keys.append(self.private)
+        keys.append(private or self.private)
         call = asyncio.ensure_future(
             self._blocking.bzpopmin(keys, timeout=max(0.001, min(timeout, 20.0))))
         try:
@@ -694,14 +739,25 @@ class AsyncConn:
         except (redis.RedisError, OSError) as exc:
             raise translate(exc, "waiting for work") from exc
 
-    async def _poke(self) -> None:
+    async def _poke(self, wait: Wait | None = None) -> None:
+        """End an abandoned wait: ``self.private``'s, or ``wait``'s, whose claim then takes
+        nothing (its ``abandon`` key is set first: the claim runs as soon as the pop ends)."""
+        private = self.private if wait is None else wait.wake
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(self.private, {"p": 0})
-                pipe.pexpire(self.private, 60_000)
+                if wait is not None:
+                    pipe.set(self.keys.prefix + wait.abandon, 1, px=60_000)
+                pipe.zadd(private, {"p": 0})
+                pipe.pexpire(private, 60_000)
                 await pipe.execute()
         except (redis.RedisError, OSError) as exc:  # the pop ends by its own timeout then
             log.debug("could not end an abandoned wait: %s", exc)
+
+    def abandon(self, wait: Wait) -> None:
+        """The caller of ``run(woken=...)`` with ``wait`` stopped waiting: end the wait now,
+        and have its claim take nothing (the call itself completes, and must be awaited)."""
+        self._pokes = {p for p in self._pokes if not p.done()}
+        self._pokes.add(asyncio.ensure_future(self._poke(wait)))
 
     def _rearm(self, call: asyncio.Future[Any]) -> None:
         self._pokes = {p for p in self._pokes if not p.done()}

@@ -274,9 +274,11 @@ def _enqueue_calls(tasks: Sequence[NewTask], mode: str, watched: bool) -> Iterat
 
 def exchange(worker: str, queues: Sequence[str], limit: int, lease: float,
              finished: Sequence[Outcome], started: Sequence[Delivery], start: int,
-             fused: bool = True) -> Op:
+             fused: bool = True, abandon: str | None = None) -> Op:
     """One worker round trip; returns ``(Exchange, next_wake)``: seconds until a delayed
-    message is due or a lease runs out (``None``: nothing pending)."""
+    message is due or a lease runs out (``None``: nothing pending). With ``abandon`` (a key
+    under the app's prefix), the call is an idle worker's claim sent behind its blocking pop
+    (``AsyncConn.run(woken=...)``): it claims nothing if that key is set when it runs."""
     result = Exchange()
     writable: list[Outcome] = []
     for o in finished:
@@ -285,7 +287,9 @@ def exchange(worker: str, queues: Sequence[str], limit: int, lease: float,
             result.unstorable.append((o, problem))
         else:
             writable.append(o)
-    args: list[Any] = ["exchange" if fused else "fetch", _call_id(), worker, limit, _ms(lease), start,
+    head: list[Any] = (["woken", abandon] if abandon is not None
+                       else ["exchange" if fused else "fetch"])
+    args: list[Any] = [*head, _call_id(), worker, limit, _ms(lease), start,
                        len(queues), *queues, len(writable)]
     for o in writable:
         if fused:

@@ -468,9 +468,12 @@ local function next_wake(queues)
   return math.max(0, math.ceil(best - NOW))
 end
 
-local function exchange(fused)
+-- abandoned: the call was sent behind an idle worker's blocking pop (`woken`) that the worker
+-- gave up; it writes nothing and claims nothing, and sets the markers again for the others.
+local function exchange(fused, abandoned)
   CALL = arg()
   local worker, limit, lease, start = arg(), num(), num(), num()
+  if abandoned then limit = 0 end
   local nq = num()
   local queues = {}
   for i = 1, nq do queues[i] = arg() end
@@ -536,6 +539,15 @@ local function exchange(fused)
     end
   end
   if written > 0 then expire_results(written * 2 + 10) end
+  if abandoned then  -- the pop may have taken a marker meant for another worker
+    for _, q in ipairs(queues) do
+      if redis.call('ZCARD', qkey(q, 'ready')) > 0 then
+        redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
+      end
+      local first = redis.call('ZRANGE', qkey(q, 'delayed'), 0, 0, 'WITHSCORES')
+      if first[2] then redis.call('ZADD', qkey(q, 'wake'), 'LT', first[2], 't') end
+    end
+  end
   return {rejected, refused, out, next_wake(queues)}
 end
 
@@ -574,6 +586,12 @@ end
 local function dispatch(op)
 if op == 'exchange' then
   return exchange(true)
+
+elseif op == 'woken' then  -- an idle worker's claim, sent right behind its blocking pop of the
+  -- wake markers on the same connection, so that it runs the moment the pop returns; then an
+  -- exchange. The key (the worker's per-wait `abandon` key) is set when the worker gave the
+  -- wait up: the claim is skipped, so nothing is taken for a caller that has gone.
+  return exchange(true, redis.call('DEL', P .. arg()) == 1)
 
 elseif op == 'fetch' then  -- the broker role on its own
   return exchange(false)
