@@ -108,6 +108,22 @@ def _stale(conn: Any) -> bool:
         return True
 
 
+# psycopg prepares a statement after a few uses, and PostgreSQL then still plans each execution
+# again unless it judges its generic plan no costlier than the plans made for the values; for
+# the worker's exchange it never did, and planning that statement took longer than running it
+# (docs/architecture.md). Every statement of this backend has one shape whatever its values
+# (equality on indexed columns, ranges read in index order behind a LIMIT), so the generic plan
+# is the one the values would pick: our own connections always use it. A caller's connection
+# (``enqueue_in``, Django) keeps its own setting.
+GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+
+
+def _no_generic_plans(exc: Exception) -> None:
+    """PostgreSQL before 12 has no ``plan_cache_mode``: its own choice stands."""
+    log.info("this PostgreSQL cannot be told to reuse statement plans (%s); each call is "
+             "planned again", exc)
+
+
 def _prepare(text: str) -> bool | None:
     """psycopg prepares a statement after a few uses; ``VACUUM`` cannot be prepared."""
     return False if text.startswith("VACUUM") else None
@@ -280,9 +296,17 @@ class SyncDb:
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(self.settings.conninfo, autocommit=True)
+            conn = psycopg.connect(self.settings.conninfo, autocommit=True)
         except psycopg.OperationalError as exc:
             raise _lost(self.settings, exc) from exc
+        try:
+            conn.execute(GENERIC_PLANS)
+        except errors.UndefinedObject as exc:
+            _no_generic_plans(exc)
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise _lost(self.settings, exc) from exc
+        return conn
 
     def conn(self) -> psycopg.Connection[Any]:
         return self._take()[0]
@@ -425,6 +449,13 @@ class AsyncDb:
         try:
             conn = await psycopg.AsyncConnection.connect(self.settings.conninfo, autocommit=True)
         except psycopg.OperationalError as exc:
+            raise _lost(self.settings, exc) from exc
+        try:
+            await conn.execute(GENERIC_PLANS)
+        except errors.UndefinedObject as exc:
+            _no_generic_plans(exc)
+        except psycopg.OperationalError as exc:
+            await conn.close()
             raise _lost(self.settings, exc) from exc
         if not self._checked:
             try:
