@@ -11,6 +11,7 @@ import random
 import pytest
 
 from qtasks.asyncio import QueueTasks as AsyncQueueTasks
+from qtasks.backends.redis import connection
 from qtasks.backends.redis.connection import AsyncConn
 
 pytestmark = pytest.mark.slow
@@ -27,10 +28,14 @@ async def _uuids(call) -> list[str]:
     return [d.uuid for d in (await call).deliveries]
 
 
-def test_a_given_up_wait_hands_each_task_to_exactly_one_worker(redis_server):
+@pytest.mark.parametrize("direct", [True, False], ids=["pipelined", "redis-py"])
+def test_a_given_up_wait_hands_each_task_to_exactly_one_worker(redis_server, monkeypatch,
+                                                                 direct):
     """The task arrives as the first worker gives its wait up: either that worker's claim ran
     first (its next round trip hands the task over), or the claim was skipped and the second
-    worker, waiting behind it, gets the task at once."""
+    worker, waiting behind it, gets the task at once. Both ways of sending: the claim written
+    behind the pop, and (as for Cluster and Sentinel) the pop, then the claim."""
+    monkeypatch.setattr(connection, "_direct_ok", lambda settings: direct)
 
     async def run() -> dict[str, int]:
         one = AsyncQueueTasks(name="idle", broker_url=redis_server.url)
@@ -51,6 +56,7 @@ def test_a_given_up_wait_hands_each_task_to_exactly_one_worker(redis_server):
                     first.cancel()
                     await asyncio.sleep(random.random() * 0.001)
                     task = await one.add_task("mark", i)
+                await asyncio.wait([first])  # cancelled, or done before the cancel came
                 taken_first = [] if first.cancelled() else await _uuids(first)
                 taken_first += await _uuids(
                     one.transport.exchange("w1", QUEUES, limit=4, lease=30, block=0))

@@ -18,6 +18,7 @@ A backend that plays both roles can do each of these in one transaction; it then
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from collections.abc import Awaitable, Iterable, Sequence
@@ -43,6 +44,8 @@ from qtasks.core.status import FINAL_STATUSES
 
 HOSTNAME = socket.gethostname()
 T = TypeVar("T")
+
+log = logging.getLogger("qtasks.backends")
 
 
 def pid_alive(pid: int) -> bool:
@@ -77,7 +80,15 @@ class Kept:
             self.pending.append(future)
             raise
 
-    async def take(self) -> list[Any]:
+    async def take(self, waiting: bool = True) -> list[Any]:
+        """The answers of the calls kept so far; with ``waiting`` false, only of those that
+        have answered (the rest stay for a later call)."""
+        if not waiting:
+            done = [future for future in self.pending if future.done()]
+            if not done:
+                return []
+            self.pending[:] = [future for future in self.pending if not future.done()]
+            return _answers(done)
         return await take_pending(self.pending)
 
 
@@ -247,7 +258,24 @@ async def take_pending(pending: list[Any]) -> list[Any]:
     waiting = list(pending)
     await asyncio.wait(waiting)
     del pending[:len(waiting)]
-    return [future.result() for future in waiting]
+    return _answers(waiting)
+
+
+def _answers(futures: Iterable[asyncio.Future[Any]]) -> list[Any]:
+    """The results of finished calls. One that failed has nothing to hand over (any message
+    it had taken comes back when its lease runs out): it is logged, and the others' answers,
+    which may hold messages, are kept."""
+    answers = []
+    for future in futures:
+        if future.cancelled():
+            log.warning("a kept round trip was cancelled; messages it took come back when "
+                        "their lease runs out")
+        elif (exc := future.exception()) is not None:
+            log.warning("a kept round trip failed (%s); messages it took come back when their "
+                        "lease runs out", exc)
+        else:
+            answers.append(future.result())
+    return answers
 
 
 SUPERSEDED = ("superseded: the attempt that queued this retry had lost its lease to another "

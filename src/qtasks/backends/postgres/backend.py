@@ -41,7 +41,7 @@ from qtasks.backends.base import (
     WorkerRow,
 )
 from qtasks.backends.postgres import sql as q
-from qtasks.backends.postgres.connection import AsyncDb, PerLoop, SyncDb, parse_url
+from qtasks.backends.postgres.connection import AsyncDb, AsyncListener, PerLoop, SyncDb, parse_url
 from qtasks.backends.transport import Client, Kept, Transport, count_live, merge
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
@@ -403,30 +403,68 @@ class _Maintenance:
 # -- waiting for a change ---------------------------------------------------------------------------
 
 
-async def _blocking(db: AsyncDb, backend: PostgresBackend, queues: Sequence[str], block: float,
-                    attempt: Callable[[], Awaitable[Any]]) -> Any:
-    """Call ``attempt()`` until it gives something, waiting for a wake notice in between, for
-    at most ``block`` seconds (and no longer than the next delayed task or lease deadline)."""
+class _Idle:
+    """What the last claim of a set of queues saw, when it took fewer messages than it could:
+    the ready rows were gone at its snapshot. With the listener's ``generation`` read before
+    that claim was sent, a wait on the listener from that generation misses no task committed
+    after the snapshot, so an idle worker may wait at once instead of claiming (and asking for
+    the next due time) again first: two statements fewer between a task's end and the wait,
+    and a task that arrives meanwhile is not missed by a claim whose snapshot came too early."""
+
+    def __init__(self) -> None:
+        self.empty: dict[tuple[str, ...], tuple[AsyncListener, int, float | None]] = {}
+
+    def saw(self, queues: Sequence[str], listener: AsyncListener | None, generation: int,
+            got: q.Claimed, limit: int) -> None:
+        key = tuple(queues)
+        if listener is not None and limit > 0 and len(got.deliveries) < limit:
+            due = None if got.wake is None else time.monotonic() + max(0.0, got.wake)
+            self.empty[key] = (listener, generation, due)
+        else:
+            self.empty.pop(key, None)
+
+    def known_empty(self, queues: Sequence[str],
+                    listener: AsyncListener) -> tuple[int, float | None] | None:
+        """``(generation, seconds to the next due time or None)`` to wait from, once."""
+        seen = self.empty.pop(tuple(queues), None)
+        if seen is None or seen[0] is not listener or listener.broken:
+            return None
+        _, generation, due = seen
+        if due is None:
+            return generation, None
+        left = due - time.monotonic()
+        return (generation, left) if left > 0 else None
+
+
+async def _blocking(db: AsyncDb, queues: Sequence[str], block: float,
+                    attempt: Callable[[AsyncListener | None], Awaitable[tuple[Any, float | None]]],
+                    idle: _Idle | None = None) -> Any:
+    """Call ``attempt(listener)`` until it gives something, waiting for a wake notice in
+    between, for at most ``block`` seconds (and no longer than the next delayed task or lease
+    deadline that the attempt reported). With ``idle`` telling that the queues were empty at
+    the last claim, wait first."""
+    if block <= 0:
+        return (await attempt(None))[0]
     deadline = time.monotonic() + block
-    listener = await db.listener() if block > 0 else None
+    listener = await db.listener()
+    known = idle.known_empty(queues, listener) if idle is not None else None
     while True:
-        seen = listener.generation if listener is not None else 0
-        got = await attempt()
+        if known is not None:
+            seen, wake = known
+            known = None
+        else:
+            seen = listener.generation
+            got, wake = await attempt(listener)
+            if got:
+                return got
         remaining = deadline - time.monotonic()
-        if got or remaining <= 0 or listener is None:
-            return got
-        wake = await db.run(_next_wake(backend, queues))
+        if remaining <= 0:
+            return None
         if wake is not None:
             remaining = min(remaining, max(0.0, wake) + 0.001)
         await listener.wait_change(seen, remaining)
         if listener.broken:
             listener = await db.listener()
-
-
-def _next_wake(backend: PostgresBackend, queues: Sequence[str]) -> q.Steps:
-    rows = yield (q.next_wake_sql(backend.sql),
-                  {"app": backend.app, "queues": list(queues), "now": time.time()})
-    return rows[0][0]
 
 
 # -- the roles --------------------------------------------------------------------------------------
@@ -451,13 +489,13 @@ class PostgresBroker(Broker):
             return kept
         db, backend = self._db(), self.backend
 
-        async def attempt() -> list[Delivery]:
-            got: Exchange = await self.kept.call(db.run(q.exchange(
+        async def attempt(_: AsyncListener | None) -> tuple[list[Delivery], float | None]:
+            got: q.Claimed = await self.kept.call(db.run(q.exchange(
                 backend.sql, backend.app, worker, queues, limit, lease, (), (), start,
                 time.time(), fused=False)))
-            return got.deliveries
+            return got.deliveries, got.wake
 
-        return await _blocking(db, backend, queues, block, attempt)
+        return await _blocking(db, queues, block, attempt) or []
 
     async def start(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         return await self._db().run(q.start_messages(self.backend.sql, self.backend.app,
@@ -697,6 +735,7 @@ class PostgresTransport(Transport):
         super().__init__(broker, store)
         self.backend = broker.backend
         self.kept = broker.kept
+        self.idle = _Idle()
 
     def _db(self) -> AsyncDb:
         return self.backend.dbs.get()
@@ -735,16 +774,19 @@ class PostgresTransport(Transport):
         outcomes: list[Sequence[Outcome]] = [finished]
         starts: list[Sequence[Delivery]] = [started]
 
-        async def attempt() -> Exchange | None:
+        async def attempt(listener: AsyncListener | None) -> tuple[Exchange | None, float | None]:
             wrote = bool(outcomes[0] or starts[0])
-            got: Exchange = await self.kept.call(db.run(q.exchange(
+            listener = listener or db.listening()
+            generation = listener.generation if listener is not None else 0
+            got: q.Claimed = await self.kept.call(db.run(q.exchange(
                 backend.sql, backend.app, worker, queues, limit, lease, outcomes[0],
                 starts[0], start, time.time())))
             outcomes[0], starts[0] = (), ()  # written once; a further attempt only fetches
-            return got if (got.deliveries or wrote) else None
+            self.idle.saw(queues, listener, generation, got, limit)
+            return (got if (got.deliveries or wrote) else None), got.wake
 
-        got = await _blocking(db, backend, queues, 0.0 if finished or started else block,
-                              attempt)
+        got = await _blocking(db, queues, 0.0 if finished or started else block, attempt,
+                              self.idle)
         if got is not None:
             merge(result, got)
         if finished:

@@ -111,22 +111,23 @@ def _stale(conn: Any) -> bool:
 # psycopg prepares a statement after a few uses, and PostgreSQL then still plans each execution
 # again unless it judges its generic plan no costlier than the plans made for the values; for
 # the worker's exchange it never did, and planning that statement took longer than running it
-# (docs/architecture.md). Every statement of this backend has one shape whatever its values
-# (equality on indexed columns, ranges read in index order behind a LIMIT), so the generic plan
-# is the one the values would pick: our own connections always use it. A caller's connection
-# (``enqueue_in``, Django) keeps its own setting.
+# (docs/architecture.md). On our own connections the generic plan is forced, and only the
+# statements whose plan does not depend on their values are prepared (``_prepare``). A
+# caller's connection (``enqueue_in``, Django) keeps its own setting.
 GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
 
 
 def _no_generic_plans(exc: Exception) -> None:
-    """PostgreSQL before 12 has no ``plan_cache_mode``: its own choice stands."""
-    log.info("this PostgreSQL cannot be told to reuse statement plans (%s); each call is "
-             "planned again", exc)
+    """PostgreSQL before 12 has no ``plan_cache_mode`` (and a server that only speaks its
+    protocol may refuse it): the server's own choice of plans stands."""
+    log.info("the server refused %r (%s); it chooses its statement plans itself",
+             GENERIC_PLANS, exc)
 
 
 def _prepare(text: str) -> bool | None:
-    """psycopg prepares a statement after a few uses; ``VACUUM`` cannot be prepared."""
-    return False if text.startswith("VACUUM") else None
+    """On our own connections, psycopg prepares a statement after a few uses if its plan
+    does not depend on its values (``sql.GENERIC``); the others are planned at each call."""
+    return None if text in q.GENERIC else False
 
 
 def _raw(step: tuple[str, dict[str, Any]]) -> tuple[str, list[Any]]:
@@ -301,11 +302,11 @@ class SyncDb:
             raise _lost(self.settings, exc) from exc
         try:
             conn.execute(GENERIC_PLANS)
-        except errors.UndefinedObject as exc:
-            _no_generic_plans(exc)
         except psycopg.OperationalError as exc:
             conn.close()
             raise _lost(self.settings, exc) from exc
+        except psycopg.Error as exc:
+            _no_generic_plans(exc)
         return conn
 
     def conn(self) -> psycopg.Connection[Any]:
@@ -452,11 +453,11 @@ class AsyncDb:
             raise _lost(self.settings, exc) from exc
         try:
             await conn.execute(GENERIC_PLANS)
-        except errors.UndefinedObject as exc:
-            _no_generic_plans(exc)
         except psycopg.OperationalError as exc:
             await conn.close()
             raise _lost(self.settings, exc) from exc
+        except psycopg.Error as exc:
+            _no_generic_plans(exc)
         if not self._checked:
             try:
                 await check_schema_async(conn, self.settings)
@@ -537,6 +538,11 @@ class AsyncDb:
             listener = self._listener = AsyncListener(self)
             await listener.start()
         return listener
+
+    def listening(self) -> AsyncListener | None:
+        """This loop's listener if it is listening now (``listener()`` starts one)."""
+        listener = self._listener
+        return None if listener is None or listener.broken else listener
 
     def abandon(self) -> None:
         """Close the sockets of a loop that is gone, without it (``pgconn.finish``)."""

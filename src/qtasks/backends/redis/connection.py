@@ -26,6 +26,7 @@ producer facing a Redis that is down gets ``BackendConnectionError`` within abou
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -595,6 +596,7 @@ class AsyncConn:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Future[None] | None = None
         self.direct = _direct_ok(settings)
+        self.pipelined_wait = True  # an idle claim is written behind its BZPOPMIN (see run)
         self.code = _Code(self.script.sha, keys.route)
         self._free: list[Any] = []  # idle connections for direct calls
 
@@ -629,14 +631,20 @@ class AsyncConn:
     async def _scripts(self, calls: Iterator[list[Any]], replicated: bool,
                        woken: tuple[Sequence[str], float, Wait] | None = None) -> list[Any]:
         taken: list[list[Any]] = []
+        if woken is not None and not (self.direct and self.pipelined_wait):
+            queues, seconds, wait = woken
+            await self.block(queues, seconds, wait)
+            woken = None
         if self.direct:
             try:
                 return await self._direct(calls, taken, replicated, woken)
-            except _Wire as exc:  # the calls go now, without the wait
+            except _Wire as exc:
+                if woken is not None:
+                    # Redis may not have seen that connection close: its claim must then take
+                    # nothing when the pop ends. The worker retries after its backoff.
+                    await self._poke(woken[2])
+                    raise translate(exc.__cause__ or exc, "waiting for work") from exc
                 log.debug("a direct call failed (%s); retrying through redis-py", exc.__cause__)
-        elif woken is not None:
-            queues, seconds, wait = woken
-            await self.block(queues, seconds, wait.wake)
         replies = []
         for args in [*taken, *calls]:
             if replicated:
@@ -687,7 +695,12 @@ class AsyncConn:
                             popped = await self._reply(conn)
                             popping = False
                             if isinstance(popped, BaseException):
-                                log.warning("waiting for work failed: %s", popped)
+                                # the claim behind it runs all the same; later waits pop
+                                # first, through redis-py, which reports such an error
+                                self.pipelined_wait = False
+                                log.warning("waiting for work with a pipelined BZPOPMIN failed "
+                                            "(%s); waiting without the pipeline from now on",
+                                            popped)
                         reply = await self._reply(conn)
                         budget.reschedule(loop.time() + limit)
                         step = steps.send(reply)
@@ -715,7 +728,7 @@ class AsyncConn:
         except redis.ResponseError as exc:  # an error reply: the connection is still in step
             return exc
 
-    async def block(self, queues: Any, timeout: float, private: str | None = None) -> None:
+    async def block(self, queues: Any, timeout: float, wait: Wait | None = None) -> None:
         """Wait up to ``timeout`` seconds for a wake marker of one of ``queues``.
 
         A caller that stops waiting (the worker cancels an idle exchange when a task of its
@@ -727,14 +740,15 @@ class AsyncConn:
         if self._blocking is None:
             self._blocking = make_client(self.settings, asyncio_=True, blocking=True)
         keys = [self.keys.wake(q) for q in queues]
-        keys.append(private or self.private)
+        private = self.private if wait is None else wait.wake
+        keys.append(private)
         call = asyncio.ensure_future(
             self._blocking.bzpopmin(keys, timeout=max(0.001, min(timeout, 20.0))))
         try:
             await asyncio.shield(call)
         except asyncio.CancelledError:
-            call.add_done_callback(self._rearm)
-            self._pokes.add(asyncio.ensure_future(self._poke()))
+            call.add_done_callback(functools.partial(self._rearm, private))
+            self._pokes.add(asyncio.ensure_future(self._poke(wait)))
             raise
         except (redis.RedisError, OSError) as exc:
             raise translate(exc, "waiting for work") from exc
@@ -759,7 +773,7 @@ class AsyncConn:
         self._pokes = {p for p in self._pokes if not p.done()}
         self._pokes.add(asyncio.ensure_future(self._poke(wait)))
 
-    def _rearm(self, call: asyncio.Future[Any]) -> None:
+    def _rearm(self, private: str, call: asyncio.Future[Any]) -> None:
         self._pokes = {p for p in self._pokes if not p.done()}
         if call.cancelled():
             return
@@ -767,7 +781,7 @@ class AsyncConn:
             log.debug("an abandoned wait failed: %s", call.exception())
             return
         popped = call.result()
-        if popped and popped[0] != self.private:  # a queue's marker, popped for nobody
+        if popped and popped[0] != private:  # a queue's marker, popped for nobody
             key, member, score = popped
             self._pokes.add(asyncio.ensure_future(self._zadd(key, member, score)))
 

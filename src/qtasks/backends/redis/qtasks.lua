@@ -539,13 +539,14 @@ local function exchange(fused, abandoned)
     end
   end
   if written > 0 then expire_results(written * 2 + 10) end
-  if abandoned then  -- the pop may have taken a marker meant for another worker
+  if abandoned then
+    -- The pop may have taken a ready marker meant for another worker: set it again while
+    -- there is ready work. A timer marker it took is not put back: the worker that gave the
+    -- wait up makes its next round trip at once, which reports the next due time to it.
     for _, q in ipairs(queues) do
       if redis.call('ZCARD', qkey(q, 'ready')) > 0 then
         redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
       end
-      local first = redis.call('ZRANGE', qkey(q, 'delayed'), 0, 0, 'WITHSCORES')
-      if first[2] then redis.call('ZADD', qkey(q, 'wake'), 'LT', first[2], 't') end
     end
   end
   return {rejected, refused, out, next_wake(queues)}
