@@ -106,3 +106,26 @@ def test_a_user_without_functions_runs_the_script_form(redis_server, apps):
     apps.worker(spec)
     assert app.add_task("mark", 5, timeout=10).returning == 5
     assert _async_round_trips(url, "acl", [6]) == [6]
+
+
+def test_a_call_still_running_at_close_leaves_no_connection_open(redis_server):
+    """``transport.close()`` while a bulk enqueue is under way: the enqueue completes, and its
+    connection is closed when it does, not kept for calls that will never come."""
+    async def run() -> tuple[int, int]:
+        with redis_server.client() as watcher:
+            before = len(watcher.client_list())
+            app = AsyncQueueTasks(name="closing", broker_url=redis_server.url)
+            await app.add_task("mark", 0)  # the connections are made
+            call = asyncio.ensure_future(app.add_tasks([("mark", (i,)) for i in range(20_000)]))
+            await asyncio.sleep(0.05)  # the bulk enqueue is sending
+            assert not call.done(), "the enqueue ended before close(): the test proves nothing"
+            await app.transport.close()
+            assert len(await call) == 20_000
+            for _ in range(100):  # the closing happens on the loop, a moment later
+                await asyncio.sleep(0.01)
+                if len(watcher.client_list()) == before:
+                    break
+            return before, len(watcher.client_list())
+
+    before, after = asyncio.run(run())
+    assert after == before

@@ -599,6 +599,7 @@ class AsyncConn:
         self.pipelined_wait = True  # an idle claim is written behind its BZPOPMIN (see run)
         self.code = _Code(self.script.sha, keys.route)
         self._free: list[Any] = []  # idle connections for direct calls
+        self._closed = False  # a direct call that ends after close() closes its connection
 
     def new_wait(self) -> Wait:
         """Names for one idle wait of ``run(woken=...)``: see ``Wait``."""
@@ -714,7 +715,7 @@ class AsyncConn:
         except _WIRE_ERRORS as exc:
             raise _Wire() from exc
         finally:
-            if clean:
+            if clean and not self._closed:
                 self._free.append(conn)
             else:
                 self._pokes = {p for p in self._pokes if not p.done()}
@@ -847,6 +848,7 @@ class AsyncConn:
         self.waiters.clear()
 
     async def close(self) -> None:
+        self._closed = True
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
