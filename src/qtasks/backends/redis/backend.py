@@ -431,20 +431,17 @@ class RedisTransport(Transport):
         starts: list[Sequence[Delivery]] = [started]
 
         async def attempt(wait: float) -> tuple[Exchange | None, float | None]:
-            if wait > 0:  # idle (nothing to write): the claim rides behind the wait
-                idle_wait = conn.new_wait()
-                try:
-                    got, wake = await self.kept.call(conn.run(
-                        protocol.exchange(worker, queues, limit, lease, (), (), start,
-                                          abandon=idle_wait.abandon),
-                        woken=(queues, wait, idle_wait)))
-                except asyncio.CancelledError:
+            # waiting first only when idle (nothing to write): the claim rides behind the wait
+            idle_wait = conn.new_wait() if wait > 0 else None
+            op = protocol.exchange(worker, queues, limit, lease, outcomes[0], starts[0], start,
+                                   abandon=idle_wait.abandon if idle_wait else None)
+            try:
+                got, wake = await self.kept.call(conn.run(
+                    op, woken=(queues, wait, idle_wait) if idle_wait else None))
+            except asyncio.CancelledError:
+                if idle_wait is not None:
                     conn.abandon(idle_wait)  # the call, kept, then returns at once, empty
-                    raise
-                self.idle.saw(queues, len(got.deliveries), limit, wake)
-                return (got if got.deliveries else None), wake
-            got, wake = await self.kept.call(conn.run(protocol.exchange(
-                worker, queues, limit, lease, outcomes[0], starts[0], start)))
+                raise
             wrote = bool(outcomes[0] or starts[0])
             outcomes[0], starts[0] = (), ()  # written once; a further attempt only fetches
             self.idle.saw(queues, len(got.deliveries), limit, wake)

@@ -469,7 +469,7 @@ local function next_wake(queues)
 end
 
 -- abandoned: the call was sent behind an idle worker's blocking pop (`woken`) that the worker
--- gave up; it writes nothing and claims nothing, and sets the markers again for the others.
+-- gave up; it writes nothing and claims nothing, and sets ready markers again for the others.
 local function exchange(fused, abandoned)
   CALL = arg()
   local worker, limit, lease, start = arg(), num(), num(), num()
