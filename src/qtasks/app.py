@@ -29,6 +29,7 @@ from qtasks.core.definition import (
 )
 from qtasks.core.delays import start_at
 from qtasks.core.hooks import Enqueue, Hooks, compose, stacked
+from qtasks.core.hooks import version as hooks_version
 from qtasks.core.plugins import PluginRegistry
 from qtasks.core.record import RecordRow, Task, record_from_row
 from qtasks.events import Events
@@ -113,6 +114,8 @@ class BaseQueueTasks:
         self._background: Any = None  # (worker, thread) of eager mode and test cases
         self.hooks = Hooks()  # this app's layers (capture, immediate mode), see qtasks.core.hooks
         self._onions: dict[str, Any] = {}  # task name -> its composed execution onion (worker)
+        self._chains: dict[Any, Any] = {}  # (endpoint, awaiting) -> composed enqueue layers
+        self._chains_version = -1  # the hooks' version the chains were composed at
         _state.app_main = self
         _state.log_main = self.log
         _state.apps.add(self)
@@ -257,7 +260,7 @@ class BaseQueueTasks:
         if not isinstance(task_name, str) or not task_name:
             raise ValueError("Task name is not specified.")
         if priority is None or queue is None:
-            known = self.tasks.get(task_name)
+            known = self._definition(task_name)
             if priority is None:
                 priority = (known.priority if known is not None
                             else self.config.task_default_priority)
@@ -265,10 +268,11 @@ class BaseQueueTasks:
                 queue = known.queue if known is not None else "default"
         args_json, kwargs_json = encode_arguments(task_name, args, kwargs)
         uuid, now = uuid or uuid4(), time.time()
+        text = str(uuid)
         extra_json = dumps(extra) if extra else None  # stored on the record and sent along
-        envelope = encode_envelope(uuid, task_name, priority, args_json, kwargs_json, now,
+        envelope = encode_envelope(text, task_name, priority, args_json, kwargs_json, now,
                                    meta_json=extra_json)
-        return NewTask(str(uuid), task_name, int(priority), args_json, kwargs_json, now, envelope,
+        return NewTask(text, task_name, int(priority), args_json, kwargs_json, now, envelope,
                        eta=when, queue=queue, extra_json=extra_json, uuid_obj=uuid)
 
     def _new_record(self, new: NewTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
@@ -277,6 +281,13 @@ class BaseQueueTasks:
                     task_name=new.task_name, args=tuple(args), kwargs=dict(kwargs),
                     created_at=when, updated_at=when,
                     extra=loads(new.extra_json) if new.extra_json else {}, _app=self)
+
+    def _definition(self, name: str) -> TaskDefinition | None:
+        """``self.tasks.get(name)``, looking in the app's own table first without the
+        ``ChainMap``'s per-call scan (the own table is its first map, so the answer is the
+        same)."""
+        found = self._own_tasks.get(name)
+        return found if found is not None else self.tasks.get(name)
 
     @property
     def _final(self) -> frozenset[str]:
@@ -360,9 +371,21 @@ class BaseQueueTasks:
         else:
             await self.transport.enqueue_watched([ctx.new])
 
-    def _enqueue_layers(self) -> tuple[Any, ...]:
+    def _enqueue_chain(self, endpoint: Callable[[Enqueue], Any], awaiting: bool
+                       ) -> Callable[[Enqueue], Any]:
+        """``endpoint`` inside the ``enqueue`` hook's layers, composed once and kept until a
+        layer is added or removed anywhere (``hooks.version``)."""
         activate_integrations()
-        return stacked("enqueue", self.hooks)
+        version = hooks_version()
+        if version != self._chains_version:
+            self._chains, self._chains_version = {}, version
+        key = (endpoint, awaiting)
+        chain = self._chains.get(key)
+        if chain is None:
+            layers = stacked("enqueue", self.hooks)
+            chain = compose(layers, endpoint, awaiting=awaiting) if layers else endpoint
+            self._chains[key] = chain
+        return chain
 
     def _call_for(self, call: Any) -> tuple[str, tuple[Any, ...], dict[str, Any], int | None]:
         """``(name, args, kwargs, priority)`` of one item given to ``add_tasks``."""
@@ -386,10 +409,10 @@ class BaseQueueTasks:
                 if step[0] == "trigger":
                     answer = trigger_sync(self._plugins, step[1], **step[2])
                 elif step[0] == "enqueue":
-                    ctx, layers = step[1], self._enqueue_layers()
+                    ctx = step[1]
                     ctx.awaiting = False
-                    endpoint = _deferred if defer else self._send_sync
-                    answer = compose(layers, endpoint)(ctx) if layers else endpoint(ctx)
+                    answer = self._enqueue_chain(_deferred if defer else self._send_sync,
+                                                 False)(ctx)
                     if answer is _DEFERRED:
                         return ("enqueue", ctx.new)
                 else:
@@ -407,11 +430,10 @@ class BaseQueueTasks:
                 if step[0] == "trigger":
                     answer = await trigger_async(self._plugins, step[1], **step[2])
                 elif step[0] == "enqueue":
-                    ctx, layers = step[1], self._enqueue_layers()
+                    ctx = step[1]
                     ctx.awaiting = True
-                    endpoint = _adeferred if defer else self._send_async
-                    answer = await (compose(layers, endpoint, awaiting=True)(ctx) if layers
-                                    else endpoint(ctx))
+                    answer = await self._enqueue_chain(_adeferred if defer else self._send_async,
+                                                       True)(ctx)
                     if answer is _DEFERRED:
                         return ("enqueue", ctx.new)
                 else:

@@ -84,6 +84,29 @@ def test_an_enqueue_layer_sees_and_can_keep_a_task_in_both_flavours():
     assert sync_app.stats().queued == 1
 
 
+def test_a_layer_added_after_the_first_enqueue_is_used_by_the_next_one():
+    # the composed enqueue layers are kept between calls: adding or removing a layer, on the
+    # app or for the whole process, must be seen by the very next add_task / add_tasks
+    from qtasks.core.hooks import process_hooks
+
+    log = []
+    app = QueueTasks("hooks-late", broker_url="memory://hooks-late")
+    assert app.add_task("job", 1).status == "new"
+    app.hooks.add("enqueue", trace("app", log))
+    app.add_task("job", 2)
+    assert log == ["app>"]
+    everywhere = trace("process", log)
+    process_hooks.add("enqueue", everywhere)
+    try:
+        app.add_tasks([("job", (3,)), ("job", (4,))])
+    finally:
+        process_hooks.remove("enqueue", everywhere)
+    assert log == ["app>", "app>", "process>", "app>", "process>"]
+    app.add_task("job", 5)
+    assert log[5:] == ["app>"]  # the process layer is gone again
+    assert app.stats().queued == 5
+
+
 def test_a_task_done_layer_sees_every_outcome_once():
     from qtasks.worker import Worker
 

@@ -11,6 +11,7 @@ non-string dict keys become strings, exactly as in ``json``.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -73,7 +74,8 @@ def _hint(value: Any) -> str:
 def encode_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
     """Return ``(args_json, kwargs_json)`` or raise ``TypeError`` naming the bad argument."""
     try:
-        return strict_dumps(list(args)), strict_dumps(kwargs)
+        return (strict_dumps(list(args)) if args else "[]",
+                strict_dumps(kwargs) if kwargs else "{}")
     except (TypeError, ValueError, RecursionError):
         pass  # locate the culprit below for a precise message
     labelled = [(f"positional argument {i}", v) for i, v in enumerate(args)]
@@ -91,6 +93,8 @@ def encode_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, An
 
 def encode_result(value: Any) -> str:
     """Encode a task's return value; ``TypeError`` with the reason when JSON cannot carry it."""
+    if value is None:  # most tasks return nothing
+        return "null"
     try:
         return strict_dumps(value)
     except (TypeError, ValueError, RecursionError):
@@ -121,6 +125,12 @@ class Envelope:
         return self.task_name
 
 
+@functools.lru_cache(maxsize=1024)
+def _quoted(name: str) -> str:
+    """A task name as a JSON string (names repeat: encoded once each)."""
+    return dumps(name)
+
+
 def encode_envelope(
     uuid: UUID | str, task_name: str, priority: int, args_json: str, kwargs_json: str,
     created_at: float, retry: int | None = None, meta_json: str | None = None,
@@ -130,7 +140,7 @@ def encode_envelope(
     if meta_json is not None:
         tail += f',"meta":{meta_json}'
     return (
-        f'{{"v":{ENVELOPE_VERSION},"uuid":"{uuid}","task":{dumps(task_name)},'
+        f'{{"v":{ENVELOPE_VERSION},"uuid":"{uuid}","task":{_quoted(task_name)},'
         f'"priority":{int(priority)},"created_at":{created_at!r},'
         f'"args":{args_json},"kwargs":{kwargs_json}{tail}}}'
     )

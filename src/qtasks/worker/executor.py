@@ -84,7 +84,7 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
         log.error("set aside a malformed message (queue id %s): %s", delivery.tag, exc)
         return set_aside(delivery, f"MalformedMessage: {exc}", MalformedMessage,
                          task_name="<malformed>")
-    definition = app.tasks.get(env.task_name)
+    definition = app._definition(env.task_name)
     if definition is None:
         reason = (f"UnknownTaskError: task {env.task_name!r} is not registered in app "
                   f"{app.name!r} (is the module defining it imported by the worker?)")
