@@ -702,9 +702,10 @@ class AsyncConn:
                                 log.warning("waiting for work with a pipelined BZPOPMIN failed "
                                             "(%s); waiting without the pipeline from now on",
                                             popped)
-                        reply = await self._reply(conn)
+                        step = steps.send(await self._reply(conn))
+                        # the next step gets the whole socket timeout (not after the last
+                        # reply: the send above ended the call)
                         budget.reschedule(loop.time() + limit)
-                        step = steps.send(reply)
                     else:
                         await conn.send_packed_command([*pop, *step], check_health=False)
                         pop = []
