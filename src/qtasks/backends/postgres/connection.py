@@ -94,6 +94,20 @@ def parse_url(url: str) -> Settings:
                     vacuum=ours.get("vacuum", "1").lower() not in ("0", "false", "no", "off"))
 
 
+_ROWS = (psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.SINGLE_TUPLE)
+
+
+def _has_rows(cursor: Any) -> bool:
+    """Whether the statement returned rows to fetch: what ``cursor.description is not None``
+    says, without building its column objects at every statement (a caller's cursor that is
+    not psycopg's own, such as Django's, is asked for its description)."""
+    try:
+        result = cursor.pgresult
+    except AttributeError:
+        return cursor.description is not None
+    return result is not None and (bool(result.nfields) or result.status in _ROWS)
+
+
 def _stale(conn: Any) -> bool:
     """Whether an idle connection is already dead: closed, or with something to read while it
     waits for nothing (the server's goodbye after a restart or ``pg_terminate_backend``).
@@ -338,7 +352,7 @@ class SyncDb:
                     else:
                         cursor = target.cursor()
                         cursor.execute(step[0], step[1], prepare=_prepare(step[0]))
-                    stepper.answered(cursor.fetchall() if cursor.description else [])
+                    stepper.answered(cursor.fetchall() if _has_rows(cursor) else [])
                 except psycopg.OperationalError as exc:
                     if not own:
                         raise _lost(self.settings, exc) from exc
@@ -514,7 +528,7 @@ class AsyncDb:
                     else:
                         cursor = target.cursor()
                         await cursor.execute(step[0], step[1], prepare=_prepare(step[0]))
-                    stepper.answered(await cursor.fetchall() if cursor.description else [])
+                    stepper.answered(await cursor.fetchall() if _has_rows(cursor) else [])
                 except psycopg.OperationalError as exc:
                     if own and held is not None and _retry(exc, stepper.first, reused, target):
                         target, reused = await self._take()
@@ -623,16 +637,17 @@ class AsyncListener:
         self._changed = asyncio.Event()
 
     async def wait_change(self, seen: int, seconds: float) -> None:
-        """Until a wake notice arrives after ``seen`` (a ``generation``), at most ``seconds``."""
-        deadline = time.monotonic() + seconds
-        while self.generation == seen and not self.broken:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            try:
-                await asyncio.wait_for(self._changed.wait(), left)
-            except TimeoutError:
-                return
+        """Until a wake notice arrives after ``seen`` (a ``generation``), at most ``seconds``.
+        The event is awaited in this task (``asyncio.timeout``, not ``wait_for``, which would
+        wrap it in a task of its own): one loop turn fewer between the notice and the claim."""
+        if self.generation != seen or self.broken or seconds <= 0:
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                while self.generation == seen and not self.broken:
+                    await self._changed.wait()
+        except TimeoutError:
+            return
 
     def expect(self, uuid: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
