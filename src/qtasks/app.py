@@ -114,8 +114,8 @@ class BaseQueueTasks:
         self._background: Any = None  # (worker, thread) of eager mode and test cases
         self.hooks = Hooks()  # this app's layers (capture, immediate mode), see qtasks.core.hooks
         self._onions: dict[str, Any] = {}  # task name -> its composed execution onion (worker)
-        self._chains: dict[Any, Any] = {}  # (endpoint, awaiting) -> composed enqueue layers
-        self._chains_version = -1  # the hooks' version the chains were composed at
+        # (endpoint, awaiting) -> (hooks version, the enqueue layers composed around it)
+        self._chains: dict[Any, tuple[int, Any]] = {}
         _state.app_main = self
         _state.log_main = self.log
         _state.apps.add(self)
@@ -284,10 +284,15 @@ class BaseQueueTasks:
 
     def _definition(self, name: str) -> TaskDefinition | None:
         """``self.tasks.get(name)``, looking in the app's own table first without the
-        ``ChainMap``'s per-call scan (the own table is its first map, so the answer is the
-        same)."""
-        found = self._own_tasks.get(name)
-        return found if found is not None else self.tasks.get(name)
+        ``ChainMap``'s per-call scan while the own table is its first map (the answer is then
+        the same)."""
+        tasks = self.tasks
+        maps = getattr(tasks, "maps", None)
+        if maps and maps[0] is self._own_tasks:
+            found = self._own_tasks.get(name)
+            if found is not None:
+                return found
+        return tasks.get(name)
 
     @property
     def _final(self) -> frozenset[str]:
@@ -374,17 +379,20 @@ class BaseQueueTasks:
     def _enqueue_chain(self, endpoint: Callable[[Enqueue], Any], awaiting: bool
                        ) -> Callable[[Enqueue], Any]:
         """``endpoint`` inside the ``enqueue`` hook's layers, composed once and kept until a
-        layer is added or removed anywhere (``hooks.version``)."""
+        layer is added or removed anywhere (``hooks.version``). Each chain is kept with the
+        version read before its layers were: a chain composed by one thread while another
+        added a layer is never used after that change."""
         activate_integrations()
         version = hooks_version()
-        if version != self._chains_version:
-            self._chains, self._chains_version = {}, version
         key = (endpoint, awaiting)
-        chain = self._chains.get(key)
-        if chain is None:
-            layers = stacked("enqueue", self.hooks)
-            chain = compose(layers, endpoint, awaiting=awaiting) if layers else endpoint
-            self._chains[key] = chain
+        kept = self._chains.get(key)
+        if kept is not None and kept[0] == version:
+            return kept[1]
+        layers = stacked("enqueue", self.hooks)
+        chain = compose(layers, endpoint, awaiting=awaiting) if layers else endpoint
+        if len(self._chains) >= 64:  # endpoints are few; stale versions are dropped here
+            self._chains.clear()
+        self._chains[key] = (version, chain)
         return chain
 
     def _call_for(self, call: Any) -> tuple[str, tuple[Any, ...], dict[str, Any], int | None]:

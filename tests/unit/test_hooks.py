@@ -107,6 +107,73 @@ def test_a_layer_added_after_the_first_enqueue_is_used_by_the_next_one():
     assert app.stats().queued == 5
 
 
+def test_the_async_app_sees_a_layer_added_after_its_first_enqueue():
+    log = []
+    app = AsyncQueueTasks("hooks-late-async", broker_url="memory://hooks-late-async")
+
+    async def scenario():
+        await app.add_task("job", 1)
+        app.hooks.add("enqueue", trace("app", log))
+        await app.add_task("job", 2)
+        await app.add_tasks([("job", (3,))])
+        app.hooks.remove("enqueue", app.hooks.layers("enqueue")[0])
+        await app.add_task("job", 4)
+        return (await app.stats()).queued
+
+    assert asyncio.run(scenario()) == 4
+    assert log == ["app>", "app>"]
+
+
+def test_a_chain_composed_while_a_layer_is_added_is_not_kept(monkeypatch):
+    # thread "slow" reads the layers, then another thread adds one and enqueues: the chain
+    # "slow" composed from the old layers must not be the one later calls use
+    import threading
+
+    import qtasks.app as app_module
+
+    log = []
+    app = QueueTasks("hooks-race", broker_url="memory://hooks-race")
+    real, entered, release = app_module.stacked, threading.Event(), threading.Event()
+
+    def paused(name, *extra):
+        layers = real(name, *extra)
+        if threading.current_thread().name == "slow":
+            entered.set()
+            assert release.wait(10)
+        return layers
+
+    monkeypatch.setattr(app_module, "stacked", paused)
+    slow = threading.Thread(target=app.add_task, args=("job", 1), name="slow")
+    slow.start()
+    assert entered.wait(10)
+    app.hooks.add("enqueue", trace("late", log))
+    app.add_task("job", 2)
+    release.set()
+    slow.join(10)
+    app.add_task("job", 3)
+    assert log == ["late>", "late>"]  # calls 2 and 3; call 1 read the layers before the add
+    assert app.stats().queued == 3
+
+
+def test_a_task_table_put_in_front_of_the_apps_own_wins():
+    from collections import ChainMap
+
+    app = QueueTasks("hooks-table", broker_url="memory://hooks-table")
+
+    @app.task(name="job", priority=1)
+    def job():
+        return None
+
+    @app.task(name="other", priority=7)
+    def other():
+        return None
+
+    assert app._definition("job").priority == 1
+    app.tasks = ChainMap({"job": app._definition("other")}, *app.tasks.maps)
+    assert app._definition("job") is app._definition("other")
+    assert app.add_task("job").priority == 7
+
+
 def test_a_task_done_layer_sees_every_outcome_once():
     from qtasks.worker import Worker
 

@@ -94,18 +94,16 @@ def parse_url(url: str) -> Settings:
                     vacuum=ours.get("vacuum", "1").lower() not in ("0", "false", "no", "off"))
 
 
-_ROWS = (psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.SINGLE_TUPLE)
-
-
 def _has_rows(cursor: Any) -> bool:
-    """Whether the statement returned rows to fetch: what ``cursor.description is not None``
-    says, without building its column objects at every statement (a caller's cursor that is
-    not psycopg's own, such as Django's, is asked for its description)."""
+    """Whether the statement returned columns to fetch: what a non-empty
+    ``cursor.description`` says, without building its column objects at every statement
+    (a caller's cursor that is not psycopg's own, such as Django's, is asked for its
+    description)."""
     try:
         result = cursor.pgresult
     except AttributeError:
-        return cursor.description is not None
-    return result is not None and (bool(result.nfields) or result.status in _ROWS)
+        return bool(cursor.description)
+    return result is not None and result.nfields > 0
 
 
 def _stale(conn: Any) -> bool:
