@@ -99,6 +99,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -717,6 +718,51 @@ ROWS = [
 # -- output -------------------------------------------------------------------------------------
 
 
+def median_result(runs: list[PeerResult]) -> PeerResult:
+    """One peer's rounds as one result: each figure is its median over the rounds that gave
+    it; a scenario that some rounds could not measure says how many did."""
+    first = runs[0]
+    merged = PeerResult(first.name, first.versions, first.python, first.freeze,
+                        seconds=sum(r.seconds for r in runs), repository=first.repository)
+    for run in runs:
+        merged.logs.update(run.logs)
+    for key in dict.fromkeys(k for r in runs for k in r.scenarios):
+        entries = [r.scenarios.get(key, {}) for r in runs]
+        good = [e for e in entries if "failed" not in e and "na" not in e and e]
+        if not good:
+            merged.scenarios[key] = entries[0]
+            continue
+        combined: dict[str, Any] = {"rounds": len(good)}
+        for name in good[0]:
+            values = [e[name] for e in good if isinstance(e.get(name), (int, float))
+                      and not isinstance(e.get(name), bool)]
+            if values and len(values) == len(good):
+                combined[name] = statistics.median(values)
+        notes = []
+        if len(good) < len(runs):
+            lost = [e for e in entries if not any(e is g for g in good)]
+            notes.append(f"{len(good)} of {len(runs)} rounds measured")
+            notes += [str(e.get("failed") or e.get("na") or "no figure") for e in lost][:1]
+        notes += [str(e["partial"]) for e in good if e.get("partial")][:1]
+        if notes:
+            combined["partial"] = "; ".join(notes)
+        merged.scenarios[key] = combined
+    return merged
+
+
+def round_figures(rounds: list[list[PeerResult]]) -> str:
+    """Each row's figure per round, round by round, for every peer (``--rounds`` above 1)."""
+    out = []
+    for label, key, name, fmt, _ in ROWS:
+        cells = []
+        for index, result in enumerate(rounds[0]):
+            values = [figure(r[index], key, name) for r in rounds]
+            cells.append(f"{result.name} " + " | ".join(
+                "-" if v is None else fmt.format(v) for v in values))
+        out.append(f"{label.format(naps='naps')}: " + "; ".join(cells))
+    return "\n".join(out)
+
+
 def figure(result: PeerResult, key: str, name: str) -> float | None:
     value = result.scenarios.get(key, {}).get(name)
     return value if isinstance(value, (int, float)) else None
@@ -845,6 +891,9 @@ def main(argv: list[str] | None = None, suite: Suite | None = None,
     parser.add_argument("--no-freeze", dest="freeze", action="store_false",
                         help="skip pip freeze of each venv in the JSON")
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the worker/producer logs here")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every peer this many times, in the given order, then "
+                             "reversed, and so on; the table shows each figure's median")
     args = parser.parse_args(argv)
     if args.list:
         for p in suite.peers:
@@ -861,6 +910,8 @@ def main(argv: list[str] | None = None, suite: Suite | None = None,
         parser.error(f"unknown peer(s): {', '.join(unknown)}; known: {', '.join(by_name)}")
     if not Path(REDIS_SERVER).exists():
         parser.error(f"{REDIS_SERVER} not found")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
 
     def on_signal(signum: int, _frame: Any) -> None:
         raise SystemExit(128 + signum)  # unwinds through the cleanups
@@ -868,7 +919,7 @@ def main(argv: list[str] | None = None, suite: Suite | None = None,
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     VENVS.mkdir(exist_ok=True)
-    results: list[PeerResult] = []
+    rounds: list[list[PeerResult]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="redis-peers-") as tmp:
         base = Path(tmp)
@@ -876,18 +927,33 @@ def main(argv: list[str] | None = None, suite: Suite | None = None,
         try:
             env = environment(redis.version())
             say(f"redis-server {env['redis_server']} on 127.0.0.1:{redis.port}")
-            for name in names:
-                redis.flush()
-                results.append(run_peer(by_name[name], redis, base, args, suite))
+            for index in range(args.rounds):
+                # The machine drifts, and a peer measured right after another can find the
+                # servers busy with its leftovers: alternating the order spreads both.
+                order = names if index % 2 == 0 else names[::-1]
+                if args.rounds > 1:
+                    say(f"round {index + 1} of {args.rounds}: {', '.join(order)}")
+                where = base if args.rounds == 1 else base / f"round-{index + 1}"
+                where.mkdir(exist_ok=True)
+                got = {}
+                for name in order:
+                    redis.flush()
+                    got[name] = run_peer(by_name[name], redis, where, args, suite)
+                rounds.append([got[name] for name in names])
         finally:
             redis.close()
             if args.keep_logs:
                 dest = Path(args.keep_logs)
                 dest.mkdir(parents=True, exist_ok=True)
                 for path in base.rglob("*.log"):
-                    shutil.copy(path, dest / f"{path.parent.name}-{path.name}")
+                    shutil.copy(path, dest / "-".join(path.relative_to(base).parts))
     total = time.perf_counter() - started
+    results = (rounds[0] if len(rounds) == 1 else
+               [median_result([r[i] for r in rounds]) for i in range(len(names))])
     print_report(results, env, args, total, suite)
+    if len(rounds) > 1:
+        print("\neach round (the table shows the medians; even rounds ran in reverse order):\n"
+              + round_figures(rounds))
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "list")}
         payload = {"environment": env, "settings": settings, "total_seconds": total,
@@ -897,6 +963,10 @@ def main(argv: list[str] | None = None, suite: Suite | None = None,
                                       "repository": r.repository,
                                       "pip_freeze": r.freeze, "log_tails": r.logs}
                              for r in results}}
+        if len(rounds) > 1:
+            payload["rounds"] = [{r.name: {"scenarios": r.scenarios, "seconds": r.seconds,
+                                           "repository": r.repository} for r in one}
+                                 for one in rounds]
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
         say(f"wrote {args.json}")
