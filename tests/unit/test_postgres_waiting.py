@@ -14,7 +14,7 @@ from qtasks.backends.postgres.connection import AsyncListener, _has_rows
 
 
 def listener() -> AsyncListener:
-    return AsyncListener(SimpleNamespace(app="x"))  # type: ignore[arg-type]
+    return AsyncListener(SimpleNamespace(app="x"), "qtasks_wake")  # type: ignore[arg-type]
 
 
 def test_an_idle_wait_ends_at_the_notice_or_at_its_deadline():

@@ -48,6 +48,7 @@ from qtasks.core.status import FINAL_STATUSES
 from qtasks.core.waiting import run_async, run_sync, wait_for_final
 from qtasks.exceptions import BackendError
 
+_STATUS = q.RECORD_COLUMNS.index("status")
 log = logging.getLogger("qtasks.backends.postgres")
 
 _caller: contextvars.ContextVar[Any] = contextvars.ContextVar("qtasks_pg_connection",
@@ -212,8 +213,13 @@ class PostgresBackend(Backend):
         """The record, marked watched while it is not final (so its final write notifies)."""
         rows = yield from self.run_op("watch", uuid=uuid)
         if not rows:
+            return None
+        *row, marked = rows[0]
+        if not marked and row[_STATUS] not in FINAL_STATUSES:
+            # finished while the update waited for the row: that write may not have notified
             rows = yield from self.run_op("get", uuid=uuid)
-        return q.record(rows[0]) if rows else None
+            return q.record(rows[0]) if rows else None
+        return q.record(row)
 
     def get_op(self, uuid: str) -> q.Steps:
         rows = yield from self.run_op("get", uuid=uuid)
@@ -446,7 +452,7 @@ async def _blocking(db: AsyncDb, queues: Sequence[str], block: float,
     if block <= 0:
         return (await attempt(None))[0]
     deadline = time.monotonic() + block
-    listener = await db.listener()
+    listener = await db.listener(db.settings.sql.wake_channel)
     known = idle.known_empty(queues, listener) if idle is not None else None
     while True:
         if known is not None:
@@ -464,7 +470,7 @@ async def _blocking(db: AsyncDb, queues: Sequence[str], block: float,
             remaining = min(remaining, max(0.0, wake) + 0.001)
         await listener.wait_change(seen, remaining)
         if listener.broken:
-            listener = await db.listener()
+            listener = await db.listener(db.settings.sql.wake_channel)
 
 
 # -- the roles --------------------------------------------------------------------------------------
@@ -590,14 +596,14 @@ class PostgresStore(ResultStore):
     async def wait(self, uuid: str, timeout: float | None,
                    final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
         db = self._db()
-        listeners = [await db.listener()]
+        listeners = [await db.listener(db.settings.sql.done_channel)]
         expected: list[tuple[str, asyncio.Future[None]]] = []
 
         async def fetch(key: str) -> RecordRow | None:
             for old in expected:
                 listeners[0].forget(*old)
             if listeners[0].broken:  # its connection was lost: listen again, or pause spins
-                listeners[0] = await db.listener()
+                listeners[0] = await db.listener(db.settings.sql.done_channel)
             expected[:] = [(key, listeners[0].expect(key))]  # before the read: none slips by
             if db.fresh == key:  # enqueued watched a moment ago: nothing to read yet
                 db.fresh = None
@@ -752,7 +758,7 @@ class PostgresTransport(Transport):
         if conn is not None:  # the caller's transaction: the record is not visible yet
             await self.enqueue(tasks)
             return
-        await db.listener()
+        await db.listener(db.settings.sql.done_channel)
         await db.run(self.backend.enqueue_op(tasks, records=True, messages=True, watched=True))
         db.fresh = tasks[-1].uuid if tasks else None
 
@@ -776,7 +782,7 @@ class PostgresTransport(Transport):
 
         async def attempt(listener: AsyncListener | None) -> tuple[Exchange | None, float | None]:
             wrote = bool(outcomes[0] or starts[0])
-            listener = listener or db.listening()
+            listener = listener or db.listening(db.settings.sql.wake_channel)
             generation = listener.generation if listener is not None else 0
             got: q.Claimed = await self.kept.call(db.run(q.exchange(
                 backend.sql, backend.app, worker, queues, limit, lease, outcomes[0],

@@ -454,7 +454,7 @@ class AsyncDb:
         self._busy: set[psycopg.AsyncConnection[Any]] = set()
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._checked = False
-        self._listener: AsyncListener | None = None
+        self._listeners: dict[str, AsyncListener] = {}
         self._closed = False
         self.fresh: str | None = None  # a task enqueued watched just now (see enqueue_watched)
 
@@ -541,28 +541,30 @@ class AsyncDb:
             held[-1][1] = True
         return stepper.value
 
-    async def listener(self) -> AsyncListener:
-        """This loop's listener, listening (a ``LISTEN`` issued before the caller's read)."""
-        listener = self._listener
+    async def listener(self, channel: str) -> AsyncListener:
+        """This loop's listener on ``channel`` (``Sql.wake_channel`` or ``Sql.done_channel``),
+        listening: a ``LISTEN`` issued before the caller's read. One connection per channel,
+        so that a worker is not woken by every finished task a producer waits on, nor a
+        producer by every enqueue."""
+        listener = self._listeners.get(channel)
         if listener is None or listener.broken:
             if listener is not None:
                 await listener.close()
-            listener = self._listener = AsyncListener(self)
+            listener = self._listeners[channel] = AsyncListener(self, channel)
             await listener.start()
         return listener
 
-    def listening(self) -> AsyncListener | None:
-        """This loop's listener if it is listening now (``listener()`` starts one)."""
-        listener = self._listener
+    def listening(self, channel: str) -> AsyncListener | None:
+        """This loop's listener on ``channel`` if it is listening now."""
+        listener = self._listeners.get(channel)
         return None if listener is None or listener.broken else listener
 
     def abandon(self) -> None:
         """Close the sockets of a loop that is gone, without it (``pgconn.finish``)."""
         self._closed = True
         conns = [*self._free, *self._busy]
-        if self._listener is not None and self._listener._conn is not None:
-            conns.append(self._listener._conn)
-        self._free, self._listener = [], None
+        conns += [ls._conn for ls in self._listeners.values() if ls._conn is not None]
+        self._free, self._listeners = [], {}
         for conn in conns:
             if not conn.closed:
                 conn.pgconn.finish()
@@ -572,17 +574,18 @@ class AsyncDb:
         free, self._free = self._free, []
         for conn in free:
             await conn.close()
-        if self._listener is not None:
-            await self._listener.close()
-            self._listener = None
+        listeners, self._listeners = self._listeners, {}
+        for listener in listeners.values():
+            await listener.close()
 
 
 class AsyncListener:
-    """One connection that ``LISTEN``s on both channels; wakes idle workers (``generation``)
-    and producers waiting on a task (``expect``)."""
+    """One connection that ``LISTEN``s on one channel: the wake channel wakes idle workers
+    (``generation``), the done channel producers waiting on a task (``expect``)."""
 
-    def __init__(self, db: AsyncDb) -> None:
+    def __init__(self, db: AsyncDb, channel: str) -> None:
         self.db = db
+        self.channel = channel
         self.prefix = f"{db.app}|"
         self.generation = 0
         self.broken = False
@@ -594,9 +597,7 @@ class AsyncListener:
     async def start(self) -> None:
         conn = await self.db.connect()
         try:
-            sql = self.db.settings.sql
-            await conn.execute(f'LISTEN "{sql.wake_channel}"')
-            await conn.execute(f'LISTEN "{sql.done_channel}"')
+            await conn.execute(f'LISTEN "{self.channel}"')
         except psycopg.OperationalError as exc:
             await conn.close()
             raise _lost(self.db.settings, exc) from exc
@@ -604,13 +605,13 @@ class AsyncListener:
         self._reader = asyncio.create_task(self._read(conn))
 
     async def _read(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        wake, prefix = self.db.settings.sql.wake_channel, self.prefix
+        wake, prefix = self.channel == self.db.settings.sql.wake_channel, self.prefix
         try:
             async for notice in conn.notifies():
                 payload = notice.payload
                 if not payload.startswith(prefix):
                     continue
-                if notice.channel == wake:
+                if wake:
                     self._bump()
                 else:
                     for future in self._waiters.pop(payload[len(prefix):], ()):

@@ -564,8 +564,15 @@ def statements(sql: Sql) -> dict[str, str]:
                         f"FROM {s}.queue WHERE app = %(app)s GROUP BY queue ORDER BY queue"),
         "flush_queue": f"DELETE FROM {s}.queue WHERE app = %(app)s",
         "get": f"SELECT {_COLUMNS} FROM {s}.records WHERE app = %(app)s AND uuid = %(uuid)s",
-        "watch": (f"UPDATE {s}.records SET watched = true WHERE app = %(app)s AND uuid = %(uuid)s "
-                  f"AND status NOT IN {_FINAL} RETURNING {_COLUMNS}"),
+        # The record, marked watched unless final, in one round trip: the update's row when
+        # it marked one (a third column, true), else the row as the statement's snapshot saw
+        # it. That row is stale only when a final write committed while the update waited for
+        # its lock: then it is not final, and ``watch_op`` reads it again.
+        "watch": (f"WITH w AS (UPDATE {s}.records SET watched = true WHERE app = %(app)s "
+                  f"AND uuid = %(uuid)s AND status NOT IN {_FINAL} RETURNING {_COLUMNS}) "
+                  f"SELECT {_COLUMNS}, true FROM w UNION ALL SELECT {_COLUMNS}, false "
+                  f"FROM {s}.records WHERE app = %(app)s AND uuid = %(uuid)s "
+                  "AND NOT EXISTS (SELECT FROM w)"),
         "cancel": (
             f"WITH c AS (UPDATE {s}.records SET status = 'cancel', updated_at = %(now)s, "
             "extra = (coalesce(extra, '{}')::jsonb || jsonb_build_object('cancel_reason', "
