@@ -15,6 +15,8 @@ worker processes and the table) with another set of peers. What differs:
   before each group of scenarios, and before each peer, the database ``qtasks_bench`` is
   dropped and created again (``psql``), and the peer's ``install`` command creates its tables
   in it (``qtasks migrate``, procrastinate's schema, ``pgq install``, Django's migrations).
+  Then a ``CHECKPOINT`` writes out what the previous group left in shared buffers, so that
+  no peer's scenarios pay for the writes of the one measured before it.
   Server settings are the machine's (``fsync`` and ``synchronous_commit`` on).
 - The tasks' side effects (the drain counter, the round-trip lists, the naps' timestamps) go to
   a private Redis, as in the Redis benchmark: the same cost for every peer, and a counter this
@@ -110,6 +112,7 @@ def suite(server: Postgres) -> rp.Suite:
         runner.redis.flush()
         server.recreate()
         runner.produce("install")
+        server.psql("CHECKPOINT")
 
     return rp.Suite(
         "postgres", PEERS, adapter_dirs=(rp.PEERS_DIR, PG_ADAPTERS),
