@@ -634,7 +634,8 @@ def statements(sql: Sql) -> dict[str, str]:
         "dead_letter_count": f"SELECT count(*) FROM {s}.dead_letters WHERE app = %(app)s",
         "store_stats": (f"SELECT (SELECT count(*) FROM {s}.records WHERE app = %(app)s), "
                         f"(SELECT count(*) FROM {s}.dead_letters WHERE app = %(app)s)"),
-        "dead_rows": ("SELECT relname, n_dead_tup, n_live_tup FROM pg_stat_user_tables "
+        "dead_rows": ("SELECT relname, n_dead_tup, n_live_tup, n_mod_since_analyze "
+                      "FROM pg_stat_user_tables "
                       "WHERE schemaname = %(schema)s AND relname IN ('queue', 'records', "
                       "'dead_letters')"),
         "flush_records": f"DELETE FROM {s}.records WHERE app = %(app)s",
