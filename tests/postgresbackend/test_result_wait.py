@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
@@ -27,7 +28,8 @@ def _schema(url: str) -> str:
     return parse_qs(urlsplit(url).query)["schema"][0]
 
 
-def _finish_behind_a_lock(pg_url: str, uuid: str, wait: object) -> tuple[object, float]:
+def _finish_behind_a_lock(pg_url: str, uuid: str,
+                          wait: Callable[[], object]) -> tuple[object, float]:
     """Hold the record's row in a final write, as a worker's finish does; start ``wait`` (a
     callable), let it block on that row, then commit. Returns what ``wait`` returned and how
     long after the commit it did. Writing the row here stands in for a worker: the test reads
