@@ -44,9 +44,10 @@ class Settings:
     qtasks' options are removed before the URL reaches libpq: ``schema`` (where the tables are,
     default ``qtasks``), ``result_ttl`` (seconds a final record is kept, default one day, ``0``
     keeps them), ``dead_letter_ttl`` (default seven days), ``pool_size`` (connections per event
-    loop for the async side, default 8), ``vacuum`` (``0``: workers never run ``VACUUM`` or ``ANALYZE`` on the
-    qtasks tables themselves; see ``PostgresBackend.maintain_op``). Everything else
-    (``sslmode``, ``sslrootcert``, ``connect_timeout``, ``application_name`` ...) is libpq's.
+    loop for the async side, default 8), ``vacuum`` (``0``: workers never run ``VACUUM`` or
+    ``ANALYZE`` on the qtasks tables themselves; see ``PostgresBackend.maintain_op``).
+    Everything else (``sslmode``, ``sslrootcert``, ``connect_timeout``, ``application_name``
+    ...) is libpq's.
     """
 
     conninfo: str
