@@ -217,8 +217,7 @@ class PostgresBackend(Backend):
         *row, marked = rows[0]
         if not marked and row[_STATUS] not in FINAL_STATUSES:
             # finished while the update waited for the row: that write may not have notified
-            rows = yield from self.run_op("get", uuid=uuid)
-            return q.record(rows[0]) if rows else None
+            return (yield from self.get_op(uuid))
         return q.record(row)
 
     def get_op(self, uuid: str) -> q.Steps:
@@ -341,8 +340,8 @@ class PostgresBackend(Backend):
             vacuum = dead > self.VACUUM_DEAD_ROWS and dead > live
             analyze = changed > self.ANALYZE_CHANGED_ROWS and changed > live / 10
             if vacuum or analyze:
-                options = ", ".join(["SKIP_LOCKED", *(["ANALYZE"] if analyze else [])])
-                command = f"VACUUM ({options})" if vacuum else "ANALYZE (SKIP_LOCKED)"
+                command = ("ANALYZE (SKIP_LOCKED)" if not vacuum else
+                           "VACUUM (SKIP_LOCKED, ANALYZE)" if analyze else "VACUUM (SKIP_LOCKED)")
                 yield (f"{command} {self.sql.s}.{table}", {})
                 done.append(f"{command} {table}")
         return done
@@ -446,17 +445,20 @@ class _Idle:
         them (a statement that does less: with one task at a time, the next one is enqueued
         as this one ends, and a claim fused with its outcome nearly always has a snapshot
         from before it), and this state stays for the wait that follows."""
-        seen = self.empty.get(tuple(queues))
-        if seen is None or listener is None or seen[0] is not listener or listener.broken:
-            return False
-        _, generation, due = seen
-        return listener.generation == generation and (due is None or due > time.monotonic())
+        found = self._usable(self.empty.get(tuple(queues)), listener)
+        return found is not None and listener is not None and found[0] == listener.generation
 
     def known_empty(self, queues: Sequence[str],
                     listener: AsyncListener) -> tuple[int, float | None] | None:
         """``(generation, seconds to the next due time or None)`` to wait from, once."""
-        seen = self.empty.pop(tuple(queues), None)
-        if seen is None or seen[0] is not listener or listener.broken:
+        return self._usable(self.empty.pop(tuple(queues), None), listener)
+
+    @staticmethod
+    def _usable(seen: tuple[AsyncListener, int, float | None] | None,
+                listener: AsyncListener | None) -> tuple[int, float | None] | None:
+        """What ``saw`` kept, if it still holds for ``listener``: ``(generation, seconds to
+        the next due time or None)``."""
+        if seen is None or listener is None or seen[0] is not listener or listener.broken:
             return None
         _, generation, due = seen
         if due is None:
