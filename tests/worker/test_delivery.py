@@ -10,6 +10,7 @@ from uuid import uuid4
 import pytest
 
 from apps import async_app, sync_app
+from apps.marks import MARKS
 from helpers import clear_marks, marks, statuses, wait_until
 
 FAST_LEASE = {"QTASKS_VISIBILITY_TIMEOUT": "1.5"}
@@ -234,6 +235,29 @@ def test_quick_tasks_never_run_more_than_concurrency_at_once(start_worker, flavo
     seen = [r.returning for r in records]
     assert max(seen) <= 3
     assert max(seen) > 1  # they did overlap: the test can see a breach
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_next_task_starts_ahead_of_a_long_task_end(start_worker, flavour, tmp_path):
+    """A task longer than a round trip has its successor's start recorded shortly before it
+    is expected to end, so that the successor takes the slot the moment it frees: near its
+    end, such a task sees the next one started already, with concurrency 1."""
+    module = sync_app if flavour == "sync" else async_app
+    app = module.app
+    nap = sync_app.sleepy if flavour == "sync" else async_app.slow
+    calls = [nap(0.8),  # tells the worker how long these tasks take
+             module.peek_after(0.8, flavour), nap(0)]
+    if flavour == "sync":
+        app.flush_all()
+        tasks = app.add_tasks(calls)
+    else:
+        asyncio.run(app.flush_all())
+        tasks = asyncio.run(app.add_tasks(calls))
+    (MARKS.parent / f"peek-{flavour}").write_text(str(tasks[2].uuid))
+    start_worker(f"apps.{flavour}_app:app", "--concurrency", "1")
+    records = [app.wait_sync(t.uuid, 30) for t in tasks]
+    assert [r.status for r in records] == ["success"] * 3
+    assert records[1].returning == "process"  # not "new": its start was recorded ahead
 
 
 def test_sigterm_amid_quick_tasks_leaves_each_finished_or_queued(start_worker):

@@ -19,6 +19,11 @@ start is recorded, and each runs as soon as a slot frees, with no round trip in 
 (``_lane``). A task in the lane counts as started: if the worker dies, it comes back in
 quarantine like the tasks that were running.
 
+Longer tasks use the lane too, for a moment before they end: a few round trips before a
+running task is expected to end (it began a typical run time ago, ``_due``), a buffered task's
+start is recorded, so that it takes the slot the moment that one ends, instead of one round trip
+later. Tasks that all end together (a wave of I/O waits) are followed by the next wave at once.
+
 Stopping: the first SIGTERM/SIGINT stops claiming, hands the buffered (never started) tasks back
 at once, and gives running tasks (and those of the lane) ``grace`` seconds, writing their
 outcomes as they finish; a second signal, or the end of the grace period, hands the unfinished
@@ -72,6 +77,9 @@ IDLE_BLOCK = 10.0  # seconds an idle worker's fetch waits in the backend (a task
 LANE_MAX = 100  # tasks started per round trip at most (slots and lane together)
 LANE_TRIPS = 2  # the lane holds the tasks of this many round trips: the next batch comes
 #                 back before the worker runs dry, though each batch varies in size
+AHEAD_TRIPS = 4  # a longer task's successor is started this many round trips before its end
+AHEAD_MIN = 0.005  # ... and at least this many seconds before it, or a quarter of its run
+AHEAD_MAX = 1.0  # ... but never more than this many seconds
 
 
 class Worker:
@@ -106,6 +114,7 @@ class Worker:
         self._lane: collections.deque[Delivery] = collections.deque()  # started, waiting a slot
         self._feeding = True  # a task that ends starts the next one of the lane
         self._running: dict[asyncio.Task[None], Delivery] = {}
+        self._began: dict[asyncio.Task[None], float] = {}  # when each running task began
         self._done: list[Outcome] = []
         self._stopping = asyncio.Event()
         self._hard = asyncio.Event()
@@ -237,6 +246,24 @@ class Worker:
         """Every delivery whose lease this worker holds."""
         return [*self._buffer, *self._lane, *self._running.values()]
 
+    def _due(self, now: float) -> tuple[int, float | None]:
+        """How many running tasks are expected to end within a few round trips (each may have
+        a successor waiting in the lane), and when the next one comes that close (``None``:
+        nothing to wait for). Only for tasks that run longer than a round trip; a task that
+        runs well past the typical time is left out, since nobody can tell when it will end."""
+        task, trip = self._task_time, self._trip_time
+        if task <= 0 or task < trip or self._alone is not None or not self._began:
+            return 0, None
+        margin = min(task / 2, AHEAD_MAX, max(AHEAD_TRIPS * trip, AHEAD_MIN, task / 4))
+        ends = sorted(end for began in self._began.values() if (end := began + task) >= now - margin)
+        due = 0
+        while due < len(ends) and ends[due] <= now + margin:
+            due += 1
+        after = max(due, len(self._lane))  # the next task without a successor in the lane
+        if not self._buffer or after >= len(ends):
+            return due, None
+        return due, ends[after] - margin
+
     def _lane_size(self, slots: int) -> int:
         """How many tasks may wait in the lane: none unless tasks end faster than a round
         trip, and about as many as end in ``LANE_TRIPS`` round trips (measured: one trip's
@@ -263,18 +290,24 @@ class Worker:
                 self._wakeup.clear()
             after_starts, fresh = fresh, False
             self._feed(pool, slots)  # slots lent meanwhile
-            to_start, free = self._pick(slots)
-            held = len(self._running) + len(to_start) + len(self._buffer) + len(self._lane)
+            due, wake_at = self._due(time.perf_counter())
+            to_start, free = self._pick(slots, due)
+            occupants = len(self._running) + len(to_start) + len(self._lane)
             # While a task in quarantine waits for the worker to empty, or runs, fetch nothing.
             alone = self._alone is not None or self._quarantined
             # With a lane open, it holds what the prefetch buffer would: tasks fetched ready
             # to run. Those are started in the fetch itself (one write less per task than a
-            # start in the next round trip), so nothing more is prefetched.
+            # start in the next round trip), so nothing more is prefetched. Otherwise the lane
+            # holds only the successors of tasks about to end (the slots' next occupants), and
+            # the buffer keeps its prefetch beside them.
             lane = self._lane_size(slots)
-            ahead = lane if lane else self.prefetch
+            if lane:
+                ahead, held = lane, occupants + len(self._buffer)
+            else:
+                ahead, held = self.prefetch, min(slots, occupants) + len(self._buffer)
             room = 0 if alone else max(0, slots + ahead - held)
             if not (room or self._done or to_start):
-                await self._wakeup.wait()
+                await self._nap(wake_at)
                 continue
             writing = bool(self._done or to_start)
             if not writing and self._running:
@@ -301,8 +334,10 @@ class Worker:
                 call = self._exchange(0, to_start, 0, 0.0, write=False)
                 fresh = True
             else:
+                block = IDLE_BLOCK if wake_at is None else \
+                    min(IDLE_BLOCK, max(0.001, wake_at - time.perf_counter()))
                 call = self._exchange(room, to_start, 0 if alone else free,
-                                      0.0 if writing else IDLE_BLOCK)
+                                      0.0 if writing else block)
             if writing:
                 result = await call
             else:  # idle: wait on the backend for work, or on a task/stop for us
@@ -322,6 +357,15 @@ class Worker:
                 else:
                     self._buffer.append(delivery)
             self._buffer.sort(key=lambda d: d.priority)
+
+    async def _nap(self, until: float | None) -> None:
+        """Wait for a wake-up, or until ``until`` (``time.perf_counter()``) if given."""
+        if until is None:
+            await self._wakeup.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, until - time.perf_counter())):
+                await self._wakeup.wait()
 
     async def _gather(self) -> None:
         """Some tasks finished and others still run: give those up to ``GATHER`` seconds to
@@ -349,9 +393,10 @@ class Worker:
         else:
             self._lane.append(delivery)
 
-    def _pick(self, slots: int) -> tuple[list[Delivery], int]:
+    def _pick(self, slots: int, due: int = 0) -> tuple[list[Delivery], int]:
         """Buffered deliveries to start now (into free slots and the lane), and how many more
-        fetched deliveries may start in the same round trip.
+        fetched deliveries may start in the same round trip. ``due``: running tasks about to
+        end, whose successors may wait in the lane (see ``_due``).
 
         Applies the delivery policy (``qtasks.core.delivery``): a task set aside is recorded
         without running; a task in quarantine starts only when nothing else runs, and then
@@ -360,7 +405,8 @@ class Worker:
         self._quarantined = False
         if self._alone is not None:
             return [], 0
-        free = slots - len(self._running) + self._lane_size(slots) - len(self._lane)
+        free = (slots - len(self._running) + max(self._lane_size(slots), due)
+                - len(self._lane))
         picked: list[Delivery] = []
         index = 0
         while index < len(self._buffer) and free > 0:
@@ -411,7 +457,8 @@ class Worker:
                 self.id, self.queues, limit=room, lease=self.lease, block=block,
                 finished=finished, started=to_start, start=start)
             if not block:
-                self._trip_time += (time.perf_counter() - began - self._trip_time) * 0.1
+                took = time.perf_counter() - began
+                self._trip_time += (took - self._trip_time) * (0.1 if self._trip_time else 1.0)
         except BackendConnectionError as exc:
             # The backend is down or busy: keep the outcomes and the deliveries; the leases
             # are still ours while the heartbeat can reach it.
@@ -471,11 +518,12 @@ class Worker:
 
     async def _run_one(self, delivery: Delivery, pool: TaskThreads) -> None:
         current_lender.set(self)  # this asyncio task's own context, copied into its thread
-        began = time.perf_counter()
+        me: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
+        began = self._began[me] = time.perf_counter()
         try:
             outcome = await execute(self.app, delivery, pool, self)
             took = time.perf_counter() - began
-            self._task_time += (took - self._task_time) * 0.1
+            self._task_time += (took - self._task_time) * (0.1 if self._task_time else 1.0)
             self.finished += 1
             self.busy_seconds += took
             if outcome.status in _FAILED:
@@ -485,7 +533,8 @@ class Worker:
             # appended after the await: _exchange swaps the list out while tasks run
             self._done.append(outcome)
         finally:
-            self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._running.pop(me, None)
+            self._began.pop(me, None)
             if self._lane and self._feeding:
                 self._start(self._lane.popleft(), pool)  # its slot, with no round trip
             if not self._running:
