@@ -266,7 +266,7 @@ class RedisStore(ResultStore):
             if conn.fresh == key:  # enqueued watched a moment ago: nothing to read yet
                 conn.fresh = None
                 return protocol.new_row(key)
-            return await conn.run(protocol.watch(self.keys, key))
+            return await conn.run(protocol.watch(self.keys, key, conn.listener))
 
         async def pause(seconds: float) -> None:
             await asyncio.wait([expected[0][1]], timeout=seconds)
@@ -333,7 +333,7 @@ class SyncRedisStore(SyncResultStore):
             if conn.fresh == key:  # enqueued watched a moment ago: nothing to read yet
                 conn.fresh = None
                 return protocol.new_row(key)
-            return conn.run(protocol.watch(self.keys, key))
+            return conn.run(protocol.watch(self.keys, key, conn.listener))
 
         def pause(seconds: float) -> None:
             deadline = time.monotonic() + seconds
@@ -407,7 +407,7 @@ class RedisTransport(Transport):
         reads nothing until the final write's notice brings the record."""
         conn = self.backend.conns.get()
         await conn.subscribed()
-        await conn.run(protocol.enqueue(tasks, "F", watched=True))
+        await conn.run(protocol.enqueue(tasks, "F", watcher=conn.listener))
         conn.fresh = tasks[-1].uuid if tasks else None
 
     async def cancel(self, uuid: str, reason: str) -> bool:
@@ -477,7 +477,7 @@ class RedisClient(Client):
         """See :meth:`RedisTransport.enqueue_watched`."""
         conn = self.broker.backend.sync
         conn.pubsub()
-        conn.run(protocol.enqueue(tasks, "F", watched=True))
+        conn.run(protocol.enqueue(tasks, "F", watcher=conn.listener))
         conn.fresh = tasks[-1].uuid if tasks else None
 
     def cancel(self, uuid: str, reason: str) -> bool:

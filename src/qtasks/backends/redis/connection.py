@@ -544,13 +544,23 @@ class SyncConn:
     def fresh(self, uuid: str | None) -> None:
         self._local.fresh = uuid
 
+    @property
+    def listener(self) -> str:
+        """This thread's listener id: records it waits for announce their final write on
+        ``keys.final_channel(listener)``. It outlives a broken subscription, so records marked
+        for it before reach the new one."""
+        me = getattr(self._local, "listener", None)
+        if me is None:
+            me = self._local.listener = os.urandom(8).hex()
+        return me
+
     def pubsub(self) -> Any:
-        """This thread's subscription to the app's notifications of final records."""
+        """This thread's subscription to the notifications of the final records it waits for."""
         sub = getattr(self._local, "pubsub", None)
         if sub is None:
             sub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                sub.ssubscribe(self.keys.final_channel)
+                sub.ssubscribe(self.keys.final_channel(self.listener))
             except redis.RedisError as exc:
                 raise translate(exc, "subscribing") from exc
             self._local.pubsub = sub
@@ -593,6 +603,7 @@ class AsyncConn:
         self._pokes: set[asyncio.Future[None]] = set()
         self.waiters: dict[str, list[asyncio.Future[RecordRow | None]]] = {}
         self.fresh: str | None = None  # see SyncConn.fresh
+        self.listener = os.urandom(8).hex()  # see SyncConn.listener
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Future[None] | None = None
         self.direct = _direct_ok(settings)
@@ -793,7 +804,7 @@ class AsyncConn:
         except (redis.RedisError, OSError) as exc:
             log.debug("could not put back a wake marker: %s", exc)
 
-    # -- notifications of final records, shared by every waiting call of this loop ----------
+    # -- notifications of the final records this loop waits for, shared by its waiting calls --
 
     async def subscribed(self) -> None:
         if self._listener is None or self._listener.done():
@@ -818,7 +829,7 @@ class AsyncConn:
     async def _listen(self, ready: asyncio.Future[None]) -> None:
         sub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await sub.ssubscribe(self.keys.final_channel)
+            await sub.ssubscribe(self.keys.final_channel(self.listener))
         except (redis.RedisError, OSError) as exc:
             if not ready.done():
                 ready.set_exception(translate(exc, "subscribing"))

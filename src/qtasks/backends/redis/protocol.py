@@ -92,9 +92,9 @@ class Keys:
     def record(self, uuid: str) -> str:
         return f"{self.prefix}r:{uuid}"
 
-    @property
-    def final_channel(self) -> str:
-        return self.prefix + "final"
+    def final_channel(self, listener: str) -> str:
+        """Where the final records waited for by ``listener`` are announced."""
+        return f"{self.prefix}final:{listener}"
 
     def wake(self, queue: str) -> str:
         return f"{self.prefix}q:{queue}:wake"
@@ -250,10 +250,11 @@ def _deliveries(rows: Sequence[Sequence[Any]]) -> list[Delivery]:
 # -- operations --------------------------------------------------------------------------------------
 
 
-def enqueue(tasks: Sequence[NewTask], mode: str = "F", watched: bool = False) -> Op:
+def enqueue(tasks: Sequence[NewTask], mode: str = "F", watcher: str = "") -> Op:
     """Queue tasks: ``F`` record and message, ``M`` message only, ``R`` record only.
-    ``watched``: the caller is about to wait for them, so their final write notifies."""
-    calls = _enqueue_calls(tasks, mode, watched)
+    ``watcher``: the id of the listener whose caller is about to wait for them, so their
+    final write notifies it."""
+    calls = _enqueue_calls(tasks, mode, watcher)
     if len(tasks) > ENQUEUE_CHUNK:
         yield Scripts("enqueue", calls)
     elif tasks:
@@ -263,10 +264,10 @@ def enqueue(tasks: Sequence[NewTask], mode: str = "F", watched: bool = False) ->
 ENQUEUE_CHUNK = 100  # tasks per script call of a bulk enqueue: short calls, encoding overlapped
 
 
-def _enqueue_calls(tasks: Sequence[NewTask], mode: str, watched: bool) -> Iterator[list[Any]]:
+def _enqueue_calls(tasks: Sequence[NewTask], mode: str, watcher: str) -> Iterator[list[Any]]:
     for start in range(0, len(tasks), ENQUEUE_CHUNK):  # bounded script calls, each atomic
         chunk = tasks[start:start + ENQUEUE_CHUNK]
-        args: list[Any] = ["enqueue", mode, "1" if watched else "0", len(chunk)]
+        args: list[Any] = ["enqueue", mode, watcher, len(chunk)]
         for t in chunk:
             _task(t, args)
         yield args
@@ -440,9 +441,9 @@ def get(keys: Keys, uuid: str) -> Op:
     return row
 
 
-def watch(keys: Keys, uuid: str) -> Op:
-    """Read a record and ask its final write to notify ``keys.final_channel``."""
-    fields = yield Script(["watch", uuid])
+def watch(keys: Keys, uuid: str, listener: str) -> Op:
+    """Read a record and ask its final write to notify ``keys.final_channel(listener)``."""
+    fields = yield Script(["watch", uuid, listener])
     if fields:
         return record_row(uuid, fields)
     return (yield from get(keys, uuid))

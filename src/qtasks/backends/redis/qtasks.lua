@@ -120,13 +120,13 @@ local function read_task()
   return task
 end
 
-local function create_record(task, watched)
+local function create_record(task, watcher)  -- watcher: a listener's id ('' or nil: none)
   local k = rkey(task.u)
   if redis.call('EXISTS', k) == 1 then return false end
   local set = {'HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
     'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
     'updated_at', task.created, 'queue', task.q}
-  if watched then set[#set + 1] = 'waiters'; set[#set + 1] = 1 end
+  if watcher and watcher ~= '' then set[#set + 1] = 'waiters'; set[#set + 1] = watcher end
   for i = 1, #task.extra, 2 do
     set[#set + 1] = 'x:' .. task.extra[i]; set[#set + 1] = task.extra[i + 1]
   end
@@ -138,17 +138,22 @@ local function create_record(task, watched)
 end
 
 -- A record became final: index it by finish time (expiry), let it expire by itself as a
--- backstop, and tell waiting producers. The notice carries the record (its hash as a JSON
--- object of strings, which cjson encodes exactly), so a waiter need not read it again.
-local function finalized(u, k, watched)  -- watched: nil when not known yet
+-- backstop, and tell the producers waiting for it: each listener whose id the record's
+-- `waiters` field holds, on that listener's own channel (so no producer hears of records it
+-- does not wait for). The notice carries the record (its hash as a JSON object of strings,
+-- which cjson encodes exactly), so a waiter need not read it again.
+local function finalized(u, k, waiters)  -- the field's value, false if none, nil if not read
   pend('ZADD', P .. 'done', NOW, u)
   if RESULT_TTL > 0 then redis.call('PEXPIRE', k, RESULT_TTL + 86400000) end
-  if watched == nil then watched = redis.call('HEXISTS', k, 'waiters') == 1 end
-  if watched then
+  if waiters == nil then waiters = redis.call('HGET', k, 'waiters') end
+  if waiters then
     local flat = redis.call('HGETALL', k)
     local fields = {}
     for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
-    redis.call('SPUBLISH', P .. 'final', u .. '\n' .. cjson.encode(fields))
+    local notice = u .. '\n' .. cjson.encode(fields)
+    for id in string.gmatch(waiters, '%S+') do
+      redis.call('SPUBLISH', P .. 'final:' .. id, notice)
+    end
   end
 end
 
@@ -434,7 +439,7 @@ local function write_outcome(fused)
   if #unset > 2 then redis.call(unpack(unset)) end
   WRITTEN[mine] = true
   index_status(o.u, cur[1] or nil, o.status, created)
-  finalized(o.u, k, cur[5] ~= false)
+  finalized(o.u, k, cur[5])
   if dl then dead_letter(o.u, o.name, dl, payload, deliveries) end
   if follow and create_record(follow) then
     put_message(follow.u, follow.q, follow.p, follow.eta, follow.pl)
@@ -598,8 +603,8 @@ elseif op == 'fetch' then  -- the broker role on its own
   return exchange(false)
 
 elseif op == 'enqueue' then  -- mode: F records and messages, M messages only, R records only
-  -- watched: the caller will wait for these records (their final write notifies)
-  local mode, watched, n = arg(), arg() == '1', num()
+  -- watcher: the id of the listener about to wait for these records ('' if none)
+  local mode, watcher, n = arg(), arg(), num()
   local added = 0
   local QUEUED = {}  -- uuids given a message by this call (their map entry is gathered)
   if mode ~= 'R' then reserve(n) end  -- ids of tasks it already has stay unused: harmless
@@ -612,7 +617,7 @@ elseif op == 'enqueue' then  -- mode: F records and messages, M messages only, R
         put_message(task.u, task.q, task.p, task.eta, task.pl)
         added = added + 1
       end
-    elseif create_record(task, watched) then
+    elseif create_record(task, watcher) then
       if mode == 'F' then put_message(task.u, task.q, task.p, task.eta, task.pl) end
       added = added + 1
     end
@@ -701,11 +706,17 @@ elseif op == 'finish' then  -- the store role on its own: outcomes fenced by the
   expire_results(n * 2 + 10)
   return rejected
 
-elseif op == 'watch' then  -- a producer will wait for this record: mark it, and read it
-  local u = arg()
+elseif op == 'watch' then  -- a listener's producer will wait for this record: add the
+  -- listener's id to the record's waiters, and read the record
+  local u, id = arg(), arg()
   local k = rkey(u)
   if redis.call('EXISTS', k) == 0 then return {} end
-  redis.call('HSET', k, 'waiters', 1)
+  local waiters = redis.call('HGET', k, 'waiters')
+  if not waiters then
+    redis.call('HSET', k, 'waiters', id)
+  elseif not string.find(' ' .. waiters .. ' ', ' ' .. id .. ' ', 1, true) then
+    redis.call('HSET', k, 'waiters', waiters .. ' ' .. id)
+  end
   return redis.call('HGETALL', k)
 
 elseif op == 'cancel' then  -- fused flag, uuid, reason JSON
