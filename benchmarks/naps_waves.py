@@ -1,0 +1,71 @@
+"""The Redis benchmark's ``naps`` scenario alone, wave by wave: 1,000 tasks that sleep 50 ms,
+one worker at concurrency 100, on a local Redis.
+
+Enqueues the tasks with ``benchmarks/redis_peers/peers/bench_qtasks.py``'s app (the same
+bodies as ``redis_peers.py``), starts ``qtasks run --concurrency 100`` in that venv, and prints
+the span from the first start to the last end, then each wave of 100 tasks (in start order) as
+"first start-last end", in ms from the first start. Needs ``.bench-venvs/qtasks`` (made by
+``redis_peers.py``). ``--pythonpath`` puts another checkout's ``src`` first, to compare::
+
+    .venv/bin/python benchmarks/naps_waves.py async --runs 3
+    .venv/bin/python benchmarks/naps_waves.py sync --pythonpath /tmp/wt-base/src
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = ROOT / "benchmarks" / "redis_peers" / "peers"
+PYTHON = ROOT / ".bench-venvs" / "qtasks" / "bin" / "python"
+ENQUEUE = """\
+import asyncio
+import bench_qtasks as b
+if b.ASYNC:
+    asyncio.run(b.app.add_tasks([("nap", ())] * {n}))
+else:
+    b.app.add_tasks([("nap", ())] * {n})
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variant", choices=("sync", "async"))
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--url", default="redis://127.0.0.1:6379/12",
+                        help="a Redis database this script may flush")
+    parser.add_argument("--pythonpath", default="", help="put this before the peers' folder")
+    args = parser.parse_args()
+    env = dict(os.environ, BENCH_REDIS_URL=args.url, BENCH_VARIANT=args.variant,
+               PYTHONPATH=os.pathsep.join(p for p in (args.pythonpath, str(PEERS)) if p))
+    client = redis.Redis.from_url(args.url)
+    for _ in range(args.runs):
+        client.flushdb()
+        subprocess.run([str(PYTHON), "-c", ENQUEUE.format(n=args.tasks)], env=env, check=True)
+        worker = subprocess.Popen([str(PYTHON), "-m", "qtasks", "-A", "bench_qtasks:app", "run",
+                                   "--loglevel", "WARNING", "--concurrency", "100"], env=env)
+        try:
+            while client.llen("bench:naps") < args.tasks:
+                time.sleep(0.01)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+        spans = sorted(tuple(map(float, item.split()))
+                       for item in client.lrange("bench:naps", 0, -1))
+        first = spans[0][0]
+        waves = [spans[i:i + 100] for i in range(0, len(spans), 100)]
+        shown = " ".join(f"{(wave[0][0] - first) * 1e3:.0f}-"
+                         f"{(max(end for _, end in wave) - first) * 1e3:.0f}" for wave in waves)
+        print(f"{args.variant} span {max(end for _, end in spans) - first:.3f} s; waves {shown}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
