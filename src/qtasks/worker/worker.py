@@ -20,9 +20,9 @@ start is recorded, and each runs as soon as a slot frees, with no round trip in 
 quarantine like the tasks that were running.
 
 Longer tasks use the lane too, for a moment before they end: a few round trips before a
-running task is expected to end (it began a typical run time ago, ``_due``), a buffered task's
-start is recorded, so that it takes the slot the moment that one ends, instead of one round trip
-later. Tasks that all end together (a wave of I/O waits) are followed by the next wave at once.
+running task is expected to end (it began a recent short run time ago, ``_due``), a buffered
+task's start is recorded, so that it takes the slot the moment that one ends, instead of one
+round trip later. Tasks that all end together (a wave of I/O waits) are followed by the next wave at once.
 
 Stopping: the first SIGTERM/SIGINT stops claiming, hands the buffered (never started) tasks back
 at once, and gives running tasks (and those of the lane) ``grace`` seconds, writing their
@@ -127,6 +127,7 @@ class Worker:
         self.pool: TaskThreads | None = None  # the thread pool of plain functions
         self._lent = 0  # slots lent back by tasks that wait for other tasks (see lending.py)
         self._task_time = 0.0  # recent run time of a task, seconds (moving average)
+        self._task_low = 0.0  # the same, down at once to a shorter run (see _due)
         self._trip_time = 0.0  # recent duration of a writing round trip, seconds
         self._lent_lock = threading.Lock()
         self._task_done: tuple[Any, ...] = ()  # the task_done hook's layers (set at start)
@@ -251,7 +252,7 @@ class Worker:
         a successor waiting in the lane), and when the next one comes that close (``None``:
         nothing to wait for). Only for tasks that run longer than a round trip; a task that
         runs well past the typical time is left out, since nobody can tell when it will end."""
-        task, trip = self._task_time, self._trip_time
+        task, trip = self._task_low, self._trip_time
         if task <= 0 or task < trip or self._alone is not None or not self._began:
             return 0, None
         margin = min(task / 2, AHEAD_MAX, max(AHEAD_TRIPS * trip, AHEAD_MIN, task / 4))
@@ -334,14 +335,13 @@ class Worker:
                 call = self._exchange(0, to_start, 0, 0.0, write=False)
                 fresh = True
             else:
-                block = IDLE_BLOCK if wake_at is None else \
-                    min(IDLE_BLOCK, max(0.001, wake_at - time.perf_counter()))
                 call = self._exchange(room, to_start, 0 if alone else free,
-                                      0.0 if writing else block)
+                                      0.0 if writing else IDLE_BLOCK)
             if writing:
                 result = await call
-            else:  # idle: wait on the backend for work, or on a task/stop for us
-                result = await self._first_of(call, self._wakeup.wait())
+            else:  # idle: wait on the backend for work, or on a task/stop for us, or until
+                # a successor is due (a backend's own timeout may fire much later than asked)
+                result = await self._first_of(call, self._nap(wake_at))
             if result is None:
                 continue
             refused = {id(d) for d in result.refused}
@@ -524,6 +524,8 @@ class Worker:
             outcome = await execute(self.app, delivery, pool, self)
             took = time.perf_counter() - began
             self._task_time += (took - self._task_time) * (0.1 if self._task_time else 1.0)
+            low = self._task_low
+            self._task_low = took if not low or took < low else low + (took - low) * 0.1
             self.finished += 1
             self.busy_seconds += took
             if outcome.status in _FAILED:
