@@ -22,7 +22,8 @@ quarantine like the tasks that were running.
 Longer tasks use the lane too, for a moment before they end: a few round trips before a
 running task is expected to end (it began a recent short run time ago, ``_due``), a buffered
 task's start is recorded, so that it takes the slot the moment that one ends, instead of one
-round trip later. Tasks that all end together (a wave of I/O waits) are followed by the next wave at once.
+round trip later. Tasks that all end together (a wave of I/O waits) are followed by the next
+wave at once.
 
 Stopping: the first SIGTERM/SIGINT stops claiming, hands the buffered (never started) tasks back
 at once, and gives running tasks (and those of the lane) ``grace`` seconds, writing their
@@ -256,7 +257,8 @@ class Worker:
         if task <= 0 or task < trip or self._alone is not None or not self._began:
             return 0, None
         margin = min(task / 2, AHEAD_MAX, max(AHEAD_TRIPS * trip, AHEAD_MIN, task / 4))
-        ends = sorted(end for began in self._began.values() if (end := began + task) >= now - margin)
+        ends = sorted(end for began in self._began.values()
+                      if (end := began + task) >= now - margin)
         due = 0
         while due < len(ends) and ends[due] <= now + margin:
             due += 1
