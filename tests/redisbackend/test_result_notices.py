@@ -35,14 +35,26 @@ def test_each_waiting_producer_hears_only_of_what_it_waits_for(redis_server, app
     assert mine.status == "success"
     theirs = [other.add_task("mark", i, timeout=10) for i in range(2, 12)]
     assert [t.status for t in theirs] == ["success"] * 10
-    # both wait for one task: each is told
+    # both wait for one task, the second from a thread of its own (its own listener): each
+    # is told on its own channel
     shared = other.add_task("mark", 100, sleep=0.5)
-    seen = []
-    thread = threading.Thread(target=lambda: seen.append(other.wait_sync(shared.uuid, 10)))
+    spies, ready, seen = [spy], threading.Event(), []
+
+    def wait_in_a_thread() -> None:
+        second = redis_server.client().pubsub()
+        second.ssubscribe(other.backend.keys.final_channel(other.backend.sync.listener))
+        spies.append(second)
+        ready.set()
+        seen.append(other.wait_sync(shared.uuid, 10))
+
+    thread = threading.Thread(target=wait_in_a_thread)
     thread.start()
+    assert ready.wait(10)
     first = app.wait_sync(shared.uuid, 10)
     thread.join(15)
     assert (first.status, [t.status for t in seen]) == ("success", ["success"])
     # on the first producer's channel: its own two, none of the other's ten
     assert _notices(spy) == [str(mine.uuid), str(shared.uuid)]
-    spy.close()
+    assert _notices(spies[1]) == [str(shared.uuid)]
+    for each in spies:
+        each.close()

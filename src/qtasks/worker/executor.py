@@ -76,8 +76,9 @@ def set_aside(delivery: Delivery, reason: str, error: type[BaseException], app: 
 
 
 async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
-                  worker: Any = None) -> Outcome:
-    """Decode, look up, run and encode one delivery."""
+                  worker: Any = None, run: Any = None) -> Outcome:
+    """Decode, look up, run and encode one delivery. ``run`` (the worker's note of a running
+    task) is told the task's name once it is known."""
     try:
         env = decode_envelope(delivery.payload)
     except MalformedMessage as exc:
@@ -90,6 +91,8 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
                   f"{app.name!r} (is the module defining it imported by the worker?)")
         log.error("task %s: %s", env.uuid, reason)
         return set_aside(delivery, reason, UnknownTaskError, **_fields(env, with_args=True))
+    if run is not None:
+        run.name = env.task_name
     if app._plugins:
         await trigger_async(app._plugins, "worker_add", worker=worker, task_name=env.task_name,
                             uuid=env.uuid, priority=env.priority, args=env.args, kw=env.kwargs,

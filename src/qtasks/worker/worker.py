@@ -20,10 +20,10 @@ start is recorded, and each runs as soon as a slot frees, with no round trip in 
 quarantine like the tasks that were running.
 
 Longer tasks use the lane too, for a moment before they end: a few round trips before a
-running task is expected to end (it began a recent short run time ago, ``_due``), a buffered
-task's start is recorded, so that it takes the slot the moment that one ends, instead of one
-round trip later. Tasks that all end together (a wave of I/O waits) are followed by the next
-wave at once.
+running task is expected to end (the typical run time of its task name after it began,
+``_due``), a buffered task's start is recorded, so that it takes the slot the moment that one
+ends, instead of one round trip later. Tasks that all end together (a wave of I/O waits) are
+followed by the next wave at once.
 
 Stopping: the first SIGTERM/SIGINT stops claiming, hands the buffered (never started) tasks back
 at once, and gives running tasks (and those of the lane) ``grace`` seconds, writing their
@@ -81,6 +81,18 @@ LANE_TRIPS = 2  # the lane holds the tasks of this many round trips: the next ba
 AHEAD_TRIPS = 4  # a longer task's successor is started this many round trips before its end
 AHEAD_MIN = 0.005  # ... and at least this many seconds before it, or a quarter of its run
 AHEAD_MAX = 1.0  # ... but never more than this many seconds
+TYPICAL_MAX = 1000  # task names whose typical run time is kept
+
+
+class Run:
+    """A running task as the lane sees it: when it began and, once its message is decoded, the
+    name of its task (``execute`` sets it)."""
+
+    __slots__ = ("began", "name")
+
+    def __init__(self, began: float) -> None:
+        self.began = began
+        self.name = ""
 
 
 class Worker:
@@ -115,7 +127,8 @@ class Worker:
         self._lane: collections.deque[Delivery] = collections.deque()  # started, waiting a slot
         self._feeding = True  # a task that ends starts the next one of the lane
         self._running: dict[asyncio.Task[None], Delivery] = {}
-        self._began: dict[asyncio.Task[None], float] = {}  # when each running task began
+        self._runs: dict[asyncio.Task[None], Run] = {}  # when each running task began, and what
+        self._typical: dict[str, float] = {}  # recent run time of each task name, seconds
         self._done: list[Outcome] = []
         self._stopping = asyncio.Event()
         self._hard = asyncio.Event()
@@ -128,7 +141,6 @@ class Worker:
         self.pool: TaskThreads | None = None  # the thread pool of plain functions
         self._lent = 0  # slots lent back by tasks that wait for other tasks (see lending.py)
         self._task_time = 0.0  # recent run time of a task, seconds (moving average)
-        self._task_low = 0.0  # the same, down at once to a shorter run (see _due)
         self._trip_time = 0.0  # recent duration of a writing round trip, seconds
         self._lent_lock = threading.Lock()
         self._task_done: tuple[Any, ...] = ()  # the task_done hook's layers (set at start)
@@ -251,21 +263,28 @@ class Worker:
     def _due(self, now: float) -> tuple[int, float | None]:
         """How many running tasks are expected to end within a few round trips (each may have
         a successor waiting in the lane), and when the next one comes that close (``None``:
-        nothing to wait for). Only for tasks that run longer than a round trip; a task that
-        runs well past the typical time is left out, since nobody can tell when it will end."""
-        task, trip = self._task_low, self._trip_time
-        if task <= 0 or task < trip or self._alone is not None or not self._began:
+        nothing to wait for). A task is expected to end the typical run time of its name after
+        it began. Only for names that run longer than a round trip; a task that runs well past
+        its typical time is left out, since nobody can tell when it will end."""
+        trip, typical = self._trip_time, self._typical
+        if self._alone is not None or not typical:
             return 0, None
-        margin = min(task / 2, AHEAD_MAX, max(AHEAD_TRIPS * trip, AHEAD_MIN, task / 4))
-        ends = sorted(end for began in self._began.values()
-                      if (end := began + task) >= now - margin)
-        due = 0
-        while due < len(ends) and ends[due] <= now + margin:
-            due += 1
-        after = max(due, len(self._lane))  # the next task without a successor in the lane
-        if not self._buffer or after >= len(ends):
+        due, later = 0, []
+        for run in self._runs.values():
+            task = typical.get(run.name)
+            if task is None or task < trip:
+                continue
+            margin = min(task / 2, AHEAD_MAX, max(AHEAD_TRIPS * trip, AHEAD_MIN, task / 4))
+            end = run.began + task
+            if end <= now + margin:
+                due += end >= now - margin
+            else:
+                later.append(end - margin)
+        # the next task to come due whose successor does not wait in the lane already
+        after = max(0, len(self._lane) - due)
+        if not self._buffer or after >= len(later):
             return due, None
-        return due, ends[after] - margin
+        return due, sorted(later)[after]
 
     def _lane_size(self, slots: int) -> int:
         """How many tasks may wait in the lane: none unless tasks end faster than a round
@@ -336,9 +355,12 @@ class Worker:
             if first:
                 call = self._exchange(0, to_start, 0, 0.0, write=False)
                 fresh = True
-            else:
-                call = self._exchange(room, to_start, 0 if alone else free,
-                                      0.0 if writing else IDLE_BLOCK)
+            elif writing:
+                call = self._exchange(room, to_start, 0 if alone else free, 0.0)
+            else:  # a blocking fetch may last long: what it starts goes to free slots only
+                now_free = slots - len(self._running) + self._lane_size(slots) - len(self._lane)
+                call = self._exchange(room, to_start, 0 if alone else max(0, min(free, now_free)),
+                                      IDLE_BLOCK)
             if writing:
                 result = await call
             else:  # idle: wait on the backend for work, or on a task/stop for us, or until
@@ -521,13 +543,17 @@ class Worker:
     async def _run_one(self, delivery: Delivery, pool: TaskThreads) -> None:
         current_lender.set(self)  # this asyncio task's own context, copied into its thread
         me: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
-        began = self._began[me] = time.perf_counter()
+        run = self._runs[me] = Run(time.perf_counter())
+        began = run.began
         try:
-            outcome = await execute(self.app, delivery, pool, self)
+            outcome = await execute(self.app, delivery, pool, self, run)
             took = time.perf_counter() - began
             self._task_time += (took - self._task_time) * (0.1 if self._task_time else 1.0)
-            low = self._task_low
-            self._task_low = took if not low or took < low else low + (took - low) * 0.1
+            typical = self._typical
+            known = typical.get(run.name)
+            if known is None and len(typical) >= TYPICAL_MAX:
+                typical.clear()  # names beyond the app's own (unknown tasks): start over
+            typical[run.name] = took if known is None else known + (took - known) * 0.1
             self.finished += 1
             self.busy_seconds += took
             if outcome.status in _FAILED:
@@ -538,8 +564,9 @@ class Worker:
             self._done.append(outcome)
         finally:
             self._running.pop(me, None)
-            self._began.pop(me, None)
-            if self._lane and self._feeding:
+            self._runs.pop(me, None)
+            if self._lane and self._feeding and \
+                    len(self._running) < self.concurrency + self._lent:
                 self._start(self._lane.popleft(), pool)  # its slot, with no round trip
             if not self._running:
                 self._idle.set()

@@ -550,9 +550,9 @@ class SyncConn:
         ``keys.final_channel(listener)``. It outlives a broken subscription, so records marked
         for it before reach the new one."""
         me = getattr(self._local, "listener", None)
-        if me is None:
-            me = self._local.listener = os.urandom(8).hex()
-        return me
+        if me is None or me[0] != os.getpid():  # a forked child must not share its parent's
+            me = self._local.listener = (os.getpid(), os.urandom(8).hex())
+        return me[1]
 
     def pubsub(self) -> Any:
         """This thread's subscription to the notifications of the final records it waits for."""

@@ -710,12 +710,16 @@ elseif op == 'watch' then  -- a listener's producer will wait for this record: a
   -- listener's id to the record's waiters, and read the record
   local u, id = arg(), arg()
   local k = rkey(u)
-  if redis.call('EXISTS', k) == 0 then return {} end
-  local waiters = redis.call('HGET', k, 'waiters')
-  if not waiters then
-    redis.call('HSET', k, 'waiters', id)
-  elseif not string.find(' ' .. waiters .. ' ', ' ' .. id .. ' ', 1, true) then
-    redis.call('HSET', k, 'waiters', waiters .. ' ' .. id)
+  local cur = redis.call('HMGET', k, 'status', 'waiters')
+  if not cur[1] then return {} end
+  local waiters = cur[2]
+  -- a final record announces nothing more: the reader has what it waits for
+  if not FINAL[cur[1]] then
+    if not waiters then
+      redis.call('HSET', k, 'waiters', id)
+    elseif not string.find(' ' .. waiters .. ' ', ' ' .. id .. ' ', 1, true) then
+      redis.call('HSET', k, 'waiters', waiters .. ' ' .. id)
+    end
   end
   return redis.call('HGETALL', k)
 
