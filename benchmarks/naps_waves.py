@@ -3,8 +3,9 @@ one worker at concurrency 100, on a local Redis.
 
 Enqueues the tasks with ``benchmarks/redis_peers/peers/bench_qtasks.py``'s app (the same
 bodies as ``redis_peers.py``), starts ``qtasks run --concurrency 100`` in that venv, and prints
-the span from the first start to the last end, then each wave of 100 tasks (in start order) as
-"first start-last end", in ms from the first start. Needs ``.bench-venvs/qtasks`` (made by
+the span from the first start to the last end, the worker's CPU time, then each wave of 100
+tasks (in start order) as "first start-last end", in ms from the first start. Needs
+``.bench-venvs/qtasks`` (made by
 ``redis_peers.py``). ``--pythonpath`` puts another checkout's ``src`` first, to compare::
 
     .venv/bin/python benchmarks/naps_waves.py async --runs 3
@@ -54,6 +55,7 @@ def main() -> None:
         try:
             while client.llen("bench:naps") < args.tasks:
                 time.sleep(0.01)
+            cpu = _cpu_seconds(worker.pid)
         finally:
             worker.terminate()
             worker.wait(30)
@@ -63,8 +65,14 @@ def main() -> None:
         waves = [spans[i:i + 100] for i in range(0, len(spans), 100)]
         shown = " ".join(f"{(wave[0][0] - first) * 1e3:.0f}-"
                          f"{(max(end for _, end in wave) - first) * 1e3:.0f}" for wave in waves)
-        print(f"{args.variant} span {max(end for _, end in spans) - first:.3f} s; waves {shown}",
-              flush=True)
+        print(f"{args.variant} span {max(end for _, end in spans) - first:.3f} s, worker CPU "
+              f"{cpu:.2f} s (start-up included); waves {shown}", flush=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
