@@ -5,8 +5,8 @@ Enqueues the tasks with ``benchmarks/redis_peers/peers/bench_qtasks.py``'s app (
 bodies as ``redis_peers.py``), starts ``qtasks run --concurrency 100`` in that venv, and prints
 the span from the first start to the last end, the worker's CPU time, then each wave of 100
 tasks (in start order) as "first start-last end", in ms from the first start. Needs
-``.bench-venvs/qtasks`` (made by
-``redis_peers.py``). ``--pythonpath`` puts another checkout's ``src`` first, to compare::
+``.bench-venvs/qtasks`` (made by ``redis_peers.py``). ``--pythonpath`` puts another checkout's
+``src`` first, to compare::
 
     .venv/bin/python benchmarks/naps_waves.py async --runs 3
     .venv/bin/python benchmarks/naps_waves.py sync --pythonpath /tmp/wt-base/src
