@@ -216,6 +216,15 @@ def test_second_signal_stops_at_once_and_hands_the_task_back(start_worker):
     assert ALONE in second.output  # this delivery counted: it had started
 
 
+def _flush_and_add(app, flavour, calls):
+    """Empty the app, then enqueue ``calls`` in one bulk call, on either flavour of app."""
+    if flavour == "sync":
+        app.flush_all()
+        return app.add_tasks(calls)
+    asyncio.run(app.flush_all())
+    return asyncio.run(app.add_tasks(calls))
+
+
 @pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_quick_tasks_never_run_more_than_concurrency_at_once(start_worker, flavour):
     """Quick tasks go many to a round trip (the lane), still no more than ``concurrency``
@@ -223,12 +232,7 @@ def test_quick_tasks_never_run_more_than_concurrency_at_once(start_worker, flavo
     module = sync_app if flavour == "sync" else async_app
     app = module.app
     calls = [module.overlap() for _ in range(1500)]
-    if flavour == "sync":
-        app.flush_all()
-        tasks = app.add_tasks(calls)
-    else:
-        asyncio.run(app.flush_all())
-        tasks = asyncio.run(app.add_tasks(calls))
+    tasks = _flush_and_add(app, flavour, calls)
     start_worker(f"apps.{flavour}_app:app", "--concurrency", "3")
     records = [app.wait_sync(t.uuid, 60) for t in tasks]
     assert {r.status for r in records} == {"success"}
@@ -247,12 +251,7 @@ def test_next_task_starts_ahead_of_a_long_task_end(start_worker, flavour):
     app = module.app
     nap = sync_app.sleepy if flavour == "sync" else async_app.slow
     calls = [module.peek_after(0.8, flavour), module.peek_after(0.8, flavour), nap(0)]
-    if flavour == "sync":
-        app.flush_all()
-        tasks = app.add_tasks(calls)
-    else:
-        asyncio.run(app.flush_all())
-        tasks = asyncio.run(app.add_tasks(calls))
+    tasks = _flush_and_add(app, flavour, calls)
     (MARKS.parent / f"peek-{flavour}").write_text(str(tasks[2].uuid))  # both peek at the last
     start_worker(f"apps.{flavour}_app:app", "--concurrency", "1")
     records = [app.wait_sync(t.uuid, 30) for t in tasks]
