@@ -277,7 +277,8 @@ class Worker:
             margin = min(task / 2, AHEAD_MAX, max(AHEAD_TRIPS * trip, AHEAD_MIN, task / 4))
             end = run.began + task
             if end <= now + margin:
-                due += end >= now - margin
+                if end >= now - margin:  # not late already
+                    due += 1
             else:
                 later.append(end - margin)
         # the next task to come due whose successor does not wait in the lane already
@@ -549,11 +550,12 @@ class Worker:
             outcome = await execute(self.app, delivery, pool, self, run)
             took = time.perf_counter() - began
             self._task_time += (took - self._task_time) * (0.1 if self._task_time else 1.0)
-            typical = self._typical
-            known = typical.get(run.name)
-            if known is None and len(typical) >= TYPICAL_MAX:
-                typical.clear()  # names beyond the app's own (unknown tasks): start over
-            typical[run.name] = took if known is None else known + (took - known) * 0.1
+            if run.name:  # not a message set aside before its task was known
+                typical = self._typical
+                known = typical.get(run.name)
+                if known is None and len(typical) >= TYPICAL_MAX:
+                    typical.clear()  # more names than an app has: start over
+                typical[run.name] = took if known is None else known + (took - known) * 0.1
             self.finished += 1
             self.busy_seconds += took
             if outcome.status in _FAILED:
