@@ -359,8 +359,8 @@ class Worker:
             elif writing:
                 call = self._exchange(room, to_start, 0 if alone else free, 0.0)
             else:  # a blocking fetch may last long: what it starts goes to free slots only
-                now_free = slots - len(self._running) + self._lane_size(slots) - len(self._lane)
-                call = self._exchange(room, to_start, 0 if alone else max(0, min(free, now_free)),
+                call = self._exchange(room, to_start,
+                                      0 if alone else max(0, min(free, self._free(slots))),
                                       IDLE_BLOCK)
             if writing:
                 result = await call
@@ -418,6 +418,12 @@ class Worker:
         else:
             self._lane.append(delivery)
 
+    def _free(self, slots: int, due: int = 0) -> int:
+        """How many more tasks may start now: into free slots, and into the lane (the quick
+        tasks' lane, or the successors of ``due`` tasks about to end)."""
+        return (slots - len(self._running) + max(self._lane_size(slots), due)
+                - len(self._lane))
+
     def _pick(self, slots: int, due: int = 0) -> tuple[list[Delivery], int]:
         """Buffered deliveries to start now (into free slots and the lane), and how many more
         fetched deliveries may start in the same round trip. ``due``: running tasks about to
@@ -430,8 +436,7 @@ class Worker:
         self._quarantined = False
         if self._alone is not None:
             return [], 0
-        free = (slots - len(self._running) + max(self._lane_size(slots), due)
-                - len(self._lane))
+        free = self._free(slots, due)
         picked: list[Delivery] = []
         index = 0
         while index < len(self._buffer) and free > 0:
