@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import ChainMap
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from uuid import UUID, uuid4
@@ -37,7 +37,7 @@ from qtasks.integrations import activate as activate_integrations
 from qtasks.plugins.runner import trigger_async, trigger_sync
 from qtasks.shared import registry as shared_registry
 from qtasks.version import __version__
-from qtasks.worker.background import stop_worker
+from qtasks.worker.background import eager_layer, stop_worker
 from qtasks.worker.lending import slot_lent
 
 if TYPE_CHECKING:
@@ -257,6 +257,13 @@ class BaseQueueTasks:
     def _prepare(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                  priority: int | None, when: float | None = None, queue: str | None = None,
                  extra: dict[str, Any] | None = None, uuid: UUID | None = None) -> NewTask:
+        return self._new_task(self._encoded(task_name, args, kwargs, priority, queue), when,
+                              extra, uuid)
+
+    def _encoded(self, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 priority: int | None, queue: str | None) -> tuple[str, int, str, str, str]:
+        """What can fail in preparing a task, done: ``(name, priority, queue, args_json,
+        kwargs_json)``, or ``ValueError``/``TypeError`` saying what is wrong with the call."""
         if not isinstance(task_name, str) or not task_name:
             raise ValueError("Task name is not specified.")
         if priority is None or queue is None:
@@ -267,12 +274,19 @@ class BaseQueueTasks:
             if queue is None:
                 queue = known.queue if known is not None else "default"
         args_json, kwargs_json = encode_arguments(task_name, args, kwargs)
+        return task_name, int(priority), queue, args_json, kwargs_json
+
+    @staticmethod
+    def _new_task(encoded: tuple[str, int, str, str, str], when: float | None,
+                  extra: dict[str, Any] | None = None, uuid: UUID | None = None) -> NewTask:
+        """The rest of preparing a task (nothing here fails): its uuid, time and envelope."""
+        task_name, priority, queue, args_json, kwargs_json = encoded
         uuid, now = uuid or uuid4(), time.time()
         text = str(uuid)
         extra_json = dumps(extra) if extra else None  # stored on the record and sent along
         envelope = encode_envelope(text, task_name, priority, args_json, kwargs_json, now,
                                    meta_json=extra_json)
-        return NewTask(text, task_name, int(priority), args_json, kwargs_json, now, envelope,
+        return NewTask(text, task_name, priority, args_json, kwargs_json, now, envelope,
                        eta=when, queue=queue, extra_json=extra_json, uuid_obj=uuid)
 
     def _new_record(self, new: NewTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Task:
@@ -471,7 +485,38 @@ class BaseQueueTasks:
         return [self._add_task_steps(name, args, kwargs, prio, None, when)
                 for name, args, kwargs, prio in map(self._call_for, calls)]
 
+    def _plain_bulk(self) -> bool:
+        """Whether ``add_tasks`` may take the streamed path: no plugin, and no ``enqueue``
+        layer that would act (the eager one acts only in eager mode)."""
+        if self._plugins or self.config.eager:
+            return False
+        activate_integrations()  # an integration may add a layer (trace context, say)
+        return all(layer is eager_layer for layer in stacked("enqueue", self.hooks))
+
+    def _bulk_stream(self, calls: Any, when: float | None, records: list[Task]
+                     ) -> Iterator[NewTask]:
+        """``add_tasks`` with no plugin and no ``enqueue`` layer: every call is checked and
+        its arguments encoded first (a bad one raises before anything is sent), then the
+        tasks are built as the backend takes them, so that a backend sending them in batches
+        builds the next batch while the one before is written. ``records`` gets each task's
+        record once the backend has taken it."""
+        encoded = [(self._encoded(name, args, kwargs, prio, None), args, kwargs)
+                   for name, args, kwargs, prio in map(self._call_for, calls)]
+
+        def build() -> Iterator[NewTask]:
+            for fields, args, kwargs in encoded:
+                new = self._new_task(fields, when)
+                yield new
+                records.append(self._new_record(new, args, kwargs))
+
+        return build()
+
     def _add_tasks_sync(self, calls: Any, when: float | None) -> list[Task]:
+        if self._plain_bulk():
+            records: list[Task] = []
+            if calls:
+                self.client.enqueue_stream(self._bulk_stream(calls, when, records))
+            return records
         every = self._bulk_steps(calls, when)
         states = [self._steps_sync(steps, defer=True) for steps in every]
         news = [value for kind, value in states if kind == "enqueue"]
@@ -481,6 +526,11 @@ class BaseQueueTasks:
                 for steps, (kind, value) in zip(every, states, strict=True)]
 
     async def _add_tasks_async(self, calls: Any, when: float | None) -> list[Task]:
+        if self._plain_bulk():
+            records: list[Task] = []
+            if calls:
+                await self.transport.enqueue_stream(self._bulk_stream(calls, when, records))
+            return records
         every = self._bulk_steps(calls, when)
         states = [await self._steps_async(steps, defer=True) for steps in every]
         news = [value for kind, value in states if kind == "enqueue"]

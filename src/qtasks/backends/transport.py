@@ -21,7 +21,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from qtasks.backends.base import (
@@ -119,6 +119,12 @@ class Transport:
         """``enqueue``, by a caller that waits for these tasks next (``add_task(timeout=)``): a
         backend may prepare the wait in the same round trip."""
         await self.enqueue(tasks)
+
+    async def enqueue_stream(self, tasks: Iterator[NewTask]) -> None:
+        """``enqueue`` of tasks built as they are taken (``add_tasks``): a backend that sends
+        a bulk enqueue in batches may send each one as soon as it is built, so that building
+        the next overlaps writing this one. All are taken before this returns."""
+        await self.enqueue(list(tasks))
 
     async def get(self, uuid: str) -> RecordRow | None:
         return await self.store.get(uuid)
@@ -296,6 +302,10 @@ class Client:
     def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
         """See :meth:`Transport.enqueue_watched`."""
         self.enqueue(tasks)
+
+    def enqueue_stream(self, tasks: Iterator[NewTask]) -> None:
+        """See :meth:`Transport.enqueue_stream`."""
+        self.enqueue(list(tasks))
 
     def get(self, uuid: str) -> RecordRow | None:
         return self.store.get(uuid)

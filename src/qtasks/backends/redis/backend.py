@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from qtasks.backends.base import (
@@ -402,6 +402,9 @@ class RedisTransport(Transport):
     async def enqueue(self, tasks: Sequence[NewTask]) -> None:
         await self._run(protocol.enqueue(tasks, "F"))
 
+    async def enqueue_stream(self, tasks: Iterator[NewTask]) -> None:
+        await self._run(protocol.enqueue_stream(tasks))
+
     async def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
         """Enqueue with the records marked watched, subscribed first: the wait that follows
         reads nothing until the final write's notice brings the record."""
@@ -472,6 +475,9 @@ class RedisClient(Client):
 
     def enqueue(self, tasks: Sequence[NewTask]) -> None:
         self.broker.backend.sync.run(protocol.enqueue(tasks, "F"))
+
+    def enqueue_stream(self, tasks: Iterator[NewTask]) -> None:
+        self.broker.backend.sync.run(protocol.enqueue_stream(tasks))
 
     def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
         """See :meth:`RedisTransport.enqueue_watched`."""

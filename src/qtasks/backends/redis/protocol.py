@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -254,19 +255,24 @@ def enqueue(tasks: Sequence[NewTask], mode: str = "F", watcher: str = "") -> Op:
     """Queue tasks: ``F`` record and message, ``M`` message only, ``R`` record only.
     ``watcher``: the id of the listener whose caller is about to wait for them, so their
     final write notifies it."""
-    calls = _enqueue_calls(tasks, mode, watcher)
+    calls = _enqueue_calls(iter(tasks), mode, watcher)
     if len(tasks) > ENQUEUE_CHUNK:
         yield Scripts("enqueue", calls)
     elif tasks:
         yield Script(next(calls))
 
 
+def enqueue_stream(tasks: Iterator[NewTask]) -> Op:
+    """``enqueue`` (mode ``F``) of tasks built as the calls take them: the driver sends each
+    call once encoded, so building the next batch overlaps Redis writing this one."""
+    yield Scripts("enqueue", _enqueue_calls(tasks, "F", ""))
+
+
 ENQUEUE_CHUNK = 100  # tasks per script call of a bulk enqueue: short calls, encoding overlapped
 
 
-def _enqueue_calls(tasks: Sequence[NewTask], mode: str, watcher: str) -> Iterator[list[Any]]:
-    for start in range(0, len(tasks), ENQUEUE_CHUNK):  # bounded script calls, each atomic
-        chunk = tasks[start:start + ENQUEUE_CHUNK]
+def _enqueue_calls(tasks: Iterator[NewTask], mode: str, watcher: str) -> Iterator[list[Any]]:
+    while chunk := list(islice(tasks, ENQUEUE_CHUNK)):  # bounded script calls, each atomic
         args: list[Any] = ["enqueue", mode, watcher, len(chunk)]
         for t in chunk:
             _task(t, args)
