@@ -129,3 +129,23 @@ def test_a_call_still_running_at_close_leaves_no_connection_open(redis_server):
 
     before, after = asyncio.run(run())
     assert after == before
+
+
+def test_an_enqueue_sent_again_queues_each_task_once(redis_server, apps):
+    """A call whose reply was lost is sent again whole (every operation is safe to send
+    twice): the tasks it holds are queued once. So is a task named twice in one call, also
+    when none of the call's tasks was there before (one check for all of them)."""
+    spec, app = apps.app(redis_server.url)
+    first = [app._prepare("mark", (i,), {}, None) for i in range(150)]
+    app.client.enqueue(first)  # two calls of the bulk path, every task new
+    app.client.enqueue(first[100:])  # the second call, sent again
+    later = [app._prepare("mark", (i,), {}, None) for i in range(150, 170)]
+    app.client.enqueue([*later, *later[:5]])  # new tasks, five of them twice
+    assert app.stats().queued == 170
+    apps.worker(spec)
+    records = [app.wait_sync(t.uuid, 30) for t in [*first, *later]]
+    assert [r.returning for r in records] == list(range(170))
+    with redis_server.client() as side:
+        runs = {int(k): int(v) for k, v in side.hgetall("runs").items()}
+    assert runs == dict.fromkeys(range(170), 1)
+    assert app.stats().queued == 0

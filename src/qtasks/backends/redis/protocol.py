@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -119,6 +120,12 @@ def _ms(seconds: float) -> str:
     return repr(round(seconds * 1000.0, 3))
 
 
+def _us(seconds: float) -> str:
+    """A creation time as the record indexes score it (the script's ``cscore``): whole
+    microseconds, rounded the same way."""
+    return str(math.floor(float(seconds) * 1e6 + 0.5))
+
+
 def _extras(extra_json: str | None, out: list[Any]) -> None:
     """Extra record fields, one argument pair each: name, JSON text of the value."""
     if not extra_json:
@@ -132,7 +139,8 @@ def _extras(extra_json: str | None, out: list[Any]) -> None:
 
 
 def _task(t: NewTask, out: list[Any]) -> None:
-    out += (t.uuid, t.task_name, t.priority, t.args_json, t.kwargs_json, repr(t.created_at))
+    out += (t.uuid, t.task_name, t.priority, t.args_json, t.kwargs_json, repr(t.created_at),
+            _us(t.created_at))
     _extras(t.extra_json, out)
     out += (t.queue, _ms(t.eta) if t.eta else "", t.envelope)
 
@@ -518,9 +526,9 @@ def delete_dead_letters(keys: Keys, ids: Sequence[Any]) -> Op:
 def search(status: str | None, task_name: str | None, limit: int,
            before: float | None, cursor: tuple[float, str] | None = None,
            queue: str | None = None) -> Op:
-    after_created, after_uuid = (repr(float(cursor[0])), cursor[1]) if cursor else ("", "")
+    after_created, after_uuid = (_us(cursor[0]), cursor[1]) if cursor else ("", "")
     flat = yield Script(["search", status or "", task_name or "", limit,
-                         repr(before) if before is not None else "", after_created, after_uuid,
+                         _us(before) if before is not None else "", after_created, after_uuid,
                          queue or ""])
     rows = (record_row(flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
     return [r for r in rows if r is not None]

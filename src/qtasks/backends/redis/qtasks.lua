@@ -34,10 +34,19 @@ local function opt()  -- optional text: '' is none, anything else carries a one-
   return string.sub(v, 2)
 end
 
-local NOW, NOW_S = 0, ''  -- the server's clock: ms, and seconds as text (see `begin`)
+-- Scores are whole numbers: NOW in whole ms, deadlines and due times rounded to the ms, the
+-- record indexes scored by creation time in whole microseconds (`cscore`). Redis keeps a whole
+-- score as an integer in a small sorted set (a listpack), where a fractional one is text it
+-- parses with strtod at every comparison: in a drain, that parsing was 30 % of Redis' work.
+-- A whole number as text: Redis turns a Lua number given to a command into text with '%.17g',
+-- which costs several times what '%d' does; a hot path passes its numbers as text.
+local function int(x) return string.format('%d', x) end
+
+local NOW, NOW_S, NOW_MS = 0, '', ''  -- the clock: ms, seconds as text, ms as text (`begin`)
 local function clock()
   local t = redis.call('TIME')
-  NOW = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  NOW_MS = int(NOW)
   NOW_S = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
   return NOW
 end
@@ -48,12 +57,13 @@ local SEARCH_BUDGET = 20000  -- records one search looks at, at most, when it ch
 
 local function rkey(u) return P .. 'r:' .. u end
 local function mkey(id) return P .. 'm:' .. id end
-local function qkey(q, part) return P .. 'q:' .. q .. ':' .. part end
 
 -- settings every call carries: result TTL (ms, 0 keeps records), dead-letter cap and TTL (ms)
 local RESULT_TTL, DL_MAX, DL_TTL = 0, 0, 0
+local BACKSTOP = ''  -- a final record's own expiry: a day after the sweep's (ms, as text)
 local function settings()
   RESULT_TTL, DL_MAX, DL_TTL = num(), num(), num()
+  BACKSTOP = int(RESULT_TTL + 86400000)
 end
 
 -- -- gathered writes -----------------------------------------------------------------------------
@@ -74,11 +84,12 @@ local function pend(cmd, key, a, b)  -- key false: the members are keys (DEL)
     else redis.call(cmd, key, a, b) end
     return
   end
-  local id = cmd .. ' ' .. (key or '')
-  local e = PEND[id]
+  local by_key = PEND[cmd]
+  if not by_key then by_key = {}; PEND[cmd] = by_key end
+  local e = by_key[key]  -- key false (DEL) is a table key like any other
   if not e then
     e = {cmd, key}
-    PEND[id] = e
+    by_key[key] = e
     ORDER[#ORDER + 1] = e
   end
   e[#e + 1] = a
@@ -98,48 +109,118 @@ local function flush()
   PEND, ORDER = {}, {}
 end
 
+-- Keys that many tasks of a batch share are built once per call: a string built in Lua is
+-- hashed and interned, which a batch would otherwise do per task. A call about one task builds
+-- each key once anyway, so it keeps no table (`begin` drops both).
+local SHARED, QKEYS = nil, nil
+local function shared(kind, name)  -- P .. kind .. name
+  if not GATHER then return P .. kind .. name end
+  SHARED = SHARED or {}
+  local by_kind = SHARED[kind]
+  if not by_kind then by_kind = {}; SHARED[kind] = by_kind end
+  local k = by_kind[name]
+  if not k then k = P .. kind .. name; by_kind[name] = k end
+  return k
+end
+local function qkey(q, part)  -- P .. 'q:' .. q .. ':' .. part
+  if not GATHER then return P .. 'q:' .. q .. ':' .. part end
+  QKEYS = QKEYS or {}
+  local by_q = QKEYS[q]
+  if not by_q then by_q = {}; QKEYS[q] = by_q end
+  local k = by_q[part]
+  if not k then k = P .. 'q:' .. q .. ':' .. part; by_q[part] = k end
+  return k
+end
+
 -- -- records -------------------------------------------------------------------------------------
 
-local function index_status(u, old, new, created)
-  if old then pend('ZREM', P .. 'ix:st:' .. old, u) end
-  pend('ZADD', P .. 'ix:st:' .. new, created, u)
+-- A record's index score: its creation time (seconds, as text) in whole microseconds. The
+-- client computes the same for a search's bounds (`protocol._us`).
+local function cscore(created)
+  return string.format('%d', math.floor(tonumber(created) * 1e6 + 0.5))
+end
+
+local function index_status(u, old, new, score)
+  if old then pend('ZREM', shared('ix:st:', old), u) end
+  pend('ZADD', shared('ix:st:', new), score, u)
 end
 
 -- Records are also indexed by task name (the search's name filter reads that index, never the
 -- whole store); the set of names lets a flush and the sweep find every name index.
-local function index_name(u, name, created)
-  pend('ZADD', P .. 'ix:nm:' .. name, created, u)
-  pend('SADD', P .. 'names', name)
+local NAMED = nil  -- names a batch added to the set already (`begin` drops it)
+local function index_name(u, name, score)
+  pend('ZADD', shared('ix:nm:', name), score, u)
+  if not GATHER then
+    pend('SADD', shared('', 'names'), name)
+  elseif not (NAMED and NAMED[name]) then
+    pend('SADD', shared('', 'names'), name)
+    NAMED = NAMED or {}
+    NAMED[name] = true
+  end
 end
 
--- A task as the client encodes it: uuid, name, priority, args, kwargs, created_at, extras, and
--- for its message: queue, due ms ('' = now), envelope.
+-- A task as the client encodes it: uuid, name, priority, args, kwargs, created_at and its
+-- index score (`cscore`), extras, and for its message: queue, due ms ('' = now), envelope.
 local function read_task()
-  local task = {u = arg(), name = arg(), p = arg(), args = arg(), kwargs = arg(), created = arg()}
+  local task = {u = arg(), name = arg(), p = arg(), args = arg(), kwargs = arg(), created = arg(),
+    score = arg()}
   local n = num()
-  local extra = {}
-  for i = 1, n * 2 do extra[i] = arg() end
-  task.extra = extra
+  if n > 0 then
+    local extra = {}
+    for i = 1, n * 2 do extra[i] = arg() end
+    task.extra = extra
+  end
   task.q = arg()
   task.eta = tonumber(arg())
   task.pl = arg()
   return task
 end
 
-local function create_record(task, watcher)  -- watcher: a listener's id ('' or nil: none)
-  local k = rkey(task.u)
-  if redis.call('EXISTS', k) == 1 then return false end
-  local set = {'HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
-    'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
-    'updated_at', task.created, 'queue', task.q}
-  if watcher and watcher ~= '' then set[#set + 1] = 'waiters'; set[#set + 1] = watcher end
-  for i = 1, #task.extra, 2 do
-    set[#set + 1] = 'x:' .. task.extra[i]; set[#set + 1] = task.extra[i + 1]
+-- Whether none of these tasks has a record yet, in one EXISTS for the lot: in a bulk enqueue
+-- none has, unless the call is one sent again after its reply was lost (then each is checked).
+-- Each task keeps its record's key (`k`), and `fresh` is set for the uuids checked absent.
+local function none_recorded(tasks)
+  local keys, fresh = {}, {}
+  for i, t in ipairs(tasks) do
+    t.k = rkey(t.u)
+    keys[i] = t.k
   end
-  redis.call(unpack(set))
-  pend('ZADD', P .. 'ix:all', task.created, task.u)
-  index_status(task.u, nil, 'new', task.created)
-  index_name(task.u, task.name, task.created)
+  for i = 1, #keys, 1000 do
+    if redis.call('EXISTS', unpack(keys, i, math.min(i + 999, #keys))) > 0 then return nil end
+  end
+  for _, t in ipairs(tasks) do fresh[t.u] = true end
+  return fresh
+end
+
+-- fresh: uuids known to have no record (from `none_recorded`); each is used up as its record
+-- is written, so the same uuid twice in one call is checked the second time.
+local function create_record(task, watcher, fresh)  -- watcher: a listener's id ('' or nil)
+  local k = task.k or rkey(task.u)
+  if fresh and fresh[task.u] then
+    fresh[task.u] = nil
+  elseif redis.call('EXISTS', k) == 1 then
+    return false
+  end
+  local watched = watcher and watcher ~= ''
+  if not watched and not task.extra then  -- the usual task, without building a table
+    redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
+      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
+      'updated_at', task.created, 'queue', task.q)
+  else
+    local set = {'HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
+      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
+      'updated_at', task.created, 'queue', task.q}
+    if watched then set[#set + 1] = 'waiters'; set[#set + 1] = watcher end
+    local extra = task.extra or {}
+    for i = 1, #extra, 2 do
+      set[#set + 1] = 'x:' .. extra[i]; set[#set + 1] = extra[i + 1]
+    end
+    redis.call(unpack(set))
+  end
+  local score = task.score
+  pend('ZADD', shared('', 'ix:all'), score, task.u)
+  index_status(task.u, nil, 'new', score)
+  index_name(task.u, task.name, score)
   return true
 end
 
@@ -149,8 +230,8 @@ end
 -- does not wait for). The notice carries the record (its hash as a JSON object of strings,
 -- which cjson encodes exactly), so a waiter need not read it again.
 local function finalized(u, k, waiters)  -- the field's value, false if none, nil if not read
-  pend('ZADD', P .. 'done', NOW, u)
-  if RESULT_TTL > 0 then redis.call('PEXPIRE', k, RESULT_TTL + 86400000) end
+  pend('ZADD', shared('', 'done'), NOW_MS, u)
+  if RESULT_TTL > 0 then redis.call('PEXPIRE', k, BACKSTOP) end
   if waiters == nil then waiters = redis.call('HGET', k, 'waiters') end
   if waiters then
     local flat = redis.call('HGETALL', k)
@@ -171,7 +252,7 @@ local function set_running(u, holder)  -- 'final', 'missing' or 'ok'
   if FINAL[status] then return 'final' end
   if status == 'new' then
     redis.call('HSET', k, 'holder', holder, 'updated_at', NOW_S, 'status', 'process')
-    index_status(u, 'new', 'process', cur[2])
+    index_status(u, 'new', 'process', cscore(cur[2]))
   else
     redis.call('HSET', k, 'holder', holder, 'updated_at', NOW_S)
   end
@@ -184,7 +265,7 @@ local function set_queued(u, holder)
   if cur[1] == 'process' and cur[2] == holder then
     redis.call('HSET', k, 'status', 'new')
     redis.call('HDEL', k, 'holder')
-    index_status(u, 'process', 'new', cur[3])
+    index_status(u, 'process', 'new', cscore(cur[3]))
   end
 end
 
@@ -193,7 +274,7 @@ local function cancel_record(u, reason)
   local cur = redis.call('HMGET', k, 'status', 'created_at')
   if cur[1] ~= 'new' then return false end
   redis.call('HSET', k, 'status', 'cancel', 'updated_at', NOW_S, 'x:cancel_reason', reason)
-  index_status(u, 'new', 'cancel', cur[2])
+  index_status(u, 'new', 'cancel', cscore(cur[2]))
   finalized(u, k)
   return true
 end
@@ -274,6 +355,7 @@ end
 local KNOWN, MARKED = {}, {}  -- reset by `begin`
 
 local function schedule(id, q, p, eta)
+  if eta then eta = math.ceil(eta) end  -- a whole ms, never before the time asked for
   if eta and eta > (NOW or clock()) then
     pend('ZADD', qkey(q, 'delayed'), eta, id)
     redis.call('ZADD', qkey(q, 'wake'), 'LT', eta, 't')
@@ -298,7 +380,7 @@ local function put_message(u, q, p, eta, pl)
   local id = string.format('%016x', NEXT_ID)
   NEXT_ID = NEXT_ID + 1
   redis.call('HSET', mkey(id), 'u', u, 'q', q, 'p', p, 'pl', pl, 'tok', 0, 'st', 0)
-  if u ~= '' then pend('HSET', P .. 'byuuid', u, id) end
+  if u ~= '' then pend('HSET', shared('', 'byuuid'), u, id) end
   if not KNOWN[q] then
     redis.call('SADD', P .. 'queues', q)
     KNOWN[q] = true
@@ -312,7 +394,7 @@ local function drop_message(id, u, q, leased)  -- leased: false when it is in no
   DROPPED[id] = true
   if leased ~= false then pend('ZREM', qkey(q, 'leased'), id) end
   -- a uuid has one message at a time (enqueue skips a uuid it has), so this is its entry
-  if u and u ~= '' then pend('HDEL', P .. 'byuuid', u) end
+  if u and u ~= '' then pend('HDEL', shared('', 'byuuid'), u) end
 end
 
 -- The message `id` if `tok` is still its token: its hash fields u, q, p, tok, st, sk.
@@ -429,8 +511,8 @@ local function write_outcome(fused)
     created = (o.created ~= '' and o.created ~= '0' and o.created) or NOW_S
     redis.call('HSET', k, 'task_name', o.name, 'priority', o.p, 'args', o.args or '[]',
       'kwargs', o.kwargs or '{}', 'created_at', created)
-    redis.call('ZADD', P .. 'ix:all', created, o.u)
-    index_name(o.u, o.name, created)
+    redis.call('ZADD', P .. 'ix:all', cscore(created), o.u)
+    index_name(o.u, o.name, cscore(created))
   end
   local set = {'HSET', k, 'status', o.status, 'updated_at', NOW_S, 'fin', mine}
   -- only fields that are there: a final record keeps its holder (nothing reads it then)
@@ -444,7 +526,7 @@ local function write_outcome(fused)
   redis.call(unpack(set))
   if #unset > 2 then redis.call(unpack(unset)) end
   WRITTEN[mine] = true
-  index_status(o.u, cur[1] or nil, o.status, created)
+  index_status(o.u, cur[1] or nil, o.status, cscore(created))
   finalized(o.u, k, cur[5])
   if dl then dead_letter(o.u, o.name, dl, payload, deliveries) end
   if follow and create_record(follow) then
@@ -519,17 +601,17 @@ local function exchange(fused, abandoned)
 
   if limit > 0 then
     for _, q in ipairs(queues) do promote(q, 1000) end
-    local deadline = NOW + lease
+    local deadline = int(NOW + lease)
     for _, id in ipairs(pick(queues, limit)) do
       local mk = mkey(id)
       local m = redis.call('HMGET', mk, 'u', 'q', 'p', 'pl', 'st', 'tok')
       if m[2] then
-        local tok = tonumber(m[6]) + 1
+        local tok = int(tonumber(m[6]) + 1)
         local starts, started = m[5], '0'
         if start > 0 and starts == '0' then
           start = start - 1
           started = '1'
-          redis.call('HSET', mk, 'tok', tok, 'st', 1, 'sk', tok)
+          redis.call('HSET', mk, 'tok', tok, 'st', '1', 'sk', tok)
         else
           redis.call('HSET', mk, 'tok', tok)
         end
@@ -572,7 +654,7 @@ local function extend_leases()
     local id, tok = arg(), arg()
     local m = live(id, tok)
     if m then
-      redis.call('ZADD', qkey(m[2], 'leased'), 'XX', NOW + lease, id)
+      redis.call('ZADD', qkey(m[2], 'leased'), 'XX', math.floor(NOW + lease), id)
     else
       lost[#lost + 1] = i
     end
@@ -587,10 +669,11 @@ end
 -- client's creation time, and each call into Redis costs a few microseconds on its hot path.
 local function begin(args)
   P, ARGS, pos = args[1], args, 2
-  if args[2] == 'enqueue' then NOW, NOW_S = nil, nil else clock() end
+  if args[2] == 'enqueue' then NOW, NOW_S, NOW_MS = nil, nil, nil else clock() end
   settings()
   PEND, ORDER, DROPPED, GATHER = {}, {}, {}, false
   KNOWN, MARKED = {}, {}
+  SHARED, QKEYS, NAMED = nil, nil, nil
   NEXT_ID, LAST_ID = 0, -1
   WRITTEN, CALL = {}, ''
 end
@@ -615,15 +698,17 @@ elseif op == 'enqueue' then  -- mode: F records and messages, M messages only, R
   local QUEUED = {}  -- uuids given a message by this call (their map entry is gathered)
   if mode ~= 'R' then reserve(n) end  -- ids of tasks it already has stay unused: harmless
   GATHER = n > 1
-  for _ = 1, n do
-    local task = read_task()
+  local tasks = {}
+  for i = 1, n do tasks[i] = read_task() end
+  local fresh = mode ~= 'M' and n > 1 and none_recorded(tasks) or nil
+  for _, task in ipairs(tasks) do
     if mode == 'M' then
       if task.u == '' or (not QUEUED[task.u] and redis.call('HEXISTS', P .. 'byuuid', task.u) == 0) then
         if task.u ~= '' then QUEUED[task.u] = true end
         put_message(task.u, task.q, task.p, task.eta, task.pl)
         added = added + 1
       end
-    elseif create_record(task, watcher) then
+    elseif create_record(task, watcher, fresh) then
       if mode == 'F' then put_message(task.u, task.q, task.p, task.eta, task.pl) end
       added = added + 1
     end
@@ -652,7 +737,7 @@ elseif op == 'heartbeat' then  -- worker id, expiry ms, info pairs; then an exte
   local n = num()
   local info = {}
   for i = 1, n * 2 do info[i] = arg() end
-  redis.call('ZADD', P .. 'workers', NOW + lease, id)
+  redis.call('ZADD', P .. 'workers', math.floor(NOW + lease), id)
   redis.call('HSET', P .. 'worker:' .. id, 'heartbeat_at', NOW_S, unpack(info))
   local gone = redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', NOW - 3600000, 'LIMIT', 0, 100)
   for _, w in ipairs(gone) do
@@ -789,7 +874,7 @@ elseif op == 'stats' then  -- per queue: name, ready, delayed, leased; then reco
   return {out, redis.call('ZCARD', P .. 'ix:all'), redis.call('XLEN', P .. 'dead')}
 
 elseif op == 'search' then
-  -- status, task name, limit, before (seconds, '' = none), cursor created_at and uuid ('' =
+  -- status, task name, limit, before (whole us, '' = none), cursor created_at (us) and uuid ('' =
   -- none). Reads the most selective index there is (name, else status, else all), newest
   -- first, from just after the cursor: by its rank when the cursor's uuid is in that index,
   -- else by its score (ties at the cursor's score go by uuid, as the members are ordered).
