@@ -38,8 +38,9 @@ end
 -- record indexes scored by creation time in whole microseconds (`cscore`). Redis keeps a whole
 -- score as an integer in a small sorted set (a listpack), where a fractional one is text it
 -- parses with strtod at every comparison: in a drain, that parsing was 30 % of Redis' work.
--- A whole number as text: Redis turns a Lua number given to a command into text with '%.17g',
--- which costs several times what '%d' does; a hot path passes its numbers as text.
+
+-- A whole number as text (truncated): Redis turns a Lua number given to a command into text
+-- with '%.17g', which costs several times what '%d' does; a hot path passes numbers as text.
 local function int(x) return string.format('%d', x) end
 
 local NOW, NOW_S, NOW_MS = 0, '', ''  -- the clock: ms, seconds as text, ms as text (`begin`)
@@ -136,9 +137,7 @@ end
 
 -- A record's index score: its creation time (seconds, as text) in whole microseconds. The
 -- client computes the same for a search's bounds (`protocol._us`).
-local function cscore(created)
-  return string.format('%d', math.floor(tonumber(created) * 1e6 + 0.5))
-end
+local function cscore(created) return int(math.floor(tonumber(created) * 1e6 + 0.5)) end
 
 local function index_status(u, old, new, score)
   if old then pend('ZREM', shared('ix:st:', old), u) end
@@ -506,13 +505,13 @@ local function write_outcome(fused)
   if cur[1] and FINAL[cur[1]] then return false end
   if not fused and o.started == '1' and cur[3] and cur[3] ~= o.holder then return false end
 
-  local created = cur[4]
+  local created = cur[4] or (o.created ~= '' and o.created ~= '0' and o.created) or NOW_S
+  local score = cscore(created)
   if not cur[1] then
-    created = (o.created ~= '' and o.created ~= '0' and o.created) or NOW_S
     redis.call('HSET', k, 'task_name', o.name, 'priority', o.p, 'args', o.args or '[]',
       'kwargs', o.kwargs or '{}', 'created_at', created)
-    redis.call('ZADD', P .. 'ix:all', cscore(created), o.u)
-    index_name(o.u, o.name, cscore(created))
+    redis.call('ZADD', P .. 'ix:all', score, o.u)
+    index_name(o.u, o.name, score)
   end
   local set = {'HSET', k, 'status', o.status, 'updated_at', NOW_S, 'fin', mine}
   -- only fields that are there: a final record keeps its holder (nothing reads it then)
@@ -526,7 +525,7 @@ local function write_outcome(fused)
   redis.call(unpack(set))
   if #unset > 2 then redis.call(unpack(unset)) end
   WRITTEN[mine] = true
-  index_status(o.u, cur[1] or nil, o.status, cscore(created))
+  index_status(o.u, cur[1] or nil, o.status, score)
   finalized(o.u, k, cur[5])
   if dl then dead_letter(o.u, o.name, dl, payload, deliveries) end
   if follow and create_record(follow) then
@@ -654,7 +653,7 @@ local function extend_leases()
     local id, tok = arg(), arg()
     local m = live(id, tok)
     if m then
-      redis.call('ZADD', qkey(m[2], 'leased'), 'XX', math.floor(NOW + lease), id)
+      redis.call('ZADD', qkey(m[2], 'leased'), 'XX', int(NOW + lease), id)
     else
       lost[#lost + 1] = i
     end
@@ -737,7 +736,7 @@ elseif op == 'heartbeat' then  -- worker id, expiry ms, info pairs; then an exte
   local n = num()
   local info = {}
   for i = 1, n * 2 do info[i] = arg() end
-  redis.call('ZADD', P .. 'workers', math.floor(NOW + lease), id)
+  redis.call('ZADD', P .. 'workers', int(NOW + lease), id)
   redis.call('HSET', P .. 'worker:' .. id, 'heartbeat_at', NOW_S, unpack(info))
   local gone = redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', NOW - 3600000, 'LIMIT', 0, 100)
   for _, w in ipairs(gone) do
