@@ -105,7 +105,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,27 @@ PEERS = [
              note="this repository, asyncio app with coroutine tasks; otherwise as qtasks-sync"),
 ]
 BY_NAME = {p.name: p for p in PEERS}
+
+
+def with_redis_py(spec: PeerSpec, version: str) -> PeerSpec:
+    """``spec`` installing redis-py ``version`` in a venv of its own (``--redis-py``).
+
+    Peers on redis-py get that version in place of their pin, and this repository's rows get it
+    added to ``-e .[redis]``. A peer that cannot take it keeps its own pin, and says so:
+    arq wants redis<6, saq's extra redis<8. streaq is on coredis, not redis-py.
+    """
+    pinned = [p for p in spec.pins if p.startswith("redis==")]
+    if (not pinned and spec.pins != QTASKS_HERE) or pinned == [f"redis=={version}"]:
+        return spec  # not on redis-py, or on that version already
+    major = int(version.split(".")[0])
+    if (spec.adapter == "arq" and major >= 6) or (spec.adapter == "saq" and major >= 8):
+        return replace(spec, note=f"{spec.note}; --redis-py {version} not installable here: "
+                                  f"kept {pinned[0]}")
+    pins = tuple(f"redis=={version}" if p.startswith("redis==") else p for p in spec.pins)
+    if not pinned:
+        pins = (*pins, f"redis=={version}")
+    return replace(spec, pins=pins, venv=f"{spec.venv}-redis{version}",
+                   note=f"{spec.note}; redis-py {version} (--redis-py)")
 
 
 @dataclass
@@ -891,10 +912,17 @@ def main(argv: list[str] | None = None, suite: Suite | None = None,
     parser.add_argument("--no-freeze", dest="freeze", action="store_false",
                         help="skip pip freeze of each venv in the JSON")
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the worker/producer logs here")
+    parser.add_argument("--redis-py", metavar="VERSION",
+                        help="install this redis-py in every peer on redis-py that can take it "
+                             "(its own venv, .bench-venvs/<venv>-redis<VERSION>), qtasks "
+                             "included, so that they differ only in the queue; default: each "
+                             "peer's pin, and the newest for qtasks")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every peer this many times, in the given order, then "
                              "reversed, and so on; the table shows each figure's median")
     args = parser.parse_args(argv)
+    if args.redis_py:
+        suite = replace(suite, peers=[with_redis_py(p, args.redis_py) for p in suite.peers])
     if args.list:
         for p in suite.peers:
             print(f"{p.name:16} venv {p.venv:10} pins {' '.join(p.pins)}")

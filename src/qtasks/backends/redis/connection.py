@@ -302,6 +302,7 @@ def _check_replicated(acked: int, settings: RedisSettings) -> None:
 # backoff; every script operation is safe to send twice (``protocol``'s module docstring).
 
 _WIRE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
+_NOTICES = ("smessage", "message")  # what a subscription to final-record notices delivers
 
 
 class _Wire(Exception):
@@ -827,20 +828,31 @@ class AsyncConn:
                 del self.waiters[uuid]
 
     async def _listen(self, ready: asyncio.Future[None]) -> None:
-        sub = self.redis.pubsub(ignore_subscribe_messages=True)
+        # Subscription replies are skipped below, not by redis-py: before 8, its asyncio PubSub
+        # took a sharded message for one and dropped it.
+        sub = self.redis.pubsub()
         try:
-            await sub.ssubscribe(self.keys.final_channel(self.listener))
-        except (redis.RedisError, OSError) as exc:
+            channel = self.keys.final_channel(self.listener)
+            if hasattr(sub, "ssubscribe"):
+                await sub.ssubscribe(channel)
+            else:  # redis-py before 8: its asyncio PubSub sends SSUBSCRIBE only as a command
+                await sub.execute_command("SSUBSCRIBE", channel)
+        except asyncio.CancelledError:
+            ready.cancel()
+            await sub.aclose()
+            raise
+        except Exception as exc:  # whatever it is, the waiters awaiting `ready` hear of it
             if not ready.done():
-                ready.set_exception(translate(exc, "subscribing"))
+                ready.set_exception(translate(exc, "subscribing")
+                                    if isinstance(exc, redis.RedisError | OSError) else exc)
             await sub.aclose()
             return
         ready.set_result(None)
         try:
             read = getattr(sub, "get_sharded_message", None) or sub.get_message  # Cluster: sharded
             while True:
-                message = await read(ignore_subscribe_messages=True, timeout=5.0)
-                if message is None:
+                message = await read(ignore_subscribe_messages=False, timeout=5.0)
+                if message is None or message["type"] not in _NOTICES:
                     continue
                 uuid, row = notice(message["data"])
                 for future in self.waiters.pop(uuid, ()):
@@ -848,6 +860,9 @@ class AsyncConn:
                         future.set_result(row)
         except (redis.RedisError, OSError):
             # The connection went: waiters fall back on their pause; the next wait resubscribes.
+            self._wake_all()
+        except Exception:
+            log.exception("the final-record listener failed; waiters re-read their records")
             self._wake_all()
         finally:
             await sub.aclose()
