@@ -18,6 +18,10 @@ Set-up, done by the script:
   code), never the development ``.venv``, whose extras (OpenTelemetry's SDK, which redis-py
   imports when present, Django, ...) would add to the worker's memory. ``pip freeze`` of
   every venv goes into the JSON.
+- The peers' redis-py differ: saq wants ``redis<8`` and arq ``redis<6``, and qtasks gets the
+  newest. ``--redis-py 7.4.1`` puts one version in every peer that can take it (in venvs
+  named ``<venv>-redis7.4.1``), so that the figures, the worker's memory above all (redis-py
+  8 imports about 2.8 MB more than 7.4), differ only by the queue.
 - A private ``redis-server`` (``/usr/bin/redis-server``) on a free loopback port, with
   ``--save "" --appendonly no`` and its own temporary directory; ``FLUSHALL`` before each
   scenario group and each peer; shut down at the end (also on Ctrl-C / SIGTERM).

@@ -2,7 +2,8 @@
 three-master Cluster, a master with a replica and three Sentinels, a TLS server. Each listens on
 free loopback ports, keeps its files in the test's directory, and is stopped afterwards.
 
-They use the machine's ``redis-server`` and ``redis-cli`` (Redis 7.0 or newer).
+They use the machine's ``redis-server`` and ``redis-cli`` (Redis 7.0 or newer), unless given
+another server binary (``RedisServer(binary=...)``: a Redis 6.2).
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ class RedisServer:
     """``redis-server`` on a free port (or ``port``), started now, with ``options``."""
 
     def __init__(self, folder: Path, *options: str, port: int | None = None,
-                 password: str | None = None, name: str = "redis") -> None:
+                 password: str | None = None, name: str = "redis",
+                 binary: str = REDIS_SERVER) -> None:
+        self.binary = binary
         self.port = port or free_port()
         self.folder = folder
         self.options = list(options)
@@ -81,7 +84,7 @@ class RedisServer:
                            decode_responses=True, socket_timeout=5)
 
     def start(self) -> None:
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--dir", str(self.folder), "--logfile", str(self.log), "--save", ""]
         if self.password:
             args += ["--requirepass", self.password]

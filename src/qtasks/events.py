@@ -63,6 +63,11 @@ class Events:
     def has(self, name: str) -> bool:
         return bool(self._handlers.get(name))
 
+    @property
+    def empty(self) -> bool:
+        """No handler for any event (the worker then skips building their arguments)."""
+        return not self._handlers
+
     async def fire(self, name: str, **kwargs: Any) -> None:
         """Call every handler of ``name``; errors are logged, never raised."""
         for handler in self._handlers.get(name, ()):

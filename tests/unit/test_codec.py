@@ -37,6 +37,23 @@ def test_envelope_round_trip_and_rejections():
             decode_envelope(bad)
 
 
+def test_an_envelope_reads_as_json_reads_it():
+    """Bytes or text, with whitespace around it or not (a foreign producer's message): the
+    same envelope; anything JSON would refuse is a MalformedMessage with JSON's reason."""
+    from uuid import uuid4
+
+    uuid = uuid4()
+    text = encode_envelope(uuid, "t", 0, '["\u00e9"]', "{}", 1.0)
+    for raw in (text, text.encode(), f" {text}\n", f"\t{text} ".encode()):
+        env = decode_envelope(raw)
+        assert (env.uuid, env.task_name, env.args) == (uuid, "t", ["é"])
+    for bad, reason in [(text[:-1], "Expecting"), (text + "x", "Extra data"),
+                        (b"\xff" + text.encode(), "not valid JSON"), (b"", "Expecting value"),
+                        (None, "must be str, bytes")]:
+        with pytest.raises(MalformedMessage, match=reason):
+            decode_envelope(bad)  # type: ignore[arg-type]
+
+
 def test_text_that_is_not_valid_unicode_is_refused_at_enqueue():
     from qtasks import QueueTasks
 

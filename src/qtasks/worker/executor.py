@@ -93,16 +93,18 @@ async def execute(app: BaseQueueTasks, delivery: Delivery, pool: Executor,
         return set_aside(delivery, reason, UnknownTaskError, **_fields(env, with_args=True))
     if run is not None:
         run.name = env.task_name
-    if app._plugins:
+    plugged = bool(app._plugins)
+    if plugged:
         await trigger_async(app._plugins, "worker_add", worker=worker, task_name=env.task_name,
                             uuid=env.uuid, priority=env.priority, args=env.args, kw=env.kwargs,
                             created_at=env.created_at)
     events = app.events
-    if events.has("task_running"):
+    if not events.empty and events.has("task_running"):
         await events.fire("task_running", worker=worker, task_func=definition, task_broker=env)
-    outcome = await _outcome(app, definition, env, delivery, pool, worker)
-    await _announce(app, worker, definition, env, outcome)
-    if app._plugins:
+    outcome = await _outcome(app, definition, env, delivery, pool, worker, plugged)
+    if not events.empty:
+        await _announce(app, worker, definition, env, outcome)
+    if plugged:
         backend = app.backend
         for name, extra in (
             ("worker_execute_after", {"task_func": definition, "task_broker": env}),
@@ -133,7 +135,7 @@ def _fields(env: Envelope, with_args: bool = False) -> dict[str, Any]:
 
 
 async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelope,
-                   delivery: Delivery, pool: Executor, worker: Any) -> Outcome:
+                   delivery: Delivery, pool: Executor, worker: Any, plugged: bool) -> Outcome:
     if definition.echo:
         handle = _echo_handle(app, definition, env, worker)
         args, ctx = [handle, *env.args], handle.ctx
@@ -152,9 +154,9 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
 
     run = TaskRun(task_func=definition, task_broker=env, args=args, kwargs=dict(env.kwargs),
                   worker=worker, pool=pool)
-    plugins = app._plugins
+    plugins = app._plugins if plugged else None
     try:
-        run.result = await _onion(app, definition)(run)
+        run.result = await _onion(app, definition, plugged)(run)
     except TaskCancelError as exc:
         reason = str(exc) or f"{env.task_name}.cancel"
         return done(status="cancel", extra_json=dumps({"cancel_reason": reason}))
@@ -185,10 +187,11 @@ async def _outcome(app: BaseQueueTasks, definition: TaskDefinition, env: Envelop
     return done(status="success", returning_json=returning)
 
 
-def _onion(app: BaseQueueTasks, definition: TaskDefinition) -> Callable[[TaskRun], Any]:
+def _onion(app: BaseQueueTasks, definition: TaskDefinition,
+           plugged: bool) -> Callable[[TaskRun], Any]:
     """The composed execution onion of ``definition``, built once and kept until what it is
     made of changes (plugins present, the app's middlewares, any hook's layers)."""
-    key = (hooks_version(), bool(app._plugins), tuple(app.middlewares_before),
+    key = (hooks_version(), plugged, tuple(app.middlewares_before),
            tuple(app.middlewares_after), app._default_executor, definition.executor)
     cached = app._onions.get(definition.name)
     if cached is not None and cached[0] is definition and cached[1] == key:
@@ -418,6 +421,8 @@ def _drain_sync(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any
 
 def _encode(definition: TaskDefinition, result: Any) -> str:
     """The stored form of a result: JSON, or what the task's ``decode`` returns (JSON text)."""
+    if result is None and definition.decode is None:  # most tasks return nothing
+        return "null"
     if hasattr(result, "model_dump") and hasattr(type(result), "model_fields"):
         result = result.model_dump(mode="json")  # a pydantic model
     if definition.decode is None:

@@ -305,6 +305,13 @@ _WIRE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.Ti
 _NOTICES = ("smessage", "message")  # what a subscription to final-record notices delivers
 
 
+def _sharded(error: redis.ResponseError | None) -> bool:
+    """Whether the server has sharded pub/sub (Redis 7.0+), from the error ``PUBSUB
+    SHARDNUMSUB`` gave (``None``: none). Only an unknown subcommand says no: a user whom an ACL
+    denies ``PUBSUB`` is on a server recent enough for the rest of the backend."""
+    return error is None or "unknown subcommand" not in str(error).lower()
+
+
 class _Wire(Exception):
     """A direct call failed on the wire; the ordinary path takes it over."""
 
@@ -337,16 +344,18 @@ class _Code:
         text = str(reply).lower()
         return "function not found" in text or ("fcall" in text and _refused(text))
 
-    def load(self) -> bytes:
-        command: Any = (("FUNCTION", "LOAD", "REPLACE", LIBRARY) if self.functions
+    def load(self, functions: bool) -> bytes:
+        command: Any = (("FUNCTION", "LOAD", "REPLACE", LIBRARY) if functions
                         else ("SCRIPT", "LOAD", SCRIPT))
         return hiredis.pack_command(command)
 
-    def loaded(self, reply: Any) -> bool:
-        """After the load's reply: ``False`` when the script must be loaded instead (Redis
-        has no functions, or the user may not load them)."""
+    def loaded(self, reply: Any, functions: bool) -> bool:
+        """After the reply to ``load(functions)``: ``False`` when the script must be loaded
+        instead (Redis has no functions, or the user may not load them). Decided by what was
+        sent, not by ``self.functions``: another thread's load may have changed that meanwhile,
+        and must not turn this one's refused ``FUNCTION LOAD`` into an error."""
         if isinstance(reply, redis.ResponseError):
-            if self.functions and _refused(str(reply).lower()):
+            if functions and _refused(str(reply).lower()):
                 self.functions = False
                 return False
             raise reply
@@ -376,8 +385,9 @@ def _direct_steps(code: _Code, calls: Iterator[list[Any]], taken: list[list[Any]
     missing = [i for i, reply in enumerate(replies[:len(taken)]) if code.missing(reply)]
     if missing:  # a new or flushed Redis: load the code, send those calls again
         while True:
-            yield [code.load()]
-            if code.loaded((yield None)):
+            functions = code.functions
+            yield [code.load(functions)]
+            if code.loaded((yield None), functions):
                 break
         yield code.packed([taken[i] for i in missing])
         if wait:
@@ -438,6 +448,7 @@ class SyncConn:
         self.script = self.redis.register_script(SCRIPT)
         self.calls = _Calls(settings, keys)
         self._local = threading.local()
+        self.sharded: bool | None = None  # the server has sharded pub/sub (found on first use)
         self.direct = _direct_ok(settings)
         self.code = _Code(self.script.sha, keys.route)
         self._direct_conns: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -524,7 +535,7 @@ class SyncConn:
         """The next final record announced to this thread within ``timeout``: its uuid and
         the record the notice carries; ``None`` if none came."""
         sub = self.pubsub()
-        read = getattr(sub, "get_sharded_message", None) or sub.get_message  # Cluster: sharded
+        read = (self.sharded and getattr(sub, "get_sharded_message", None)) or sub.get_message
         try:
             message = read(ignore_subscribe_messages=True, timeout=timeout)
         except (redis.RedisError, OSError) as exc:
@@ -561,7 +572,17 @@ class SyncConn:
         if sub is None:
             sub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                sub.ssubscribe(self.keys.final_channel(self.listener))
+                if self.sharded is None:
+                    try:
+                        self.redis.execute_command("PUBSUB", "SHARDNUMSUB")
+                        self.sharded = True
+                    except redis.ResponseError as exc:
+                        self.sharded = _sharded(exc)
+                channel = self.keys.final_channel(self.listener)
+                if self.sharded:
+                    sub.ssubscribe(channel)
+                else:
+                    sub.subscribe(channel)
             except redis.RedisError as exc:
                 raise translate(exc, "subscribing") from exc
             self._local.pubsub = sub
@@ -606,6 +627,7 @@ class AsyncConn:
         self.fresh: str | None = None  # see SyncConn.fresh
         self.listener = os.urandom(8).hex()  # see SyncConn.listener
         self._listener: asyncio.Task[None] | None = None
+        self.sharded: bool | None = None  # see SyncConn.sharded
         self._subscribed: asyncio.Future[None] | None = None
         self.direct = _direct_ok(settings)
         self.pipelined_wait = True  # an idle claim is written behind its BZPOPMIN (see run)
@@ -832,8 +854,16 @@ class AsyncConn:
         # took a sharded message for one and dropped it.
         sub = self.redis.pubsub()
         try:
+            if self.sharded is None:
+                try:
+                    await self.redis.execute_command("PUBSUB", "SHARDNUMSUB")
+                    self.sharded = True
+                except redis.ResponseError as exc:
+                    self.sharded = _sharded(exc)
             channel = self.keys.final_channel(self.listener)
-            if hasattr(sub, "ssubscribe"):
+            if not self.sharded:  # Redis before 7.0 (the scripts fall back on PUBLISH)
+                await sub.subscribe(channel)
+            elif hasattr(sub, "ssubscribe"):
                 await sub.ssubscribe(channel)
             else:  # redis-py before 8: its asyncio PubSub sends SSUBSCRIBE only as a command
                 await sub.execute_command("SSUBSCRIBE", channel)
@@ -849,7 +879,7 @@ class AsyncConn:
             return
         ready.set_result(None)
         try:
-            read = getattr(sub, "get_sharded_message", None) or sub.get_message  # Cluster: sharded
+            read = (self.sharded and getattr(sub, "get_sharded_message", None)) or sub.get_message
             while True:
                 message = await read(ignore_subscribe_messages=False, timeout=5.0)
                 if message is None or message["type"] not in _NOTICES:

@@ -238,7 +238,12 @@ local function finalized(u, k, waiters)  -- the field's value, false if none, ni
     for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
     local notice = u .. '\n' .. cjson.encode(fields)
     for id in string.gmatch(waiters, '%S+') do
-      redis.call('SPUBLISH', P .. 'final:' .. id, notice)
+      local channel = P .. 'final:' .. id
+      -- Sharded pub/sub keeps the notice on the app's own shard of a Cluster. A server before
+      -- 7.0 lacks it: there the listeners subscribe with SUBSCRIBE, and this falls back on
+      -- PUBLISH (it only runs this code as a script, EVALSHA, having no functions).
+      local sent = redis.pcall('SPUBLISH', channel, notice)
+      if type(sent) == 'table' and sent.err then redis.call('PUBLISH', channel, notice) end
     end
   end
 end
