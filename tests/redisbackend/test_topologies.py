@@ -3,11 +3,13 @@ well: tests/backends, parameters ``redis-cluster`` and ``redis-sentinel``)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
 
 from helpers import wait_until
+from qtasks.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks.backends.redis.protocol import Keys
 from qtasks.exceptions import BackendError
 
@@ -34,6 +36,21 @@ def test_apps_on_different_cluster_masters_each_run_their_tasks(redis_cluster, r
         records = app.add_tasks([("mark", (i,)) for i in range(200)])
         assert [app.wait_sync(r.uuid, 30).returning for r in records] == list(range(200))
         assert app.add_task("mark", 7, timeout=10).returning == 7
+        assert _async_wait(redis_cluster.url, name, 8) == 8
+
+
+def _async_wait(url: str, name: str, value: int) -> int:
+    """An asyncio producer's round trip: told of the result where redis-py has pub/sub for
+    an asyncio Cluster client (8 and newer), reading it again after pauses before that."""
+    async def run() -> int:
+        app = AsyncQueueTasks(name=name, broker_url=url)
+        try:
+            record = await asyncio.wait_for(app.add_task("mark", value, timeout=10), 30)
+            return record.returning
+        finally:
+            await app.transport.close()
+
+    return asyncio.run(run())
 
 
 def test_a_worker_keeps_going_across_a_sentinel_failover(redis_sentinel, redis_server, apps):

@@ -628,6 +628,7 @@ class AsyncConn:
         self.listener = os.urandom(8).hex()  # see SyncConn.listener
         self._listener: asyncio.Task[None] | None = None
         self.sharded: bool | None = None  # see SyncConn.sharded
+        self._polling = False  # no pub/sub here: waits re-read (see subscribed)
         self._subscribed: asyncio.Future[None] | None = None
         self.direct = _direct_ok(settings)
         self.pipelined_wait = True  # an idle claim is written behind its BZPOPMIN (see run)
@@ -830,6 +831,15 @@ class AsyncConn:
     # -- notifications of the final records this loop waits for, shared by its waiting calls --
 
     async def subscribed(self) -> None:
+        if not hasattr(self.redis, "pubsub"):
+            # redis-py before 8: its asyncio Cluster client has no pub/sub. The waits still
+            # end, by reading the record again after each pause (``core.waiting``).
+            if not self._polling:
+                self._polling = True
+                log.warning("redis-py %s has no pub/sub for an asyncio Redis Cluster client: "
+                            "waits for results read again after each pause instead of being "
+                            "told (redis-py 8 or newer tells them)", redis.__version__)
+            return
         if self._listener is None or self._listener.done():
             self._subscribed = asyncio.get_running_loop().create_future()
             self._listener = asyncio.ensure_future(self._listen(self._subscribed))
@@ -852,8 +862,9 @@ class AsyncConn:
     async def _listen(self, ready: asyncio.Future[None]) -> None:
         # Subscription replies are skipped below, not by redis-py: before 8, its asyncio PubSub
         # took a sharded message for one and dropped it.
-        sub = self.redis.pubsub()
+        sub: Any = None
         try:
+            sub = self.redis.pubsub()
             if self.sharded is None:
                 try:
                     await self.redis.execute_command("PUBSUB", "SHARDNUMSUB")
@@ -869,13 +880,15 @@ class AsyncConn:
                 await sub.execute_command("SSUBSCRIBE", channel)
         except asyncio.CancelledError:
             ready.cancel()
-            await sub.aclose()
+            if sub is not None:
+                await sub.aclose()
             raise
         except Exception as exc:  # whatever it is, the waiters awaiting `ready` hear of it
             if not ready.done():
                 ready.set_exception(translate(exc, "subscribing")
                                     if isinstance(exc, redis.RedisError | OSError) else exc)
-            await sub.aclose()
+            if sub is not None:
+                await sub.aclose()
             return
         ready.set_result(None)
         try:
