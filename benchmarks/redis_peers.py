@@ -89,6 +89,11 @@ peer/qtasks for milliseconds, seconds and MB; either way >1 means qtasks is bett
 A peer or scenario that fails is shown as "failed [n]" with the reason under the table and
 does not stop the others; each subprocess has a timeout (``--timeout``).
 
+The ``bare`` column is no queue (``bench_bare.py``): ``RPUSH`` of a JSON message, an asyncio
+loop that pops (``LPOP``) up to 10 at a time and runs the same bodies, nothing acknowledged,
+recorded, leased or retried. It shows what the round trips and bodies cost alone here, a
+ceiling for every row, not a peer to beat.
+
 The machine matters: with 2 CPUs the producer or worker, Redis and this script share them.
 """
 
@@ -169,6 +174,11 @@ PEERS = [
     PeerSpec("qtasks-1.7.3", "qtasks173", "qtasks173", ("qtasks==1.7.3", REDIS_PY, HIREDIS),
              note="sync app, app.run_forever() (4 dispatcher threads, max_tasks_process 10); "
                   "result: add_task(timeout=5), polling every 1 s; INFO log lines per task"),
+    PeerSpec("bare", "bare", "bare", (REDIS_PY, HIREDIS),
+             note="no framework, a ceiling rather than a peer: RPUSH of a JSON message, an "
+                  "asyncio loop that LPOPs up to 10 at a time and runs 10 at once, no "
+                  "acknowledgement, record, lease or retry (bench_bare.py); result: RPUSH to a "
+                  "reply list the producer BLPOPs"),
     PeerSpec("qtasks-sync", "qtasks", "qtasks", QTASKS_HERE, "sync", True,
              note="this repository, sync app; drain: qtasks run at the default concurrency "
                   "(config.max_tasks_process, 10); bulk: add_tasks; result: add_task(timeout=5)"),

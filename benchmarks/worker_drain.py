@@ -10,7 +10,10 @@ Run it against another checkout with ``PYTHONPATH=<checkout>/src`` to compare ve
 ``--loop`` picks the event loop as ``qtasks run --loop`` does (a checkout from before that
 option runs on asyncio's own); ``--flavour async`` runs coroutine tasks on the asyncio app;
 ``--body incr`` gives each task a Redis ``INCR`` (redis-py, on 127.0.0.1:6379 database 8), the
-body ``redis_peers.py`` and ``postgres_peers.py`` drain.
+body ``redis_peers.py`` and ``postgres_peers.py`` drain. On a Redis ``--url`` it also prints the
+time Redis spent running the worker's calls (``FCALL``/``EVALSHA`` in ``INFO commandstats``,
+reset once the tasks are enqueued), per task: use a server of its own, since that counts every
+client's calls.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ def main() -> None:
 
         async def drain() -> tuple[float, resource.struct_rusage]:
             await prepare()
+            _script_usec(url, reset=True)
             before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             threading.Thread(target=stop_when_done, daemon=True).start()
             await worker.run()
@@ -122,9 +126,27 @@ def main() -> None:
         print(f"{args.tasks / seconds:,.0f} tasks/s, {cpu / args.tasks * 1e6:.0f} us CPU per task "
               f"({args.tasks} tasks, concurrency {args.concurrency}, {args.flavour}, {args.body}, "
               f"{name}{', metrics' if args.metrics else ''})")
+        usec = _script_usec(url)
+        if usec is not None:
+            print(f"Redis ran the worker's calls {usec / args.tasks:.1f} us per task")
 
 
 REDIS = "redis://127.0.0.1:6379/8"
+SCRIPT_CALLS = ("fcall", "fcall_ro", "evalsha", "evalsha_ro", "eval", "eval_ro")
+
+
+def _script_usec(url: str, reset: bool = False) -> int | None:
+    """Microseconds Redis spent in script and function calls since the last reset."""
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        if reset:
+            client.config_resetstat()
+            return None
+        stats = client.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("usec", 0)) for name in SCRIPT_CALLS)
 
 
 def _async_incr():

@@ -164,7 +164,7 @@ def _load(raw: str | bytes) -> Any:
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
         data, end = _scan(text, 0)
-    except (ValueError, StopIteration, TypeError, AttributeError):
+    except (ValueError, StopIteration, TypeError):  # UnicodeDecodeError is a ValueError
         return loads(raw)
     return data if end == len(text) else loads(raw)
 
