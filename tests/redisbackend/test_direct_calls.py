@@ -217,6 +217,36 @@ def test_a_call_still_running_at_close_leaves_no_connection_open(redis_server):
     assert after == before
 
 
+def _sockets() -> int:
+    """Sockets this process has open (the worker's own are in its process)."""
+    return sum(os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+               for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
+
+
+def test_each_asyncio_run_closes_the_connections_it_opened(redis_server, apps):
+    """An async app used from one ``asyncio.run`` after another and never closed (a sync view
+    calling ``asyncio.run(app.add_task(...))``, say): each run's connections, the waiting
+    producer's pub/sub one included, are closed when its loop ends. They used to stay open to
+    the end of the process, one more per run."""
+    spec, _ = apps.app(redis_server.url, name="runs")
+    apps.worker(spec)
+    app = AsyncQueueTasks(name="runs", broker_url=redis_server.url)
+    before = _sockets()
+    for i in range(15):
+        assert asyncio.run(app.add_task("mark", i)).status == "new"
+        assert asyncio.run(app.add_task("mark", i, timeout=10)).returning == i
+    with asyncio.Runner() as runner:  # the same through a Runner
+        assert runner.run(app.add_task("mark", 99, timeout=10)).returning == 99
+    assert _sockets() == before
+
+    async def closed_by_hand() -> None:  # closed once by the app, and nothing more at the end
+        await app.add_task("mark", 100, timeout=10)
+        await app.transport.close()
+
+    asyncio.run(closed_by_hand())
+    assert _sockets() == before
+
+
 def test_an_enqueue_sent_again_queues_each_task_once(redis_server, apps):
     """A call whose reply was lost is sent again whole (every operation is safe to send
     twice): the tasks it holds are queued once. So is a task named twice in one call, also

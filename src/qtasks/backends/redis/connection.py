@@ -26,6 +26,7 @@ producer facing a Redis that is down gets ``BackendConnectionError`` within abou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -918,6 +919,8 @@ class AsyncConn:
         self.waiters.clear()
 
     async def close(self) -> None:
+        if self._closed:  # closed already, by the app or when its loop ended (PerLoop)
+            return
         self._closed = True
         if self._listener is not None:
             self._listener.cancel()
@@ -939,22 +942,55 @@ class AsyncConn:
 
 class PerLoop:
     """One :class:`AsyncConn` per event loop: redis-py's asyncio connections belong to the loop
-    that opened them, and an async app may be used from several ``asyncio.run`` calls."""
+    that opened them, and an async app may be used from several ``asyncio.run`` calls.
+
+    A loop's connections are closed when it ends: ``asyncio.run`` and ``asyncio.Runner`` close
+    every async generator begun in their loop before closing it, and each loop's
+    :class:`AsyncConn` has one (``_close_with``) that closes it then. Without that, a program
+    calling ``asyncio.run(app.add_task(...))`` per request opened a Redis connection each time
+    and kept it to the end of the process (the loop's entry here held the loop alive). A loop
+    closed another way leaves its entry, which the next new loop drops, for the garbage
+    collector to close its sockets."""
 
     def __init__(self, factory: Callable[[], AsyncConn]) -> None:
         self._factory = factory
         self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConn] = \
             weakref.WeakKeyDictionary()
+        self._ends: dict[AsyncConn, Any] = {}  # each live conn's generator (the loop's is weak)
 
     def get(self) -> AsyncConn:
         loop = asyncio.get_running_loop()
         conn = self._conns.get(loop)
         if conn is None:
+            for other in [old for old in self._conns if old.is_closed()]:
+                self._ends.pop(self._conns.pop(other), None)
             conn = self._conns[loop] = self._factory()
+            self._close_with(loop, conn)
         return conn
+
+    def _close_with(self, loop: asyncio.AbstractEventLoop, conn: AsyncConn) -> None:
+        """Begin the async generator that closes ``conn`` when ``loop`` finalizes it. It is
+        advanced to its ``yield`` here, synchronously (beginning it is what registers it with
+        the running loop), so no task is needed, and a loop that ends at once still has it."""
+
+        async def until_the_loop_ends() -> Any:
+            try:
+                yield
+            finally:
+                if self._conns.get(loop) is conn:
+                    del self._conns[loop]
+                self._ends.pop(conn, None)
+                await conn.close()
+
+        ends = self._ends[conn] = until_the_loop_ends()
+        with contextlib.suppress(StopIteration):
+            ends.asend(None).send(None)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
         conn = self._conns.pop(loop, None)
         if conn is not None:
+            ends = self._ends.pop(conn, None)
+            if ends is not None:
+                await ends.aclose()  # closes conn
             await conn.close()
