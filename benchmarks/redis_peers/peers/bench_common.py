@@ -32,7 +32,6 @@ import os
 import sys
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -317,6 +316,10 @@ async def _async_measure(peer: Peer, args: argparse.Namespace) -> dict[str, Any]
 
 
 def versions(packages: list[str]) -> dict[str, str]:
+    # imported here: importlib.metadata brings email, csv and zipfile, about 2 MB that would
+    # otherwise sit in every peer's worker (each imports its adapter, and so this module)
+    from importlib import metadata
+
     out = {"python": sys.version.split()[0]}
     for name in packages:
         try:
