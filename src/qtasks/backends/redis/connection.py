@@ -930,10 +930,11 @@ class AsyncConn:
             await self._free.pop().disconnect()
         if self._pokes:
             await asyncio.gather(*self._pokes, return_exceptions=True)
-        try:
-            await self.redis.delete(self.private)
-        except (redis.RedisError, OSError) as exc:
-            log.debug("could not delete %s: %s", self.private, exc)
+        if self._blocking is not None:  # only a blocking wait may have left its marker
+            try:
+                await self.redis.delete(self.private)
+            except (redis.RedisError, OSError) as exc:
+                log.debug("could not delete %s: %s", self.private, exc)
         await self.redis.aclose()
         if self._blocking is not None:
             await self._blocking.aclose()
