@@ -159,19 +159,18 @@ local function index_name(u, name, score)
 end
 
 -- A task as the client encodes it: uuid, name, priority, args, kwargs, created_at and its
--- index score (`cscore`), extras, and for its message: queue, due ms ('' = now), envelope.
+-- index score (`cscore`), for its message queue, due ms ('' = now) and envelope, then extras.
+-- Every plain field is in the constructor, which sizes the table once (a field added later
+-- would make Lua grow it again, per task).
 local function read_task()
   local task = {u = arg(), name = arg(), p = arg(), args = arg(), kwargs = arg(), created = arg(),
-    score = arg()}
+    score = arg(), q = arg(), eta = tonumber(arg()), pl = arg(), extra = false}
   local n = num()
   if n > 0 then
     local extra = {}
     for i = 1, n * 2 do extra[i] = arg() end
     task.extra = extra
   end
-  task.q = arg()
-  task.eta = tonumber(arg())
-  task.pl = arg()
   return task
 end
 
@@ -203,12 +202,10 @@ local function create_record(task, watcher, fresh)  -- watcher: a listener's id 
   local watched = watcher and watcher ~= ''
   if not watched and not task.extra then  -- the usual task, without building a table
     redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
-      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
-      'updated_at', task.created, 'queue', task.q)
+      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created, 'queue', task.q)
   else
     local set = {'HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
-      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
-      'updated_at', task.created, 'queue', task.q}
+      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created, 'queue', task.q}
     if watched then set[#set + 1] = 'waiters'; set[#set + 1] = watcher end
     local extra = task.extra or {}
     for i = 1, #extra, 2 do
