@@ -205,8 +205,7 @@ def record_row(uuid: str, fields: dict[str, str] | Sequence[str]) -> RecordRow |
         "priority": int(fields.get("priority", 0)), "status": fields["status"],
         "args": fields.get("args", "[]"), "kwargs": fields.get("kwargs", "{}"),
         "created_at": float(fields.get("created_at", 0.0)),
-        # a new record has no updated_at of its own (one field less to write per enqueue)
-        "updated_at": float(fields.get("updated_at") or fields.get("created_at") or 0.0),
+        "updated_at": float(fields.get("updated_at", 0.0)),
         "returning": fields.get("returning"), "traceback": fields.get("traceback"),
         "extra": "{" + ", ".join(extras) + "}" if extras else None,
         "queue": fields.get("queue"),

@@ -13,8 +13,7 @@
 -- args[2] names the operation; the rest are its arguments, read in order by `arg()`.
 --
 -- Layout (see docs/design/redis.md): a message is a hash `m:<id>` (`u` uuid, `q` queue, `p`
--- priority, `pl` payload, `tok` fencing token, `st` starts, `sk` the token it was started under;
--- `tok` and `st` appear at the first claim: a message without them has token 0 and no starts)
+-- priority, `pl` payload, `tok` fencing token, `st` starts, `sk` the token it was started under)
 -- and sits in exactly one of its queue's `ready` (score = priority; equal scores sort by id, and
 -- ids are zero-padded hex, so FIFO), `delayed` (score = due ms) or `leased` (score = lease
 -- deadline ms) sorted sets. A record is a hash `r:<uuid>`; its extra fields are stored one per
@@ -203,10 +202,12 @@ local function create_record(task, watcher, fresh)  -- watcher: a listener's id 
   local watched = watcher and watcher ~= ''
   if not watched and not task.extra then  -- the usual task, without building a table
     redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
-      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created, 'queue', task.q)
+      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
+      'updated_at', task.created, 'queue', task.q)
   else
     local set = {'HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
-      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created, 'queue', task.q}
+      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
+      'updated_at', task.created, 'queue', task.q}
     if watched then set[#set + 1] = 'waiters'; set[#set + 1] = watcher end
     local extra = task.extra or {}
     for i = 1, #extra, 2 do
@@ -381,8 +382,7 @@ local function put_message(u, q, p, eta, pl)
   if NEXT_ID > LAST_ID then reserve(1) end
   local id = string.format('%016x', NEXT_ID)
   NEXT_ID = NEXT_ID + 1
-  -- no `tok` and `st` fields yet: a message never claimed reads as token 0, started 0 times
-  redis.call('HSET', mkey(id), 'u', u, 'q', q, 'p', p, 'pl', pl)
+  redis.call('HSET', mkey(id), 'u', u, 'q', q, 'p', p, 'pl', pl, 'tok', 0, 'st', 0)
   if u ~= '' then pend('HSET', shared('', 'byuuid'), u, id) end
   if not KNOWN[q] then
     redis.call('SADD', P .. 'queues', q)
@@ -544,7 +544,7 @@ local function start_one(id, tok)
   local m = live(id, tok)
   if not m then return nil end
   if m[6] ~= tok then
-    redis.call('HSET', mkey(id), 'st', (tonumber(m[5]) or 0) + 1, 'sk', tok)
+    redis.call('HSET', mkey(id), 'st', tonumber(m[5]) + 1, 'sk', tok)
   end
   return m
 end
@@ -609,8 +609,8 @@ local function exchange(fused, abandoned)
       local mk = mkey(id)
       local m = redis.call('HMGET', mk, 'u', 'q', 'p', 'pl', 'st', 'tok')
       if m[2] then
-        local tok = int((tonumber(m[6]) or 0) + 1)
-        local starts, started = m[5] or '0', '0'
+        local tok = int(tonumber(m[6]) + 1)
+        local starts, started = m[5], '0'
         if start > 0 and starts == '0' then
           start = start - 1
           started = '1'
