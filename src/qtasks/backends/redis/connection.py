@@ -941,6 +941,13 @@ class AsyncConn:
             self._blocking = None
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class PerLoop:
     """One :class:`AsyncConn` per event loop: redis-py's asyncio connections belong to the loop
     that opened them, and an async app may be used from several ``asyncio.run`` calls.
@@ -981,7 +988,11 @@ class PerLoop:
                 if self._conns.get(loop) is conn:
                     del self._conns[loop]
                 self._ends.pop(conn, None)
-                await conn.close()
+                # Closed by its own loop (asyncio.run's end, or close() below). Collected
+                # anywhere else (a loop that keeps no async generator hooks), it must not
+                # await: the collector closes the sockets instead.
+                if _running_loop() is loop:
+                    await conn.close()
 
         ends = self._ends[conn] = until_the_loop_ends()
         with contextlib.suppress(StopIteration):
