@@ -684,46 +684,62 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
         result.freeze = pip_freeze(python)
     n, batch, repeats = args.tasks, args.batch, args.repeats
 
-    suite.reset(runner)
-    scenario(result, "bulk", lambda: runner.produce("bulk", n=n, batch=batch))
-    suite.reset(runner)
-    single = scenario(result, "single", lambda: runner.produce("single", n=n))
-    if single is None:
-        for key in ("drain", "rss", "rtt_side", "rtt_result"):
-            result.scenarios[key] = {"failed": "no backlog: the single enqueue failed"}
-    else:
-        worker = Worker(runner, "drain", None)
-        try:
-            if scenario(result, "drain", lambda: drain(runner, worker, n, args.poll,
-                                                        args.timeout)) is not None:
-                scenario(result, "rss", worker.rss)
-            else:
-                result.scenarios["rss"] = {"failed": "the drain failed"}
-            if result.scenarios["drain"].get("partial") or "failed" in result.scenarios["drain"]:
-                # A backlog is left: round trips on a fresh worker over an empty Redis instead.
-                worker.stop()
-                suite.reset(runner)
-                worker = Worker(runner, "rtt", None)
-                time.sleep(2.0)
-            time.sleep(args.idle)
-            budget = int(args.timeout * 0.8)
-            scenario(result, "rtt_side",
-                     lambda: runner.produce("rtt-side", repeats=repeats, budget=budget))
-            scenario(result, "rtt_result",
-                     lambda: runner.produce("rtt-result", repeats=repeats, budget=budget))
-        finally:
-            worker.stop()
+    wanted = set(args.scenarios)
 
     suite.reset(runner)
-    if scenario(result, "naps_enqueue", lambda: runner.produce("naps", n=args.naps)) is not None:
-        worker = Worker(runner, "naps", 100)
+    if "bulk" in wanted:
+        scenario(result, "bulk", lambda: runner.produce("bulk", n=n, batch=batch))
+        suite.reset(runner)
+    single = None
+    if wanted & {"single", "drain"}:  # the drain's backlog is the single enqueue's
+        single = scenario(result, "single", lambda: runner.produce("single", n=n))
+        if single is None:
+            for key in ("drain", "rss", "rtt_side", "rtt_result"):
+                result.scenarios[key] = {"failed": "no backlog: the single enqueue failed"}
+    if (single is not None and "drain" in wanted) or "rtt" in wanted:
+        worker: Worker | None = None
         try:
-            scenario(result, "naps", lambda: naps(runner, worker, args.naps, args.timeout))
+            if single is not None and "drain" in wanted:
+                worker = Worker(runner, "drain", None)
+                if scenario(result, "drain", lambda: drain(runner, worker, n, args.poll,
+                                                            args.timeout)) is not None:
+                    scenario(result, "rss", worker.rss)
+                else:
+                    result.scenarios["rss"] = {"failed": "the drain failed"}
+                drained = result.scenarios["drain"]
+                if drained.get("partial") or "failed" in drained:
+                    # A backlog is left: round trips on a fresh worker over an empty Redis.
+                    worker.stop()
+                    worker = None
+            if "rtt" in wanted:
+                if worker is None:
+                    suite.reset(runner)
+                    worker = Worker(runner, "rtt", None)
+                    time.sleep(2.0)
+                time.sleep(args.idle)
+                budget = int(args.timeout * 0.8)
+                scenario(result, "rtt_side",
+                         lambda: runner.produce("rtt-side", repeats=repeats, budget=budget))
+                scenario(result, "rtt_result",
+                         lambda: runner.produce("rtt-result", repeats=repeats, budget=budget))
         finally:
-            worker.stop()
-    else:
-        result.scenarios["naps"] = result.scenarios["naps_enqueue"]
+            if worker is not None:
+                worker.stop()
+    elif single is not None:
+        suite.reset(runner)  # the single enqueue's backlog, never drained
+
     suite.reset(runner)
+    if "naps" in wanted:
+        if scenario(result, "naps_enqueue",
+                    lambda: runner.produce("naps", n=args.naps)) is not None:
+            worker = Worker(runner, "naps", 100)
+            try:
+                scenario(result, "naps", lambda: naps(runner, worker, args.naps, args.timeout))
+            finally:
+                worker.stop()
+        else:
+            result.scenarios["naps"] = result.scenarios["naps_enqueue"]
+        suite.reset(runner)
     if any("failed" in entry for entry in result.scenarios.values()):
         for log in runner.logs:
             text = tail(log, 40)
@@ -734,6 +750,7 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
 
 
 SCENARIO_KEYS = ["single", "bulk", "drain", "rtt_side", "rtt_result", "naps", "rss"]
+SCENARIO_GROUPS = ["bulk", "single", "drain", "rtt", "naps"]  # what --scenarios names
 
 # (label, scenario, figure, unit format, higher_is_better)
 ROWS = [
@@ -915,6 +932,11 @@ def main(argv: list[str] | None = None, suite: Suite | None = None,
     parser.add_argument("--repeats", type=int, help="round trips per variant (default 200)")
     parser.add_argument("--naps", type=int, help="50 ms tasks in scenario 5 (default 1000)")
     parser.add_argument("--batch", type=int, default=1000, help="tasks per bulk call")
+    parser.add_argument("--scenarios", default=",".join(SCENARIO_GROUPS),
+                        help="which scenarios to run, of " + ",".join(SCENARIO_GROUPS) +
+                             " (default all; drain brings the single enqueue whose backlog it "
+                             "drains, and the worker RSS; rtt is both round trips, on the "
+                             "drain's worker or a fresh one)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: 300 tasks, 20 round trips, 200 naps (unless given)")
     parser.add_argument("--json", metavar="PATH", help="write every figure to this file")
@@ -945,6 +967,11 @@ def main(argv: list[str] | None = None, suite: Suite | None = None,
     args.tasks = args.tasks or (300 if small else 10_000)
     args.repeats = args.repeats or (20 if small else 200)
     args.naps = args.naps or (200 if small else 1000)
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    strange = [s for s in args.scenarios if s not in SCENARIO_GROUPS]
+    if strange or not args.scenarios:
+        parser.error(f"unknown scenario(s): {', '.join(strange) or '(none given)'}; known: "
+                     f"{', '.join(SCENARIO_GROUPS)}")
     names = [s.strip() for s in args.peers.split(",") if s.strip()]
     by_name = suite.by_name
     unknown = [s for s in names if s not in by_name]
