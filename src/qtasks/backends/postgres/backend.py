@@ -40,8 +40,9 @@ from qtasks.backends.base import (
     WorkerInfo,
     WorkerRow,
 )
+from qtasks.backends.loops import PerLoop
 from qtasks.backends.postgres import sql as q
-from qtasks.backends.postgres.connection import AsyncDb, AsyncListener, PerLoop, SyncDb, parse_url
+from qtasks.backends.postgres.connection import AsyncDb, AsyncListener, SyncDb, parse_url
 from qtasks.backends.transport import Client, Kept, Transport, count_live, merge
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
@@ -160,7 +161,7 @@ class PostgresBackend(Backend):
         self.settings = parse_url(url)
         self.sql = self.settings.sql
         self.sync = _CheckedSync(SyncDb.shared(self.settings), self.settings)
-        self.dbs = PerLoop(lambda: AsyncDb(self.settings, name))
+        self.dbs = PerLoop(lambda: AsyncDb(self.settings, name), AsyncDb.abandon)
         self.paired_storage: Backend | None = None
         self.maintenance = _Maintenance(self)
 

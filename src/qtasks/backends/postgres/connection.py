@@ -17,7 +17,6 @@ import logging
 import select
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -673,31 +672,4 @@ class AsyncListener:
             await self._conn.close()
 
 
-class PerLoop:
-    """One :class:`AsyncDb` per event loop: psycopg's asyncio connections belong to the loop that
-    opened them, and an async app may be used from several ``asyncio.run`` calls."""
-
-    def __init__(self, factory: Callable[[], AsyncDb]) -> None:
-        self._factory = factory
-        self._dbs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncDb] = \
-            weakref.WeakKeyDictionary()
-
-    def get(self) -> AsyncDb:
-        loop = asyncio.get_running_loop()
-        db = self._dbs.get(loop)
-        if db is None:
-            for other, old in list(self._dbs.items()):
-                if other.is_closed():  # its connections can no longer be closed politely
-                    del self._dbs[other]
-                    old.abandon()
-            db = self._dbs[loop] = self._factory()
-            weakref.finalize(loop, db.abandon)
-        return db
-
-    async def close(self) -> None:
-        db = self._dbs.pop(asyncio.get_running_loop(), None)
-        if db is not None:
-            await db.close()
-
-
-__all__ = ["AsyncDb", "PerLoop", "Settings", "SyncDb", "errors", "migrate", "parse_url"]
+__all__ = ["AsyncDb", "Settings", "SyncDb", "errors", "migrate", "parse_url"]

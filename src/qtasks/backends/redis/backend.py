@@ -32,8 +32,9 @@ from qtasks.backends.base import (
     WorkerInfo,
     WorkerRow,
 )
+from qtasks.backends.loops import PerLoop
 from qtasks.backends.redis import protocol
-from qtasks.backends.redis.connection import AsyncConn, PerLoop, SyncConn, parse_url
+from qtasks.backends.redis.connection import AsyncConn, SyncConn, parse_url
 from qtasks.backends.transport import Client, Kept, Transport, count_live, merge
 from qtasks.backends.urls import redact
 from qtasks.core.record import RecordRow

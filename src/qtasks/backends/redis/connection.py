@@ -26,13 +26,12 @@ producer facing a Redis that is down gets ``BackendConnectionError`` within abou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -939,70 +938,3 @@ class AsyncConn:
         if self._blocking is not None:
             await self._blocking.aclose()
             self._blocking = None
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-class PerLoop:
-    """One :class:`AsyncConn` per event loop: redis-py's asyncio connections belong to the loop
-    that opened them, and an async app may be used from several ``asyncio.run`` calls.
-
-    A loop's connections are closed when it ends: ``asyncio.run`` and ``asyncio.Runner`` close
-    every async generator begun in their loop before closing it, and each loop's
-    :class:`AsyncConn` has one (``_close_with``) that closes it then. Without that, a program
-    calling ``asyncio.run(app.add_task(...))`` per request opened a Redis connection each time
-    and kept it to the end of the process (the loop's entry here held the loop alive). A loop
-    closed another way leaves its entry, which the next new loop drops, for the garbage
-    collector to close its sockets."""
-
-    def __init__(self, factory: Callable[[], AsyncConn]) -> None:
-        self._factory = factory
-        self._conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConn] = \
-            weakref.WeakKeyDictionary()
-        self._ends: dict[AsyncConn, Any] = {}  # each live conn's generator (the loop's is weak)
-
-    def get(self) -> AsyncConn:
-        loop = asyncio.get_running_loop()
-        conn = self._conns.get(loop)
-        if conn is None:
-            for other in [old for old in self._conns if old.is_closed()]:
-                self._ends.pop(self._conns.pop(other), None)
-            conn = self._conns[loop] = self._factory()
-            self._close_with(loop, conn)
-        return conn
-
-    def _close_with(self, loop: asyncio.AbstractEventLoop, conn: AsyncConn) -> None:
-        """Begin the async generator that closes ``conn`` when ``loop`` finalizes it. It is
-        advanced to its ``yield`` here, synchronously (beginning it is what registers it with
-        the running loop), so no task is needed, and a loop that ends at once still has it."""
-
-        async def until_the_loop_ends() -> Any:
-            try:
-                yield
-            finally:
-                if self._conns.get(loop) is conn:
-                    del self._conns[loop]
-                self._ends.pop(conn, None)
-                # Closed by its own loop (asyncio.run's end, or close() below). Collected
-                # anywhere else (a loop that keeps no async generator hooks), it must not
-                # await: the collector closes the sockets instead.
-                if _running_loop() is loop:
-                    await conn.close()
-
-        ends = self._ends[conn] = until_the_loop_ends()
-        with contextlib.suppress(StopIteration):
-            ends.asend(None).send(None)
-
-    async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        conn = self._conns.pop(loop, None)
-        if conn is not None:
-            ends = self._ends.pop(conn, None)
-            if ends is not None:
-                await ends.aclose()  # closes conn
-            await conn.close()
