@@ -74,7 +74,12 @@ Scenarios, per peer, in this order (one worker process, the peer's default concu
 6. peak RSS of the drain's worker: ``VmHWM`` from ``/proc/<pid>/status`` of the worker process
    and all its descendants, sampled every 0.25 s during the drain and once after it. The
    table shows the largest single process (the one running the tasks; a forking peer's
-   supervisor or work horse is a separate process) and the sum over the process tree.
+   supervisor or work horse is a separate process) and the sum over the process tree. Two
+   more rows take the Redis client's share out: the peak RSS of the peer's venv python that
+   only imports ``asyncio`` and its client (``redis`` and ``redis.asyncio``; ``coredis`` for
+   streaq), and the worker's figure above that, which is what the framework itself adds.
+   The peers pin different redis-py releases, and the import alone differs by about 3 MB
+   between them (5.3: 28.7 MB, 8.2: 31.8 MB here).
 
 Logging: each worker runs as its quick-start does, at WARNING where a CLI flag allows it:
 Celery ``--loglevel WARNING``, RQ ``--logging_level WARNING``, Huey ``-q``, taskiq
@@ -135,6 +140,7 @@ class PeerSpec:
     variant: str = ""
     qtasks_row: bool = False  # one of this repository's rows (the ratios' reference)
     note: str = ""  # drain concurrency and the APIs used, printed under the table
+    client: str = "redis"  # the Redis client module, for the RSS row "above its client"
 
 
 # kombu 5.7.0 imports packaging without declaring it (celery -A fails without it)
@@ -168,7 +174,7 @@ PEERS = [
              ("saq==0.26.4", "redis==7.4.1", HIREDIS, "typing_extensions==4.16.0"),
              note="drain: the default concurrency 10; result: job.refresh(until_complete=5) "
                   "(pub/sub; queue.apply() would poll every 0.5 s)"),
-    PeerSpec("streaq", "streaq", "streaq", ("streaq==7.2.0", "coredis==6.9.0"),
+    PeerSpec("streaq", "streaq", "streaq", ("streaq==7.2.0", "coredis==6.9.0"), client="coredis",
              note="drain: the default concurrency 16; bulk: Worker.enqueue_many (a pipeline); "
                   "result: task.result() (pub/sub); INFO log lines per task"),
     PeerSpec("qtasks-1.7.3", "qtasks173", "qtasks173", ("qtasks==1.7.3", REDIS_PY, HIREDIS),
@@ -516,6 +522,34 @@ class Worker:
         self._out.close()
 
 
+# The peak RSS of a python that only imports asyncio and the peer's Redis client: what every
+# worker on that client pays before its framework adds anything.
+CLIENT_IMPORT = (
+    "import asyncio, importlib, sys\n"
+    "importlib.import_module(sys.argv[1])\n"
+    "importlib.import_module(sys.argv[1] + '.asyncio') if sys.argv[1] == 'redis' else None\n"
+    "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+    "print(int(status.split()[0]) / 1024.0)\n"
+)
+
+
+def above_client(figures: dict[str, Any], python: Path, client: str) -> dict[str, Any]:
+    """The RSS figures with ``client_import_mb`` (the peer's client imported alone, the median
+    of three runs) and ``above_client_mb``: what the framework adds to that. Peers pin
+    different redis-py releases, whose import alone differs by up to 3 MB."""
+    runs = []
+    for _ in range(3):
+        out = subprocess.run([str(python), "-c", CLIENT_IMPORT, client], capture_output=True,
+                             text=True, timeout=60)
+        if out.returncode != 0:
+            say(f"    (the {client} import alone failed: {short_reason(out.stderr)})")
+            return figures
+        runs.append(float(out.stdout.strip()))
+    base = statistics.median(runs)
+    return {**figures, "client_import_mb": base,
+            "above_client_mb": figures["largest_process_mb"] - base}
+
+
 def process_tree(root: int) -> list[int]:
     pids, seen = [root], {root}
     for pid in pids:
@@ -703,7 +737,8 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
                 worker = Worker(runner, "drain", None)
                 if scenario(result, "drain", lambda: drain(runner, worker, n, args.poll,
                                                             args.timeout)) is not None:
-                    scenario(result, "rss", worker.rss)
+                    scenario(result, "rss", lambda: above_client(worker.rss(), python,
+                                                                 spec.client))
                 else:
                     result.scenarios["rss"] = {"failed": "the drain failed"}
                 drained = result.scenarios["drain"]
@@ -752,7 +787,7 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
 SCENARIO_KEYS = ["single", "bulk", "drain", "rtt_side", "rtt_result", "naps", "rss"]
 SCENARIO_GROUPS = ["bulk", "single", "drain", "rtt", "naps"]  # what --scenarios names
 
-# (label, scenario, figure, unit format, higher_is_better)
+# (label, scenario, figure, unit format, higher_is_better; None: no ratio rows)
 ROWS = [
     ("1 single enqueue, tasks/s", "single", "per_s", "{:,.0f}", True),
     ("2 bulk enqueue, tasks/s", "bulk", "per_s", "{:,.0f}", True),
@@ -764,6 +799,8 @@ ROWS = [
     ("5 {naps} x 50ms sleep @100, s", "naps", "seconds", "{:.2f}", False),
     ("6 worker peak RSS, MB", "rss", "largest_process_mb", "{:.1f}", False),
     ("6 ... process tree sum, MB", "rss", "tree_sum_mb", "{:.1f}", False),
+    ("6 ... its client's import alone, MB", "rss", "client_import_mb", "{:.1f}", None),
+    ("6 ... above that import, MB", "rss", "above_client_mb", "{:.1f}", False),
 ]
 
 
@@ -850,7 +887,7 @@ def render_table(results: list[PeerResult], naps: int,
             else:
                 row.append("-")
         lines.append(row)
-        for ref in refs:
+        for ref in refs if higher is not None else ():  # None: a figure to read, no ratio
             mine = figure(ref, key, name)
             ratio_row = [f"   ratio {ref.name}"]
             for r in results:

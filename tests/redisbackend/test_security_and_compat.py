@@ -82,6 +82,33 @@ def test_qtasks_broker_and_storage_objects_build_the_redis_backend(redis_server,
         __import__("qtasks.brokers", fromlist=["SyncSocketBroker"]).SyncSocketBroker()
 
 
+def test_connections_name_qtasks_to_redis(redis_server):
+    """CLIENT LIST names the library behind each connection (Redis 7.2 and newer keep it)."""
+    import asyncio
+
+    import redis
+
+    from qtasks import __version__
+
+    probe = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    server = tuple(int(p) for p in probe.info("server")["redis_version"].split(".")[:2])
+    if server < (7, 2):
+        pytest.skip(f"Redis {server} has no CLIENT SETINFO")
+    sync_app = QueueTasks(name="named", broker_url=redis_server.url)
+    sync_app.add_task("mark", 1)
+    async_app = AsyncQueueTasks(name="named", broker_url=redis_server.url)
+
+    async def listed() -> list[dict]:
+        await async_app.add_task("mark", 2)
+        return probe.client_list()
+
+    clients = [c for c in asyncio.run(listed()) if c["id"] != str(probe.client_id())]
+    assert len(clients) >= 2
+    for client in clients:
+        assert client["lib-name"] == f"redis-py(qtasks_v{__version__})", client
+        assert client["lib-ver"] == redis.__version__, client
+
+
 def test_a_record_written_by_qtasks_1_7_reads_back(redis_server):
     # The hash QTasks 1.7 writes for a finished task (reference section 11): every value text.
     task_id = str(uuid.uuid4())
