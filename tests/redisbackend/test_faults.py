@@ -3,6 +3,7 @@ Redis killed and restarted, a Redis that is down, a worker asked to stop."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 
@@ -10,6 +11,7 @@ import pytest
 
 from helpers import statuses, wait_until
 from qtasks import QueueTasks
+from qtasks.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks.exceptions import BackendConnectionError
 from redis_servers import RedisServer, free_port
 
@@ -90,18 +92,30 @@ def test_a_producer_facing_a_dead_redis_gets_an_error_not_a_hang():
     assert time.monotonic() - started < 30  # a hang would be the bug, not a slow error
 
 
-def test_a_stalled_redis_gives_an_error_not_a_hang(redis_server):
-    # A server that accepts connections but never answers (stopped with SIGSTOP).
-    app = QueueTasks(name="stalled", broker_url=redis_server.url + "?socket_timeout=1")
-    app.add_task("warm-up")  # a pooled connection exists
+@pytest.mark.parametrize("flavour", ["sync", "asyncio"])
+def test_a_stalled_redis_gives_an_error_not_a_hang(redis_server, flavour):
+    # A server that accepts connections but never answers (stopped with SIGSTOP). The asyncio
+    # app reads its replies on connections of its own (the direct path): their deadline too.
+    url = redis_server.url + "?socket_timeout=1"
+    if flavour == "sync":
+        app = QueueTasks(name="stalled", broker_url=url)
+        add = app.add_task
+    else:
+        async_app = AsyncQueueTasks(name="stalled", broker_url=url)
+        runner = asyncio.Runner()
+        add = lambda name: runner.run(async_app.add_task(name))  # noqa: E731 - one loop for both
+    add("warm-up")  # a pooled connection exists
     redis_server.proc.send_signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
         with pytest.raises(BackendConnectionError):
-            app.add_task("anything")
+            add("anything")
         assert time.monotonic() - started < 30
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
+    if flavour == "asyncio":  # and it works again once Redis answers
+        assert add("after").status == "new"
+        runner.close()
 
 
 def test_sigterm_drains_running_tasks_and_leaves_the_rest_queued(redis_server, apps):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -56,6 +57,8 @@ def test_rediss_with_a_ca_file(tmp_path, apps):
             spec, app = apps.app(url, name="tls", side=plain.url)
             apps.worker(spec)
             assert app.add_task("mark", 5, timeout=10).returning == 5
+            async_app = AsyncQueueTasks(name="tls", broker_url=url)  # its own TLS connections
+            assert asyncio.run(async_app.add_task("mark", 6, timeout=10)).returning == 6
             untrusted = QueueTasks(name="tls", broker_url=f"rediss://127.0.0.1:{server.port}/0")
             with pytest.raises(BackendError):  # no CA given: the certificate is not trusted
                 untrusted.add_task("mark", 1)

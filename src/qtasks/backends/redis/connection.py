@@ -216,6 +216,8 @@ def _convert(name: str, value: str) -> Any:
 
 try:
     import hiredis
+
+    from qtasks.backends.redis.wire import Wire
 except ImportError:  # pragma: no cover - the extra installs it
     hiredis = None  # type: ignore[assignment]
 
@@ -718,20 +720,15 @@ class AsyncConn:
     async def _direct(self, calls: Iterator[list[Any]], taken: list[list[Any]],
                       replicated: bool,
                       woken: tuple[Sequence[str], float, Wait] | None = None) -> list[Any]:
-        """Run ``_direct_steps`` on an idle connection of this loop. The socket timeout bounds
-        each step, not the whole call (a bulk enqueue has many), through one ``asyncio``
-        timeout moved on after each step (the connection's own would wrap every read in a
-        task). A call that is cancelled or fails leaves its connection closed, never back among
-        the idle ones."""
-        if self._free:
-            conn = self._free.pop()
-        else:
-            pool = self.redis.connection_pool
-            conn = pool.connection_class(**{**pool.connection_kwargs, "socket_timeout": None})
+        """Run ``_direct_steps`` on an idle connection of this loop (a ``wire.Wire``: redis-py
+        opens it, this module reads it). The socket timeout bounds each step, not the whole
+        call (a bulk enqueue has many): the connection's deadline moves on after each reply.
+        A call that is cancelled or fails leaves its connection closed, never back among the
+        idle ones."""
+        wire: Wire | None = self._free.pop() if self._free else None
         steps = _direct_steps(self.code, calls, taken,
                               self.calls.wait_packed if replicated else None)
         limit = self.settings.socket_timeout
-        loop = asyncio.get_running_loop()
         clean = False
         pop: list[bytes] = []  # the blocking pop sent ahead of the first call, if any
         first_limit = limit
@@ -741,50 +738,48 @@ class AsyncConn:
             command: Any = ("BZPOPMIN", *(self.keys.wake(q) for q in queues), wait.wake,
                             f"{seconds:.3f}")
             pop = [hiredis.pack_command(command)]
-            first_limit = limit + seconds
+            first_limit = None if limit is None else limit + seconds
         popping = bool(pop)
         try:
-            async with asyncio.timeout(first_limit) as budget:
-                step = next(steps)
-                while True:
-                    if step is None:
-                        if popping:  # its reply comes first; what it popped does not matter
-                            popped = await self._reply(conn)
-                            popping = False
-                            if isinstance(popped, BaseException):
-                                # the claim behind it runs all the same; later waits pop
-                                # first, through redis-py, which reports such an error
-                                self.pipelined_wait = False
-                                log.warning("waiting for work with a pipelined BZPOPMIN failed "
-                                            "(%s); waiting without the pipeline from now on",
-                                            popped)
-                        step = steps.send(await self._reply(conn))
-                        # the next step gets the whole socket timeout (not after the last
-                        # reply: the send above ended the call)
-                        budget.reschedule(loop.time() + limit)
-                    else:
-                        await conn.send_packed_command([*pop, *step], check_health=False)
-                        pop = []
-                        step = steps.send(None)
+            if wire is None:
+                pool = self.redis.connection_pool
+                wire = await Wire.open(pool.connection_class(
+                    **{**pool.connection_kwargs, "socket_timeout": None}))
+            wire.expire_in(first_limit)
+            step = next(steps)
+            while True:
+                if step is None:
+                    if popping:  # its reply comes first; what it popped does not matter
+                        popped = await wire.reply()
+                        popping = False
+                        if isinstance(popped, BaseException):
+                            # the claim behind it runs all the same; later waits pop
+                            # first, through redis-py, which reports such an error
+                            self.pipelined_wait = False
+                            log.warning("waiting for work with a pipelined BZPOPMIN failed "
+                                        "(%s); waiting without the pipeline from now on",
+                                        popped)
+                    step = steps.send(await wire.reply())
+                    # the next step gets the whole socket timeout (not after the last
+                    # reply: the send above ended the call)
+                    wire.expire_in(limit)
+                else:
+                    await wire.send([*pop, *step])
+                    pop = []
+                    step = steps.send(None)
         except StopIteration as stop:
             replies: list[Any] = stop.value
             clean = True
         except _WIRE_ERRORS as exc:
             raise _Wire() from exc
         finally:
-            if clean and not self._closed:
-                self._free.append(conn)
-            else:
-                self._pokes = {p for p in self._pokes if not p.done()}
-                self._pokes.add(asyncio.ensure_future(conn.disconnect(nowait=True)))
+            if wire is not None:
+                wire.expire_in(None)
+                if clean and not self._closed:
+                    self._free.append(wire)
+                else:
+                    wire.abort()
         return _check_replies(replies, self.settings, replicated)
-
-    @staticmethod
-    async def _reply(conn: Any) -> Any:
-        try:
-            return await conn.read_response()
-        except redis.ResponseError as exc:  # an error reply: the connection is still in step
-            return exc
 
     async def block(self, queues: Any, timeout: float, wait: Wait | None = None) -> None:
         """Wait up to ``timeout`` seconds for a wake marker of one of ``queues``.
