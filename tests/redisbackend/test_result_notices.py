@@ -5,10 +5,12 @@ own notices. A record waited for by several producers tells each of them."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 from qtasks import QueueTasks
+from qtasks.asyncio import QueueTasks as AsyncQueueTasks
 
 
 def _notices(spy) -> list[str]:
@@ -58,3 +60,59 @@ def test_each_waiting_producer_hears_only_of_what_it_waits_for(redis_server, app
     assert _notices(spies[1]) == [str(shared.uuid)]
     for each in spies:
         each.close()
+
+
+def test_an_async_waiter_outlives_its_subscription_and_the_next_wait_resubscribes(
+        redis_server, apps):
+    spec, _ = apps.app(redis_server.url, name="resubscribe")
+    apps.worker(spec)
+    async_app = AsyncQueueTasks(name="resubscribe", broker_url=redis_server.url)
+    admin = redis_server.client()
+
+    async def scenario() -> tuple[list[str], int, list[str]]:
+        first = await async_app.add_task("mark", 1, timeout=10)  # the loop has subscribed
+        waiting = asyncio.ensure_future(async_app.add_task("mark", 2, sleep=1.0, timeout=15))
+        await asyncio.sleep(0.3)
+        killed = admin.client_kill_filter(_type="pubsub")  # its notice connection goes
+        second = await waiting  # told nothing: its pause ends, and it reads the record
+        third = await async_app.add_task("mark", 3, timeout=10)  # on a new subscription
+        subscribers = admin.execute_command("PUBSUB", "SHARDNUMSUB",
+                                            async_app.backend.keys.final_channel(
+                                                async_app.backend.conns.get().listener))
+        return [r.status for r in (first, second, third)], killed, subscribers
+
+    statuses, killed, subscribers = asyncio.run(scenario())
+    assert killed == 1
+    assert statuses == ["success"] * 3
+    assert subscribers[1] == 1  # the third wait subscribed again
+
+
+def test_an_async_waiter_is_told_even_when_the_notice_comes_before_the_enqueue_reply(
+        redis_server, apps):
+    # A task that finishes before its producer has read the reply to its enqueue: both sit in
+    # the producer's sockets, and its loop may read the notice first. The wait must still be
+    # told (a wait told nothing reads the record after its one-second pause). A coroutine
+    # no-op on an asyncio worker finishes that fast.
+    (apps.folder / "early_app.py").write_text(
+        "from qtasks.asyncio import QueueTasks\n"
+        f"app = QueueTasks(name='early', broker_url={redis_server.url!r})\n"
+        "@app.task(name='noop')\n"
+        "async def noop(i):\n"
+        "    return i\n")
+    apps.worker("early_app:app", "--loop", "asyncio")
+    async_app = AsyncQueueTasks(name="early", broker_url=redis_server.url)
+
+    async def trips() -> list[float]:
+        await async_app.add_task("noop", 0, timeout=10)
+        took = []
+        for i in range(200):
+            await asyncio.sleep(0.002)  # the worker is waiting in Redis when the task comes
+            began = time.monotonic()
+            record = await async_app.add_task("noop", i, timeout=10)
+            took.append(time.monotonic() - began)
+            assert (record.status, record.returning) == ("success", i)
+        return took
+
+    took = asyncio.run(trips())
+    late = [t for t in took if t >= 0.9]
+    assert len(late) <= 2, f"{len(late)} of 200 waits heard nothing: {sorted(took)[-5:]}"

@@ -270,7 +270,17 @@ class RedisStore(ResultStore):
             return await conn.run(protocol.watch(self.keys, key, conn.listener))
 
         async def pause(seconds: float) -> None:
-            await asyncio.wait([expected[0][1]], timeout=seconds)
+            # Awaited directly, the notice resumes this call in the loop's next step (through
+            # asyncio.wait it would take one more). Time up, the future says "no notice" (None):
+            # the next fetch reads the record instead.
+            future = expected[0][1]
+            if future.done():
+                return
+            timer = asyncio.get_running_loop().call_later(seconds, _no_notice, future)
+            try:
+                await future
+            finally:
+                timer.cancel()
 
         try:
             return await run_async(wait_for_final(uuid, timeout, final), fetch, pause)
@@ -382,6 +392,11 @@ class SyncRedisStore(SyncResultStore):
 
 
 # -- both roles in one script call -------------------------------------------------------------------
+
+
+def _no_notice(future: asyncio.Future[RecordRow | None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class RedisTransport(Transport):

@@ -30,6 +30,7 @@ import functools
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -326,6 +327,8 @@ def _check_replicated(acked: int, settings: RedisSettings) -> None:
 
 _WIRE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
 _NOTICES = ("smessage", "message")  # what a subscription to final-record notices delivers
+# notices an asyncio listener keeps for waits that have not begun: how many, how long
+_EARLY_KEPT, _EARLY_SECONDS = 256, 10.0
 
 
 def _sharded(error: redis.ResponseError | None) -> bool:
@@ -647,6 +650,7 @@ class AsyncConn:
         self._waits = 0
         self._pokes: set[asyncio.Future[None]] = set()
         self.waiters: dict[str, list[asyncio.Future[RecordRow | None]]] = {}
+        self.early: dict[str, tuple[float, RecordRow | None]] = {}  # see _deliver
         self.fresh: str | None = None  # see SyncConn.fresh
         self.listener = os.urandom(8).hex()  # see SyncConn.listener
         self._listener: asyncio.Task[None] | None = None
@@ -864,8 +868,27 @@ class AsyncConn:
 
     def expect(self, uuid: str) -> asyncio.Future[RecordRow | None]:
         future: asyncio.Future[RecordRow | None] = asyncio.get_running_loop().create_future()
-        self.waiters.setdefault(uuid, []).append(future)
+        early = self.early.pop(uuid, None)
+        if early is not None and time.monotonic() - early[0] < _EARLY_SECONDS:
+            future.set_result(early[1])  # told before anyone here waited (see _deliver)
+        else:
+            self.waiters.setdefault(uuid, []).append(future)
         return future
+
+    def _deliver(self, uuid: str, row: RecordRow | None) -> None:
+        """A notice: to the futures waiting for it, or kept a while for one about to. A task
+        can finish before its producer has read the reply to its enqueue: both replies then
+        wait in this process's sockets, and the loop may read the notice first; the wait
+        would then hear nothing and read the record after its pause (a second)."""
+        waiting = self.waiters.pop(uuid, None)
+        if waiting is None:
+            self.early[uuid] = (time.monotonic(), row)
+            if len(self.early) > _EARLY_KEPT:
+                del self.early[next(iter(self.early))]
+            return
+        for future in waiting:
+            if not future.done():
+                future.set_result(row)
 
     def forget(self, uuid: str, future: asyncio.Future[RecordRow | None]) -> None:
         waiting = self.waiters.get(uuid)
@@ -876,6 +899,9 @@ class AsyncConn:
                 del self.waiters[uuid]
 
     async def _listen(self, ready: asyncio.Future[None]) -> None:
+        if self.direct:
+            await self._listen_direct(ready)
+            return
         # Subscription replies are skipped below, not by redis-py: before 8, its asyncio PubSub
         # took a sharded message for one and dropped it.
         sub: Any = None
@@ -913,10 +939,7 @@ class AsyncConn:
                 message = await read(ignore_subscribe_messages=False, timeout=5.0)
                 if message is None or message["type"] not in _NOTICES:
                     continue
-                uuid, row = notice(message["data"])
-                for future in self.waiters.pop(uuid, ()):
-                    if not future.done():
-                        future.set_result(row)
+                self._deliver(*notice(message["data"]))
         except (redis.RedisError, OSError):
             # The connection went: waiters fall back on their pause; the next wait resubscribes.
             self._wake_all()
@@ -925,6 +948,59 @@ class AsyncConn:
             self._wake_all()
         finally:
             await sub.aclose()
+
+    async def _listen_direct(self, ready: asyncio.Future[None]) -> None:
+        """``_listen`` on a connection this module reads itself (see ``_direct``): each notice
+        is handed to its waiters as it is parsed, with no task of its own to wake first."""
+        wire: Wire | None = None
+        try:
+            pool = self.redis.connection_pool
+            wire = await Wire.open(pool.connection_class(
+                **{**pool.connection_kwargs, "socket_timeout": None}))
+            wire.expire_in(self.settings.socket_timeout)
+            command: Any = ("PUBSUB", "SHARDNUMSUB")
+            if self.sharded is None:
+                await wire.send([hiredis.pack_command(command)])
+                probe = await wire.reply()
+                self.sharded = _sharded(probe if isinstance(probe, redis.ResponseError)
+                                        else None)
+            channel = self.keys.final_channel(self.listener)
+            # Redis before 7.0 has no sharded pub/sub (the scripts fall back on PUBLISH)
+            command = ("SSUBSCRIBE" if self.sharded else "SUBSCRIBE", channel)
+            await wire.send([hiredis.pack_command(command)])
+            confirmed = await wire.reply()
+            if isinstance(confirmed, BaseException):
+                raise confirmed
+            wire.expire_in(None)
+        except asyncio.CancelledError:
+            ready.cancel()
+            if wire is not None:
+                wire.abort()
+            raise
+        except Exception as exc:  # whatever it is, the waiters awaiting `ready` hear of it
+            if not ready.done():
+                ready.set_exception(translate(exc, "subscribing")
+                                    if isinstance(exc, redis.RedisError | OSError) else exc)
+            if wire is not None:
+                wire.abort()
+            return
+
+        def on_reply(message: Any) -> None:
+            if (isinstance(message, list) and len(message) == 3
+                    and message[0] in _NOTICES):
+                self._deliver(*notice(message[2]))
+
+        wire.on_reply = on_reply
+        while wire.replies:  # anything that came with the confirmation
+            on_reply(wire.replies.popleft())
+        ready.set_result(None)
+        try:
+            why = await wire.wait_lost()
+            # The connection went: waiters fall back on their pause; the next wait resubscribes.
+            log.debug("the final-record subscription ended: %s", why)
+        finally:
+            wire.abort()
+            self._wake_all()
 
     def _wake_all(self) -> None:
         for waiting in self.waiters.values():

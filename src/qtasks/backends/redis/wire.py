@@ -18,7 +18,9 @@ made by redis-py's own mapping), returned, not raised, as the direct path expect
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -26,6 +28,8 @@ import redis
 from redis._parsers import BaseParser
 
 _MORE = object()  # hiredis: the reply is not complete yet
+
+log = logging.getLogger("qtasks.redis")
 
 
 class Wire(asyncio.Protocol):
@@ -43,6 +47,9 @@ class Wire(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.drained: asyncio.Future[None] | None = None  # set while the transport is paused
         self.streams: tuple[Any, Any] = (None, None)  # redis-py's reader and writer, held
+        # set on a subscribed connection: each reply (a message) goes to it, none is queued
+        self.on_reply: Callable[[Any], None] | None = None
+        self.lost: asyncio.Future[None] | None = None  # see wait_lost
 
     @classmethod
     async def open(cls, connection: Any) -> Wire:
@@ -115,6 +122,15 @@ class Wire(asyncio.Protocol):
         self._fail(redis.ConnectionError(f"Connection to {self.where} dropped"))
         self.transport.abort()
 
+    async def wait_lost(self) -> BaseException:
+        """Until the connection fails or is closed; returns why."""
+        if self.error is None:
+            if self.lost is None:
+                self.lost = self.loop.create_future()
+            await asyncio.shield(self.lost)
+        assert self.error is not None
+        return self.error
+
     async def disconnect(self) -> None:
         self._fail(redis.ConnectionError(f"Connection to {self.where} closed"))
         self.transport.close()
@@ -137,6 +153,15 @@ class Wire(asyncio.Protocol):
                 self._fail(reply)
                 self.transport.abort()
                 return
+            if self.on_reply is not None:
+                try:
+                    self.on_reply(reply)
+                except Exception as exc:  # the subscriber's bug: end the subscription, say why
+                    log.exception("handling a message from %s failed", self.where)
+                    self._fail(exc)
+                    self.transport.abort()
+                    return
+                continue
             waiter = self.waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(reply)
@@ -179,3 +204,6 @@ class Wire(asyncio.Protocol):
         drained, self.drained = self.drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)  # the sender wakes, and sees the error
+        lost, self.lost = self.lost, None
+        if lost is not None and not lost.done():
+            lost.set_result(None)
