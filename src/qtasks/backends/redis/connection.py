@@ -338,6 +338,14 @@ def _sharded(error: redis.ResponseError | None) -> bool:
     return error is None or "unknown subcommand" not in str(error).lower()
 
 
+def _not_subscribed(ready: asyncio.Future[None], exc: Exception) -> None:
+    """A listener could not subscribe: whatever the reason, the waits awaiting ``ready`` hear
+    of it."""
+    if not ready.done():
+        ready.set_exception(translate(exc, "subscribing")
+                            if isinstance(exc, redis.RedisError | OSError) else exc)
+
+
 class _Wire(Exception):
     """A direct call failed on the wire; the ordinary path takes it over."""
 
@@ -925,10 +933,8 @@ class AsyncConn:
             if sub is not None:
                 await sub.aclose()
             raise
-        except Exception as exc:  # whatever it is, the waiters awaiting `ready` hear of it
-            if not ready.done():
-                ready.set_exception(translate(exc, "subscribing")
-                                    if isinstance(exc, redis.RedisError | OSError) else exc)
+        except Exception as exc:
+            _not_subscribed(ready, exc)
             if sub is not None:
                 await sub.aclose()
             return
@@ -977,10 +983,8 @@ class AsyncConn:
             if wire is not None:
                 wire.abort()
             raise
-        except Exception as exc:  # whatever it is, the waiters awaiting `ready` hear of it
-            if not ready.done():
-                ready.set_exception(translate(exc, "subscribing")
-                                    if isinstance(exc, redis.RedisError | OSError) else exc)
+        except Exception as exc:
+            _not_subscribed(ready, exc)
             if wire is not None:
                 wire.abort()
             return
