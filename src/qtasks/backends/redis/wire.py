@@ -8,7 +8,8 @@ as it arrives. A reply hands itself to the caller waiting for it from ``data_rec
 asyncio round trip through redis-py's connection costs 74 us, and through this one 37 us.
 
 Read timeouts are one deadline per connection, moved on by ``expire_in`` (a float stored per
-step; the timer is re-armed only when it fires early). A connection that times out, is closed
+step; the timer is re-armed when it fires early, and set again when a shorter deadline follows
+a longer one). A connection that times out, is closed
 by the server, or receives what is not RESP fails the call waiting on it with a redis-py
 ``TimeoutError`` or ``ConnectionError`` (what ``_direct`` treats as a failed wire) and is closed.
 Error replies come back as redis-py's exception objects (``ResponseError`` and its subclasses,
@@ -114,6 +115,9 @@ class Wire(asyncio.Protocol):
             self.until = None
             return
         self.until = self.loop.time() + seconds
+        if self.timer is not None and self.timer.when() > self.until:
+            self.timer.cancel()  # set for a longer wait (an idle worker's blocking pop)
+            self.timer = None
         if self.timer is None:
             self.timer = self.loop.call_at(self.until, self._deadline)
 
