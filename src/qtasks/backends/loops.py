@@ -96,5 +96,6 @@ class PerLoop(Generic[C]):
         ends = self._ends.get(id(client))
         if ends is not None:
             await ends.aclose()  # forgets and closes the client
+            return
         self._forget(asyncio.get_running_loop())
         await client.close()

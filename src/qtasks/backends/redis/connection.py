@@ -729,6 +729,13 @@ class AsyncConn:
             replies.append(reply)
         return replies
 
+    async def _open_wire(self) -> Wire:
+        """A new connection for direct calls or notices: redis-py's, with this client's URL
+        options, taken over (reads are bounded by ``Wire.expire_in``, not a socket timeout)."""
+        pool = self.redis.connection_pool
+        return await Wire.open(pool.connection_class(
+            **{**pool.connection_kwargs, "socket_timeout": None}))
+
     async def _direct(self, calls: Iterator[list[Any]], taken: list[list[Any]],
                       replicated: bool,
                       woken: tuple[Sequence[str], float, Wait] | None = None) -> list[Any]:
@@ -754,9 +761,7 @@ class AsyncConn:
         popping = bool(pop)
         try:
             if wire is None:
-                pool = self.redis.connection_pool
-                wire = await Wire.open(pool.connection_class(
-                    **{**pool.connection_kwargs, "socket_timeout": None}))
+                wire = await self._open_wire()
             wire.expire_in(first_limit)
             step = next(steps)
             while True:
@@ -960,9 +965,7 @@ class AsyncConn:
         is handed to its waiters as it is parsed, with no task of its own to wake first."""
         wire: Wire | None = None
         try:
-            pool = self.redis.connection_pool
-            wire = await Wire.open(pool.connection_class(
-                **{**pool.connection_kwargs, "socket_timeout": None}))
+            wire = await self._open_wire()
             wire.expire_in(self.settings.socket_timeout)
             command: Any = ("PUBSUB", "SHARDNUMSUB")
             if self.sharded is None:
