@@ -6,7 +6,8 @@ comparing two runs made minutes apart says little. This runs rounds of each chec
 worker process (``python -m qtasks -A app:app run``, one task ``noop``) with that checkout's
 ``src`` first on ``PYTHONPATH``, lets it go idle, then times ``--trips`` sequential
 ``add_task("noop", timeout=5)`` calls from a producer of the same checkout, each after a 2 ms
-pause so that the worker is blocked in the backend when the task arrives::
+pause so that the worker is blocked in the backend when the task arrives (``--pause 0``: back
+to back, as ``redis_peers.py`` makes them; the CPUs then never sit idle between trips)::
 
     git worktree add /tmp/before HEAD~1
     .venv/bin/python benchmarks/round_trip_ab.py --checkout /tmp/before --checkout .
@@ -44,7 +45,7 @@ async def noop():
 '''
 
 
-def child(trips: int) -> None:
+def child(trips: int, pause: float) -> None:
     """In a process whose ``PYTHONPATH`` picks the checkout: one round, printed as JSON."""
     import asyncio
 
@@ -65,7 +66,8 @@ def child(trips: int) -> None:
                 await app.add_task("noop", timeout=30)
             times = []
             for _ in range(trips):
-                await asyncio.sleep(0.002)
+                if pause:
+                    await asyncio.sleep(pause)
                 began = time.perf_counter()
                 record = await app.add_task("noop", timeout=5)
                 times.append(time.perf_counter() - began)
@@ -87,10 +89,12 @@ def main() -> None:
     parser.add_argument("--url", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--trips", type=int, default=300)
+    parser.add_argument("--pause", type=float, default=0.002,
+                        help="seconds before each round trip (default 0.002; 0: none)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.trips)
+        child(args.trips, args.pause)
         return
     checkouts = [c.resolve() for c in (args.checkout or [HERE.parent])]
     p50s: dict[Path, list[float]] = {c: [] for c in checkouts}
@@ -101,7 +105,8 @@ def main() -> None:
                 env = {**os.environ, "RTT_AB_URL": args.url,
                        "PYTHONPATH": os.pathsep.join([str(checkout / "src"), folder])}
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", "--trips", str(args.trips)],
+                    [sys.executable, __file__, "--child", "--trips", str(args.trips),
+                     "--pause", str(args.pause)],
                     env=env, cwd=folder, capture_output=True, text=True, timeout=600)
                 if out.returncode:
                     raise SystemExit(f"{checkout}: round failed:\n{out.stderr}")

@@ -73,9 +73,15 @@ class Kept:
         self.pending: list[asyncio.Future[Any]] = []
 
     async def call(self, call: Awaitable[T]) -> T:
-        future = asyncio.ensure_future(call)
+        # The call runs in a task of its own, which a cancelled caller does not cancel (as
+        # with asyncio.shield). It hands its answer to ``told`` from inside its last step, so
+        # the caller resumes one step of the event loop sooner than through shield's done
+        # callback (about 6 us a step; an idle worker's claim makes three such calls).
+        told: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future = asyncio.ensure_future(_telling(call, told))
+        future.add_done_callback(_seen)
         try:
-            return await asyncio.shield(future)
+            return await told
         except asyncio.CancelledError:
             self.pending.append(future)
             raise
@@ -90,6 +96,30 @@ class Kept:
             self.pending[:] = [future for future in self.pending if not future.done()]
             return _answers(done)
         return await take_pending(self.pending)
+
+
+async def _telling(call: Awaitable[T], told: asyncio.Future[T]) -> T:
+    """Await ``call``, and give its answer or error to ``told`` unless its caller has gone."""
+    try:
+        answer = await call
+    except asyncio.CancelledError:
+        if not told.done():
+            told.cancel()
+        raise
+    except BaseException as exc:
+        if not told.done():
+            told.set_exception(exc)
+        raise
+    if not told.done():
+        told.set_result(answer)
+    return answer
+
+
+def _seen(future: asyncio.Future[Any]) -> None:
+    """A kept call's task failed: its caller was told, or ``take`` logs it; asyncio need not
+    report it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 def worker_info(worker_id: str, started_at: float, concurrency: int,

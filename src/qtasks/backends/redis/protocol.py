@@ -12,6 +12,7 @@ Arguments travel as flat text lists (no JSON or msgpack inside the script): an o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -192,14 +193,20 @@ def _unstorable(o: Outcome) -> str | None:
 # -- replies ---------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
+def _quoted(field: str) -> str:
+    """An extra's hash field (``x:<name>``) as the JSON key of ``extra``: the names are few,
+    and every record read (each result notice) has a few of them (``worker``, ...)."""
+    return json.dumps(field[2:], ensure_ascii=False)
+
+
 def record_row(uuid: str, fields: dict[str, str] | Sequence[str]) -> RecordRow | None:
     """A record hash as a ``RecordRow``; ``None`` when the hash is empty."""
     if not isinstance(fields, dict):
         fields = dict(zip(fields[::2], fields[1::2], strict=True))
     if not fields or "status" not in fields:
         return None
-    extras = [f"{json.dumps(k[2:], ensure_ascii=False)}: {v}"
-              for k, v in fields.items() if k.startswith("x:")]
+    extras = [f"{_quoted(k)}: {v}" for k, v in fields.items() if k.startswith("x:")]
     return {
         "uuid": uuid, "task_name": fields.get("task_name", ""),
         "priority": int(fields.get("priority", 0)), "status": fields["status"],

@@ -40,7 +40,8 @@ end
 -- parses with strtod at every comparison: in a drain, that parsing was 30 % of Redis' work.
 
 -- A whole number as text (truncated): Redis turns a Lua number given to a command into text
--- with '%.17g', which costs several times what '%d' does; a hot path passes numbers as text.
+-- with '%.17g' (and Lua, joining one to a string, with '%.14g'): several times what '%d' costs,
+-- and a round trip's calls gave it about 25 numbers. Every command on a hot path gets text.
 local function int(x) return string.format('%d', x) end
 
 local NOW, NOW_S, NOW_MS = 0, '', ''  -- the clock: ms, seconds as text, ms as text (`begin`)
@@ -282,11 +283,11 @@ local function cancel_record(u, reason)
   return true
 end
 
--- Remove final records finished before `cutoff` (ms), at most `n`; never one whose task still
--- has a message (a worker may hold it). Returns how many went.
+-- Remove final records finished before `cutoff` (ms, as text, or '+inf'), at most `n`; never
+-- one whose task still has a message (a worker may hold it). Returns how many went.
 local function sweep(cutoff, n)
   flush()
-  local old = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', cutoff, 'LIMIT', 0, n)
+  local old = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', cutoff, 'LIMIT', '0', int(n))
   if #old == 0 then return 0, 0 end
   local gone, later = {}, {}
   local by_status, by_name = {}, {}
@@ -310,7 +311,7 @@ local function sweep(cutoff, n)
     end
   end
   redis.call('ZREM', P .. 'done', unpack(old))
-  for _, u in ipairs(later) do redis.call('ZADD', P .. 'done', NOW, u) end
+  for _, u in ipairs(later) do redis.call('ZADD', P .. 'done', NOW_MS, u) end
   if #gone > 0 then
     redis.call('ZREM', P .. 'ix:all', unpack(gone))
     for status, members in pairs(by_status) do
@@ -335,7 +336,7 @@ end
 
 local function expire_results(n)  -- how many expired records it looked at
   if RESULT_TTL <= 0 then return 0 end
-  local _, seen = sweep(NOW - RESULT_TTL, n)
+  local _, seen = sweep(int(NOW - RESULT_TTL), n)
   return seen
 end
 
@@ -360,12 +361,13 @@ local KNOWN, MARKED = {}, {}  -- reset by `begin`
 local function schedule(id, q, p, eta)
   if eta then eta = math.ceil(eta) end  -- a whole ms, never before the time asked for
   if eta and eta > (NOW or clock()) then
+    eta = int(eta)
     pend('ZADD', qkey(q, 'delayed'), eta, id)
     redis.call('ZADD', qkey(q, 'wake'), 'LT', eta, 't')
   else
     pend('ZADD', qkey(q, 'ready'), p, id)
     if not MARKED[q] then
-      redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
+      redis.call('ZADD', qkey(q, 'wake'), '0', 'r')
       MARKED[q] = true
     end
   end
@@ -382,7 +384,7 @@ local function put_message(u, q, p, eta, pl)
   if NEXT_ID > LAST_ID then reserve(1) end
   local id = string.format('%016x', NEXT_ID)
   NEXT_ID = NEXT_ID + 1
-  redis.call('HSET', mkey(id), 'u', u, 'q', q, 'p', p, 'pl', pl, 'tok', 0, 'st', 0)
+  redis.call('HSET', mkey(id), 'u', u, 'q', q, 'p', p, 'pl', pl, 'tok', '0', 'st', '0')
   if u ~= '' then pend('HSET', shared('', 'byuuid'), u, id) end
   if not KNOWN[q] then
     redis.call('SADD', P .. 'queues', q)
@@ -419,18 +421,18 @@ end
 -- Due delayed messages and run-out leases of queue q become ready (at most n of each).
 local function promote(q, n)
   local delayed, leased, ready = qkey(q, 'delayed'), qkey(q, 'leased'), qkey(q, 'ready')
-  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', NOW, 'LIMIT', 0, n)
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', NOW_MS, 'LIMIT', '0', n)
   for _, id in ipairs(due) do
     redis.call('ZREM', delayed, id)
     local p = redis.call('HGET', mkey(id), 'p')
     if p then redis.call('ZADD', ready, p, id) end
   end
-  local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', '(' .. NOW, 'LIMIT', 0, n)
+  local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', '(' .. NOW_MS, 'LIMIT', '0', n)
   for _, id in ipairs(expired) do
     redis.call('ZREM', leased, id)
     local p = redis.call('HGET', mkey(id), 'p')
     if p then  -- its worker is gone: a new token voids the old delivery
-      redis.call('HINCRBY', mkey(id), 'tok', 1)
+      redis.call('HINCRBY', mkey(id), 'tok', '1')
       redis.call('ZADD', ready, p, id)
     end
   end
@@ -439,14 +441,14 @@ end
 -- Up to `limit` ready ids over `queues`: lowest priority first, then oldest.
 local function pick(queues, limit)
   if #queues == 1 then
-    local got = redis.call('ZPOPMIN', qkey(queues[1], 'ready'), limit)
+    local got = redis.call('ZPOPMIN', qkey(queues[1], 'ready'), int(limit))
     local ids = {}
     for i = 1, #got, 2 do ids[#ids + 1] = got[i] end
     return ids
   end
   local all = {}
   for _, q in ipairs(queues) do
-    local got = redis.call('ZRANGE', qkey(q, 'ready'), 0, limit - 1, 'WITHSCORES')
+    local got = redis.call('ZRANGE', qkey(q, 'ready'), '0', int(limit - 1), 'WITHSCORES')
     for i = 1, #got, 2 do all[#all + 1] = {tonumber(got[i + 1]), got[i], q} end
   end
   table.sort(all, function(a, b)
@@ -544,7 +546,7 @@ local function start_one(id, tok)
   local m = live(id, tok)
   if not m then return nil end
   if m[6] ~= tok then
-    redis.call('HSET', mkey(id), 'st', tonumber(m[5]) + 1, 'sk', tok)
+    redis.call('HSET', mkey(id), 'st', int(tonumber(m[5]) + 1), 'sk', tok)
   end
   return m
 end
@@ -553,7 +555,7 @@ local function next_wake(queues)
   local best = nil
   for _, q in ipairs(queues) do
     for _, part in ipairs({'delayed', 'leased'}) do
-      local first = redis.call('ZRANGE', qkey(q, part), 0, 0, 'WITHSCORES')
+      local first = redis.call('ZRANGE', qkey(q, part), '0', '0', 'WITHSCORES')
       if first[2] then
         local s = tonumber(first[2])
         if not best or s < best then best = s end
@@ -603,7 +605,7 @@ local function exchange(fused, abandoned)
   flush()
 
   if limit > 0 then
-    for _, q in ipairs(queues) do promote(q, 1000) end
+    for _, q in ipairs(queues) do promote(q, '1000') end
     local deadline = int(NOW + lease)
     for _, id in ipairs(pick(queues, limit)) do
       local mk = mkey(id)
@@ -630,7 +632,7 @@ local function exchange(fused, abandoned)
     flush()
     for _, q in ipairs(queues) do  -- work left: wake the next idle worker
       if redis.call('ZCARD', qkey(q, 'ready')) > 0 then
-        redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
+        redis.call('ZADD', qkey(q, 'wake'), '0', 'r')
       end
     end
   end
@@ -641,7 +643,7 @@ local function exchange(fused, abandoned)
     -- wait up makes its next round trip at once, which reports the next due time to it.
     for _, q in ipairs(queues) do
       if redis.call('ZCARD', qkey(q, 'ready')) > 0 then
-        redis.call('ZADD', qkey(q, 'wake'), 0, 'r')
+        redis.call('ZADD', qkey(q, 'wake'), '0', 'r')
       end
     end
   end
@@ -862,7 +864,7 @@ elseif op == 'purge' then  -- queue, batch size: waiting messages (ready, then d
 elseif op == 'delete_finished' then  -- age ms ('' = every final record), batch size
   local age, n = arg(), num()
   local cutoff = '+inf'
-  if age ~= '' then cutoff = NOW - tonumber(age) end
+  if age ~= '' then cutoff = int(NOW - tonumber(age)) end
   local gone, seen = sweep(cutoff, n)
   return {gone, seen}
 
