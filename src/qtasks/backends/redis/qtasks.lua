@@ -108,7 +108,7 @@ local function flush()
       else redis.call(cmd, unpack(e, i, last)) end
     end
   end
-  PEND, ORDER = {}, {}
+  if ORDER[1] then PEND, ORDER = {}, {} end
 end
 
 -- Keys that many tasks of a batch share are built once per call: a string built in Lua is
@@ -676,11 +676,17 @@ local function begin(args)
   P, ARGS, pos = args[1], args, 2
   if args[2] == 'enqueue' then NOW, NOW_S, NOW_MS = nil, nil, nil else clock() end
   settings()
-  PEND, ORDER, DROPPED, GATHER = {}, {}, {}, false
-  KNOWN, MARKED = {}, {}
+  -- A table is made again only if the call before used it: a call about one task uses few,
+  -- and each table made costs Redis about 0.3 us (with its collection).
+  if ORDER[1] then PEND, ORDER = {}, {} end
+  if next(DROPPED) then DROPPED = {} end
+  GATHER = false
+  if next(KNOWN) then KNOWN = {} end
+  if next(MARKED) then MARKED = {} end
   SHARED, QKEYS, NAMED = nil, nil, nil
   NEXT_ID, LAST_ID = 0, -1
-  WRITTEN, CALL = {}, ''
+  if next(WRITTEN) then WRITTEN = {} end
+  CALL = ''
 end
 
 local function dispatch(op)
