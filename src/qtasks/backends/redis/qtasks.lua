@@ -418,24 +418,49 @@ local function live(id, tok, q)  -- held, and the lease has not run out
   return m
 end
 
--- Due delayed messages and run-out leases of queue q become ready (at most n of each).
+-- The earliest score in the sorted set `key` (a number), or nil when the set is empty.
+local function earliest(key)
+  local first = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
+  if first[2] then return tonumber(first[2]) end
+  return nil
+end
+
+-- The earlier of two times (ms), either of which may be nil.
+local function earlier(a, b)
+  if not a or (b and b < a) then return b end
+  return a
+end
+
+-- Due delayed messages and run-out leases of queue q become ready (at most n of each). A set
+-- is scanned only when its earliest score says something in it is due: a claim usually finds
+-- nothing due, and then reads each set once. Returns the earliest scores left in the delayed
+-- and the leased set (nil: empty), which is what `next_wake` reads.
 local function promote(q, n)
   local delayed, leased, ready = qkey(q, 'delayed'), qkey(q, 'leased'), qkey(q, 'ready')
-  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', NOW_MS, 'LIMIT', '0', n)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', delayed, id)
-    local p = redis.call('HGET', mkey(id), 'p')
-    if p then redis.call('ZADD', ready, p, id) end
-  end
-  local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', '(' .. NOW_MS, 'LIMIT', '0', n)
-  for _, id in ipairs(expired) do
-    redis.call('ZREM', leased, id)
-    local p = redis.call('HGET', mkey(id), 'p')
-    if p then  -- its worker is gone: a new token voids the old delivery
-      redis.call('HINCRBY', mkey(id), 'tok', '1')
-      redis.call('ZADD', ready, p, id)
+  local first_due = earliest(delayed)
+  if first_due and first_due <= NOW then
+    local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', NOW_MS, 'LIMIT', '0', n)
+    for _, id in ipairs(due) do
+      redis.call('ZREM', delayed, id)
+      local p = redis.call('HGET', mkey(id), 'p')
+      if p then redis.call('ZADD', ready, p, id) end
     end
+    first_due = earliest(delayed)
   end
+  local first_end = earliest(leased)
+  if first_end and first_end < NOW then
+    local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', '(' .. NOW_MS, 'LIMIT', '0', n)
+    for _, id in ipairs(expired) do
+      redis.call('ZREM', leased, id)
+      local p = redis.call('HGET', mkey(id), 'p')
+      if p then  -- its worker is gone: a new token voids the old delivery
+        redis.call('HINCRBY', mkey(id), 'tok', '1')
+        redis.call('ZADD', ready, p, id)
+      end
+    end
+    first_end = earliest(leased)
+  end
+  return first_due, first_end
 end
 
 -- Up to `limit` ready ids over `queues`: lowest priority first, then oldest.
@@ -551,19 +576,19 @@ local function start_one(id, tok)
   return m
 end
 
+-- Ms from now until the earliest due time or lease end `at` (0: past; -1: none), as the
+-- worker is told it: when to look again without being woken.
+local function wake_in(at)
+  if not at then return -1 end
+  return math.max(0, math.ceil(at - NOW))
+end
+
 local function next_wake(queues)
   local best = nil
   for _, q in ipairs(queues) do
-    for _, part in ipairs({'delayed', 'leased'}) do
-      local first = redis.call('ZRANGE', qkey(q, part), '0', '0', 'WITHSCORES')
-      if first[2] then
-        local s = tonumber(first[2])
-        if not best or s < best then best = s end
-      end
-    end
+    best = earlier(best, earlier(earliest(qkey(q, 'delayed')), earliest(qkey(q, 'leased'))))
   end
-  if not best then return -1 end
-  return math.max(0, math.ceil(best - NOW))
+  return wake_in(best)
 end
 
 -- abandoned: the call was sent behind an idle worker's blocking pop (`woken`) that the worker
@@ -604,10 +629,16 @@ local function exchange(fused, abandoned)
   end
   flush()
 
+  local wake_at, known = nil, false  -- the earliest due time or lease end left, if known here
   if limit > 0 then
-    for _, q in ipairs(queues) do promote(q, '1000') end
+    for _, q in ipairs(queues) do
+      local first_due, first_end = promote(q, '1000')
+      wake_at = earlier(wake_at, earlier(first_due, first_end))
+    end
+    known = true
     local deadline = int(NOW + lease)
-    for _, id in ipairs(pick(queues, limit)) do
+    local ids = pick(queues, limit)
+    for _, id in ipairs(ids) do
       local mk = mkey(id)
       local m = redis.call('HMGET', mk, 'u', 'q', 'p', 'pl', 'st', 'tok')
       if m[2] then
@@ -625,14 +656,19 @@ local function exchange(fused, abandoned)
           drop_message(id, m[1], m[2], false)  -- cancelled meanwhile: never leased
         else
           pend('ZADD', qkey(m[2], 'leased'), deadline, id)
+          wake_at = earlier(wake_at, tonumber(deadline))
           out[#out + 1] = {id, m[1], m[4], starts, m[3], m[2], tok, started}
         end
       end
     end
     flush()
-    for _, q in ipairs(queues) do  -- work left: wake the next idle worker
-      if redis.call('ZCARD', qkey(q, 'ready')) > 0 then
-        redis.call('ZADD', qkey(q, 'wake'), '0', 'r')
+    -- Work left: wake the next idle worker. One queue's pop that took fewer than it asked for
+    -- emptied the ready set; otherwise look.
+    if #queues > 1 or #ids >= limit then
+      for _, q in ipairs(queues) do
+        if redis.call('ZCARD', qkey(q, 'ready')) > 0 then
+          redis.call('ZADD', qkey(q, 'wake'), '0', 'r')
+        end
       end
     end
   end
@@ -647,7 +683,7 @@ local function exchange(fused, abandoned)
       end
     end
   end
-  return {rejected, refused, out, next_wake(queues)}
+  return {rejected, refused, out, known and wake_in(wake_at) or next_wake(queues)}
 end
 
 -- New deadlines for live leases: lease ms, a count, then id, tok pairs. Returns the indexes
