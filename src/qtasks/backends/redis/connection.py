@@ -39,13 +39,13 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from qtasks.backends.redis.protocol import (
     FUNCTION,
-    LIBRARY,
     SCRIPT,
     Command,
     Keys,
     Op,
     Script,
     Scripts,
+    library,
     notice,
 )
 from qtasks.core.record import RecordRow
@@ -356,7 +356,7 @@ def _direct_ok(settings: RedisSettings) -> bool:
 
 class _Code:
     """How direct calls name the backend's code: ``FCALL`` of its function library, loaded
-    once per Redis (``protocol.LIBRARY``), or ``EVALSHA`` of the script where Redis has no
+    once per Redis (``protocol.library()``), or ``EVALSHA`` of the script where Redis has no
     functions (before 7.0). Shared by the connections of one driver."""
 
     def __init__(self, sha: str, route: str) -> None:
@@ -379,7 +379,7 @@ class _Code:
         return "function not found" in text or ("fcall" in text and _refused(text))
 
     def load(self, functions: bool) -> bytes:
-        command: Any = (("FUNCTION", "LOAD", "REPLACE", LIBRARY) if functions
+        command: Any = (("FUNCTION", "LOAD", "REPLACE", library()) if functions
                         else ("SCRIPT", "LOAD", SCRIPT))
         return hiredis.pack_command(command)
 

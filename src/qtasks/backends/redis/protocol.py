@@ -40,8 +40,17 @@ from qtasks.exceptions import BackendError
 _SOURCE = (Path(__file__).parent / "qtasks.lua").read_text(encoding="utf-8")
 #: The library's function, named after its text: apps of two qtasks versions can share a Redis.
 FUNCTION = "qtasks_" + hashlib.sha1(_SOURCE.encode("utf-8")).hexdigest()[:16]
-LIBRARY = f"#!lua name={FUNCTION}\n{_SOURCE}\nredis.register_function('{FUNCTION}', qtasks)\n"
-SCRIPT = f"{_SOURCE}\nreturn qtasks(KEYS, ARGV)\n"  # the same code as a script (EVALSHA)
+_RETURN = "\nreturn qtasks(KEYS, ARGV)\n"
+SCRIPT = _SOURCE + _RETURN  # the same code as a script (EVALSHA)
+# The code is kept once, in SCRIPT (42 KB; every process that talks to Redis holds it); the
+# library text is made when a Redis needs it loaded, which few processes ever do.
+del _SOURCE
+
+
+def library() -> str:
+    """The code as the Redis Function library that defines ``FUNCTION``."""
+    source = SCRIPT[:-len(_RETURN)]
+    return f"#!lua name={FUNCTION}\n{source}\nredis.register_function('{FUNCTION}', qtasks)\n"
 
 
 @dataclass(frozen=True, slots=True)
