@@ -8,7 +8,10 @@ executes for each scenario alone (the counters are zeroed before it and dumped a
 
 - ``single``: enqueues of one task each (``--tasks`` of them);
 - ``bulk``: the same number of tasks in calls of 100;
-- ``drain``: those tasks claimed, started and finished by a worker's round trips of 100.
+- ``drain``: those tasks claimed, started and finished by a worker's round trips of 100;
+- ``idle``: an idle worker's round trip with a waiting producer, per round trip (a quarter
+  as many): the enqueue of one task whose producer waits for it, the claim an idle worker
+  sends behind its blocking pop (``woken``), and the finish with its claim of up to 100.
 
 Each checkout is measured in a process of its own, with its own ``protocol`` module, which
 encodes the arguments its library reads::
@@ -144,7 +147,23 @@ def measure(lua: str, n: int) -> dict[str, float]:
                             for d in got.deliveries]
 
             figures["drain"] = server.count(drain)
-            return {k: v / n for k, v in figures.items()}
+            out = {k: v / n for k, v in figures.items()}
+            trips = max(1, n // 4)
+            waited = _tasks(trips, "idle")
+
+            def idle() -> None:
+                for i, task in enumerate(waited):
+                    server.run(protocol.enqueue([task], "F", watcher="l1"))
+                    got, _ = server.run(protocol.exchange(
+                        "w1", ["idle"], 100, 30.0, [], [], 100, abandon=f"w1:{i}:abandon"))
+                    outcomes = [Outcome(d, d.uuid or "", "success", "bump", 0,
+                                        created_at=task.created_at, returning_json="null",
+                                        worker="w1", started_at=time.time())
+                                for d in got.deliveries]
+                    server.run(protocol.exchange("w1", ["idle"], 100, 30.0, outcomes, [], 100))
+
+            out["idle"] = server.count(idle) / trips
+            return out
         finally:
             server.stop()
 
@@ -161,7 +180,8 @@ def main() -> None:
         print(json.dumps(measure(lua, args.tasks)))
         return
     checkouts = [c.resolve() for c in (args.checkout or [HERE.parent])]
-    print(f"instructions Redis executes per task, {args.tasks} tasks per scenario")
+    print(f"instructions Redis executes per task, {args.tasks} tasks per scenario (idle: per "
+          f"round trip, {max(1, args.tasks // 4)} of them)")
     for checkout in checkouts:
         env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
         out = subprocess.run([sys.executable, __file__, "--child", "--tasks", str(args.tasks)],

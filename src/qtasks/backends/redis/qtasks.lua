@@ -636,7 +636,7 @@ local function exchange(fused, abandoned)
       wake_at = earlier(wake_at, earlier(first_due, first_end))
     end
     known = true
-    local deadline = int(NOW + lease)
+    local deadline, leased = int(NOW + lease), false
     local ids = pick(queues, limit)
     for _, id in ipairs(ids) do
       local mk = mkey(id)
@@ -656,12 +656,13 @@ local function exchange(fused, abandoned)
           drop_message(id, m[1], m[2], false)  -- cancelled meanwhile: never leased
         else
           pend('ZADD', qkey(m[2], 'leased'), deadline, id)
-          wake_at = earlier(wake_at, tonumber(deadline))
+          leased = true
           out[#out + 1] = {id, m[1], m[4], starts, m[3], m[2], tok, started}
         end
       end
     end
     flush()
+    if leased then wake_at = earlier(wake_at, tonumber(deadline)) end
     -- Work left: wake the next idle worker. One queue's pop that took fewer than it asked for
     -- emptied the ready set; otherwise look.
     if #queues > 1 or #ids >= limit then
