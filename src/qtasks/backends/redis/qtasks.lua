@@ -629,13 +629,12 @@ local function exchange(fused, abandoned)
   end
   flush()
 
-  local wake_at, known = nil, false  -- the earliest due time or lease end left, if known here
+  local wake_at = nil  -- with a claim: the earliest due time or lease end left
   if limit > 0 then
     for _, q in ipairs(queues) do
       local first_due, first_end = promote(q, '1000')
       wake_at = earlier(wake_at, earlier(first_due, first_end))
     end
-    known = true
     local deadline, leased = int(NOW + lease), false
     local ids = pick(queues, limit)
     for _, id in ipairs(ids) do
@@ -684,7 +683,7 @@ local function exchange(fused, abandoned)
       end
     end
   end
-  return {rejected, refused, out, known and wake_in(wake_at) or next_wake(queues)}
+  return {rejected, refused, out, limit > 0 and wake_in(wake_at) or next_wake(queues)}
 end
 
 -- New deadlines for live leases: lease ms, a count, then id, tok pairs. Returns the indexes

@@ -9,9 +9,9 @@ asyncio round trip through redis-py's connection costs 74 us, and through this o
 
 Read timeouts are one deadline per connection, moved on by ``expire_in`` (a float stored per
 step; the timer is re-armed when it fires early, and set again when a shorter deadline follows
-a longer one). A connection that times out, is closed
-by the server, or receives what is not RESP fails the call waiting on it with a redis-py
-``TimeoutError`` or ``ConnectionError`` (what ``_direct`` treats as a failed wire) and is closed.
+a longer one). A connection that times out, is closed by the server, or receives what is not
+RESP fails the call waiting on it with a redis-py ``TimeoutError`` or ``ConnectionError``
+(what ``_direct`` treats as a failed wire) and is closed.
 Error replies come back as redis-py's exception objects (``ResponseError`` and its subclasses,
 made by redis-py's own mapping), returned, not raised, as the direct path expects.
 """
