@@ -170,7 +170,8 @@ def _outcome(o: Outcome, out: list[Any], follow_ups: bool) -> None:
             and (o.follow_up is None or not follow_ups)):
         # the common case, in 12 arguments instead of 21 (the script knows the rest)
         out += ("c", d.tag, d.token, o.uuid, o.status, o.task_name, o.priority,
-                repr(o.created_at or 0.0), _opt(o.returning_json), o.worker or "",
+                repr(o.created_at or 0.0), _opt(o.returning_json),
+                _json_text(o.worker) if o.worker else "",
                 d.deliveries + 1, repr(o.started_at))
         return
     out += ("f", d.tag if d.tag is not None else "", d.token if d.token is not None else "",
@@ -185,6 +186,12 @@ def _outcome(o: Outcome, out: list[Any], follow_ups: bool) -> None:
         _task(o.follow_up, out)
     else:
         out.append("0")
+
+
+@functools.lru_cache(maxsize=64)
+def _json_text(value: str) -> str:
+    """A worker id as the JSON text the record keeps (a process has one or two)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _unstorable(o: Outcome) -> str | None:
@@ -255,7 +262,8 @@ def upstream_row(uuid: str, fields: dict[str, str]) -> RecordRow | None:
 
 
 def notice(data: str) -> tuple[str, RecordRow | None]:
-    """A notice of the final-record channel: the uuid, and the record it carries."""
+    """A notice of the final-record channel: the uuid, and the record it carries (the hash's
+    fields and values in turn, a JSON array)."""
     uuid, _, body = data.partition("\n")
     return uuid, (record_row(uuid, json.loads(body)) if body else None)
 
@@ -265,10 +273,13 @@ def new_row(uuid: str) -> RecordRow:
     return {"uuid": uuid, "status": "new", "extra": None}
 
 
-def _deliveries(rows: Sequence[Sequence[Any]]) -> list[Delivery]:
-    return [Delivery(tag=r[0], uuid=r[1] or None, payload=r[2], deliveries=int(r[3]),
-                     priority=int(r[4]), queue=r[5], token=int(r[6]), started=r[7] == "1")
-            for r in rows]
+def _deliveries(flat: Sequence[Any]) -> list[Delivery]:
+    """A claim's messages, eight fields each in one flat list: id, uuid, payload, starts,
+    priority, queue, token, started."""
+    return [Delivery(tag=flat[i], uuid=flat[i + 1] or None, payload=flat[i + 2],
+                     deliveries=int(flat[i + 3]), priority=int(flat[i + 4]), queue=flat[i + 5],
+                     token=int(flat[i + 6]), started=flat[i + 7] == "1")
+            for i in range(0, len(flat), 8)]
 
 
 # -- operations --------------------------------------------------------------------------------------
@@ -330,7 +341,7 @@ def exchange(worker: str, queues: Sequence[str], limit: int, lease: float,
     args.append(len(started))
     for d in started:
         args += (d.tag, d.token, holder(d))
-    rejected, refused, rows, wake = yield Script(args)
+    rejected, refused, flat, wake = yield Script(args)
     result.rejected = [writable[i - 1] for i in rejected]
     refused_set = {i - 1 for i in refused}
     for i, d in enumerate(started):
@@ -338,7 +349,7 @@ def exchange(worker: str, queues: Sequence[str], limit: int, lease: float,
             result.refused.append(d)
         else:
             d.started = True
-    result.deliveries = _deliveries(rows)
+    result.deliveries = _deliveries(flat)
     return result, (None if wake < 0 else wake / 1000.0)
 
 

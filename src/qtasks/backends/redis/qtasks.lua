@@ -44,12 +44,16 @@ end
 -- and a round trip's calls gave it about 25 numbers. Every command on a hot path gets text.
 local function int(x) return string.format('%d', x) end
 
+-- The clock is read as text and kept as text, with one number made from it: the
+-- microseconds are zero-padded to six digits, and their first three are the ms.
 local NOW, NOW_S, NOW_MS = 0, '', ''  -- the clock: ms, seconds as text, ms as text (`begin`)
+local PAD = {'00000', '0000', '000', '00', '0', ''}  -- by the number of digits
 local function clock()
   local t = redis.call('TIME')
-  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  NOW_MS = int(NOW)
-  NOW_S = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  local us = PAD[#t[2]] .. t[2]
+  NOW_S = t[1] .. '.' .. us
+  NOW_MS = t[1] .. string.sub(us, 1, 3)
+  NOW = tonumber(NOW_MS)
   return NOW
 end
 
@@ -61,10 +65,16 @@ local function rkey(u) return P .. 'r:' .. u end
 local function mkey(id) return P .. 'm:' .. id end
 
 -- settings every call carries: result TTL (ms, 0 keeps records), dead-letter cap and TTL (ms)
+-- They are the same from call to call: parsed again only when their text changes.
 local RESULT_TTL, DL_MAX, DL_TTL = 0, 0, 0
 local BACKSTOP = ''  -- a final record's own expiry: a day after the sweep's (ms, as text)
+local SETTINGS = {}  -- the texts last parsed
 local function settings()
-  RESULT_TTL, DL_MAX, DL_TTL = num(), num(), num()
+  local ttl, cap, dl_ttl = arg(), arg(), arg()
+  local was = SETTINGS
+  if ttl == was[1] and cap == was[2] and dl_ttl == was[3] then return end
+  SETTINGS = {ttl, cap, dl_ttl}
+  RESULT_TTL, DL_MAX, DL_TTL = tonumber(ttl), tonumber(cap), tonumber(dl_ttl)
   BACKSTOP = int(RESULT_TTL + 86400000)
 end
 
@@ -226,17 +236,15 @@ end
 -- A record became final: index it by finish time (expiry), let it expire by itself as a
 -- backstop, and tell the producers waiting for it: each listener whose id the record's
 -- `waiters` field holds, on that listener's own channel (so no producer hears of records it
--- does not wait for). The notice carries the record (its hash as a JSON object of strings,
--- which cjson encodes exactly), so a waiter need not read it again.
+-- does not wait for). The notice carries the record (its hash as HGETALL gives it, fields
+-- and values in turn, a JSON array of strings, which cjson encodes exactly), so a waiter
+-- need not read it again.
 local function finalized(u, k, waiters)  -- the field's value, false if none, nil if not read
   pend('ZADD', shared('', 'done'), NOW_MS, u)
   if RESULT_TTL > 0 then redis.call('PEXPIRE', k, BACKSTOP) end
   if waiters == nil then waiters = redis.call('HGET', k, 'waiters') end
   if waiters then
-    local flat = redis.call('HGETALL', k)
-    local fields = {}
-    for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
-    local notice = u .. '\n' .. cjson.encode(fields)
+    local notice = u .. '\n' .. cjson.encode(redis.call('HGETALL', k))
     for id in string.gmatch(waiters, '%S+') do
       local channel = P .. 'final:' .. id
       -- Sharded pub/sub keeps the notice on the app's own shard of a Cluster. A server before
@@ -493,72 +501,86 @@ end
 -- One outcome: fused, fenced by the message token; store only, by the record's holder.
 -- Returns true if taken. WRITTEN: the deliveries whose outcome this call wrote (a second one
 -- for the same delivery in one batch is rejected; the same one in a resent call is not).
+-- The outcome's fields are locals, not a table, and the usual one (a result, with the worker's
+-- three fields) is written in one HSET of its own: each table a call makes costs Redis an
+-- allocation, and a table that grows past its constructor one more.
 local WRITTEN = {}
 local CALL = ''  -- the id of this call: the same when a lost reply makes the client resend it
-local NO_EXTRA = {}
 local function write_outcome(fused)
-  local o, extra, dl, payload, deliveries, follow
+  local id, tok, u, holder, started, status, name, p, args, kwargs, created, ret, tb
+  local worker, nth, began  -- the 'c' form's worker fields ('' worker: none)
+  local extra, dl, payload, deliveries, follow
   if arg() == 'c' then
     -- the common case in 11 arguments: a plain result, no extras, dead letter or follow-up;
-    -- the worker that ran it ('' = none), the number of this start, and when it began
-    o = {id = arg(), tok = arg(), u = arg(), status = arg(), name = arg(), p = arg(),
-         created = arg(), ret = opt(), started = '1'}
-    o.holder = o.id .. ':' .. o.tok
-    local worker, started, began = arg(), arg(), arg()
-    if worker == '' then
-      extra = NO_EXTRA
-    else
-      extra = {'worker', cjson.encode(worker), 'deliveries', started, 'started_at', began}
-    end
+    -- the worker that ran it (as JSON text, '' = none), the number of this start, and when
+    -- it began
+    id, tok, u, status, name, p, created = arg(), arg(), arg(), arg(), arg(), arg(), arg()
+    ret, started = opt(), '1'
+    worker, nth, began = arg(), arg(), arg()
   else
-    o = {id = arg(), tok = arg(), u = arg(), holder = arg(), started = arg(),
-         status = arg(), name = arg(), p = arg(), args = opt(), kwargs = opt(),
-         created = arg(), ret = opt(), tb = opt()}
+    id, tok, u, holder, started = arg(), arg(), arg(), arg(), arg()
+    status, name, p, args, kwargs = arg(), arg(), arg(), opt(), opt()
+    created, ret, tb = arg(), opt(), opt()
     local n = num()
-    extra = {}
-    for i = 1, n * 2 do extra[i] = arg() end
+    if n > 0 then
+      extra = {}
+      for i = 1, n * 2 do extra[i] = arg() end
+    end
     dl, payload, deliveries = opt(), opt(), arg()
     if arg() == '1' then follow = read_task() end
   end
 
-  local k = rkey(o.u)
+  local k = rkey(u)
   local cur = redis.call('HMGET', k, 'status', 'fin', 'holder', 'created_at', 'waiters',
     'returning', 'traceback')
-  local mine = o.id .. ':' .. o.tok .. '@' .. CALL
+  local mine = id .. ':' .. tok .. '@' .. CALL
   if cur[1] and FINAL[cur[1]] and cur[2] == mine and not WRITTEN[mine] then
     return true  -- this very write was made before and its reply lost
   end
-  if fused and o.id ~= '' then
-    local m = held(o.id, o.tok)
+  if fused and id ~= '' then
+    local m = held(id, tok)
     if not m then return false end
-    drop_message(o.id, m[1], m[2])
+    drop_message(id, m[1], m[2])
   end
   if cur[1] and FINAL[cur[1]] then return false end
-  if not fused and o.started == '1' and cur[3] and cur[3] ~= o.holder then return false end
-
-  local created = cur[4] or (o.created ~= '' and o.created ~= '0' and o.created) or NOW_S
-  local score = cscore(created)
-  if not cur[1] then
-    redis.call('HSET', k, 'task_name', o.name, 'priority', o.p, 'args', o.args or '[]',
-      'kwargs', o.kwargs or '{}', 'created_at', created)
-    redis.call('ZADD', P .. 'ix:all', score, o.u)
-    index_name(o.u, o.name, score)
+  if not fused and started == '1' and cur[3] and cur[3] ~= (holder or id .. ':' .. tok) then
+    return false
   end
-  local set = {'HSET', k, 'status', o.status, 'updated_at', NOW_S, 'fin', mine}
+
+  local created_at = cur[4] or (created ~= '' and created ~= '0' and created) or NOW_S
+  local score = cscore(created_at)
+  if not cur[1] then
+    redis.call('HSET', k, 'task_name', name, 'priority', p, 'args', args or '[]',
+      'kwargs', kwargs or '{}', 'created_at', created_at)
+    redis.call('ZADD', P .. 'ix:all', score, u)
+    index_name(u, name, score)
+  end
   -- only fields that are there: a final record keeps its holder (nothing reads it then)
-  local unset = {'HDEL', k}
-  if cur[3] and not FINAL[o.status] then unset[#unset + 1] = 'holder' end
-  if o.ret then set[#set + 1] = 'returning'; set[#set + 1] = o.ret
-  elseif cur[6] then unset[#unset + 1] = 'returning' end
-  if o.tb then set[#set + 1] = 'traceback'; set[#set + 1] = o.tb
-  elseif cur[7] then unset[#unset + 1] = 'traceback' end
-  for i = 1, #extra, 2 do set[#set + 1] = 'x:' .. extra[i]; set[#set + 1] = extra[i + 1] end
-  redis.call(unpack(set))
-  if #unset > 2 then redis.call(unpack(unset)) end
+  local drop_holder = cur[3] and not FINAL[status]
+  if worker and worker ~= '' and ret and not cur[7] and not drop_holder then
+    redis.call('HSET', k, 'status', status, 'updated_at', NOW_S, 'fin', mine, 'returning', ret,
+      'x:worker', worker, 'x:deliveries', nth, 'x:started_at', began)
+  else
+    local set = {'HSET', k, 'status', status, 'updated_at', NOW_S, 'fin', mine}
+    local unset = {'HDEL', k}
+    if drop_holder then unset[#unset + 1] = 'holder' end
+    if ret then set[#set + 1] = 'returning'; set[#set + 1] = ret
+    elseif cur[6] then unset[#unset + 1] = 'returning' end
+    if tb then set[#set + 1] = 'traceback'; set[#set + 1] = tb
+    elseif cur[7] then unset[#unset + 1] = 'traceback' end
+    if worker and worker ~= '' then
+      extra = {'worker', worker, 'deliveries', nth, 'started_at', began}
+    end
+    if extra then
+      for i = 1, #extra, 2 do set[#set + 1] = 'x:' .. extra[i]; set[#set + 1] = extra[i + 1] end
+    end
+    redis.call(unpack(set))
+    if #unset > 2 then redis.call(unpack(unset)) end
+  end
   WRITTEN[mine] = true
-  index_status(o.u, cur[1] or nil, o.status, score)
-  finalized(o.u, k, cur[5])
-  if dl then dead_letter(o.u, o.name, dl, payload, deliveries) end
+  index_status(u, cur[1] or nil, status, score)
+  finalized(u, k, cur[5])
+  if dl then dead_letter(u, name, dl, payload, deliveries) end
   if follow and create_record(follow) then
     put_message(follow.u, follow.q, follow.p, follow.eta, follow.pl)
   end
@@ -603,8 +625,9 @@ local function exchange(fused, abandoned)
 
   local rejected, refused, out = {}, {}, {}
   local written = 0
+  -- Each phase gathers its writes only when it has more than one task to write about.
   local n = num()
-  GATHER = n + limit > 1
+  GATHER = n > 1
   for i = 1, n do
     if fused then
       if write_outcome(true) then written = written + 1 else rejected[#rejected + 1] = i end
@@ -616,7 +639,7 @@ local function exchange(fused, abandoned)
   end
   flush()  -- the starts and the promotion below read the lease set
   n = num()
-  GATHER = GATHER or n > 1
+  GATHER = n > 1
   for i = 1, n do
     local id, tok, holder = arg(), arg(), arg()
     local m = start_one(id, tok)
@@ -637,6 +660,7 @@ local function exchange(fused, abandoned)
     end
     local deadline, leased = int(NOW + lease), false
     local ids = pick(queues, limit)
+    GATHER = #ids > 1
     for _, id in ipairs(ids) do
       local mk = mkey(id)
       local m = redis.call('HMGET', mk, 'u', 'q', 'p', 'pl', 'st', 'tok')
@@ -656,7 +680,9 @@ local function exchange(fused, abandoned)
         else
           pend('ZADD', qkey(m[2], 'leased'), deadline, id)
           leased = true
-          out[#out + 1] = {id, m[1], m[4], starts, m[3], m[2], tok, started}
+          local o = #out  -- eight fields a message, in one flat array (no table each)
+          out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, m[1], m[4], starts
+          out[o + 5], out[o + 6], out[o + 7], out[o + 8] = m[3], m[2], tok, started
         end
       end
     end
