@@ -202,6 +202,21 @@ def test_a_record_keeps_the_worker_that_ran_it_and_the_number_of_that_start(cont
     assert contract.app.get(other.uuid).extra == {}
 
 
+def test_a_final_record_is_stamped_with_the_time_it_was_written(contract):
+    # Written early in a second as well as late: a clock kept as text (Redis' TIME) must keep
+    # the microseconds' leading zeros.
+    for fraction in (0.002, 0.05, 0.5):
+        (task,) = contract.enqueue(contract.new())
+        (delivery,) = contract.fetch(limit=1, start=1)
+        while not fraction <= time.time() % 1 < fraction + 0.02:
+            time.sleep(0.001)
+        before = time.time()
+        contract.exchange(limit=0, finished=[outcome(delivery, "success", 1)])
+        after = time.time()
+        stamped = contract.app.get(task.uuid).updated_at.timestamp()
+        assert before - 0.05 <= stamped <= after + 0.05, (fraction, before, stamped, after)
+
+
 def test_dead_letters_are_kept_with_their_reason(contract):
     (task,) = contract.enqueue(contract.new())
     (delivery,) = contract.fetch(start=1)
