@@ -87,13 +87,14 @@ TYPICAL_MAX = 1000  # task names whose typical run time is kept
 
 class Run:
     """A running task as the lane sees it: when it began and, once its message is decoded, the
-    name of its task (``execute`` sets it)."""
+    name of its task (``execute`` sets it); and the asyncio task that runs it."""
 
-    __slots__ = ("began", "name")
+    __slots__ = ("began", "name", "task")
 
     def __init__(self, began: float) -> None:
         self.began = began
         self.name = ""
+        self.task: asyncio.Task[None] | None = None
 
 
 class Worker:
@@ -365,12 +366,13 @@ class Worker:
                                       0 if alone else max(0, min(free, self._free(slots))),
                                       IDLE_BLOCK)
             if writing:
-                if self._unstepped:
+                while self._unstepped:
                     # Tasks started since this loop last yielded have not taken a step yet:
                     # let them, so that their own I/O goes out ahead of this round trip. A
                     # task body that calls the same Redis would otherwise wait behind the
                     # exchange's script, and the worker with it (measured in a drain of INCR
-                    # tasks: 12 % more tasks/s, and a quarter fewer round trips).
+                    # tasks: about 20 % more tasks/s, and a quarter fewer round trips). Again
+                    # while a task that ended in that step started its successor.
                     self._unstepped = False
                     await asyncio.sleep(0)
                 result = await call
@@ -566,15 +568,16 @@ class Worker:
             return None
 
     def _start(self, delivery: Delivery, pool: TaskThreads) -> None:
-        task = asyncio.create_task(self._run_one(delivery, pool))
+        run = Run(0.0)  # told its task here: asyncio.current_task() is a Python call in 3.11
+        task = run.task = asyncio.create_task(self._run_one(delivery, pool, run))
         self._running[task] = delivery
         self._unstepped = True
 
-    async def _run_one(self, delivery: Delivery, pool: TaskThreads) -> None:
+    async def _run_one(self, delivery: Delivery, pool: TaskThreads, run: Run) -> None:
         current_lender.set(self)  # this asyncio task's own context, copied into its thread
-        me: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
-        run = self._runs[me] = Run(time.perf_counter())
-        began = run.began
+        me: asyncio.Task[None] = run.task  # type: ignore[assignment]
+        began = run.began = time.perf_counter()
+        self._runs[me] = run
         try:
             outcome = await execute(self.app, delivery, pool, self, run)
             took = time.perf_counter() - began
