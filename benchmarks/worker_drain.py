@@ -9,8 +9,10 @@ Run it against another checkout with ``PYTHONPATH=<checkout>/src`` to compare ve
 
 ``--loop`` picks the event loop as ``qtasks run --loop`` does (a checkout from before that
 option runs on asyncio's own); ``--flavour async`` runs coroutine tasks on the asyncio app;
-``--body incr`` gives each task a Redis ``INCR`` (redis-py, on 127.0.0.1:6379 database 8), the
-body ``redis_peers.py`` and ``postgres_peers.py`` drain. On a Redis ``--url`` it also prints the
+``--body incr`` gives each task a Redis ``INCR`` (redis-py, on 127.0.0.1:6379 database 8, or
+``--incr-url``), the body ``redis_peers.py`` and ``postgres_peers.py`` drain; ``redis_peers.py``
+sends it to the queue's own Redis (``--incr-url`` the same as ``--url``), where it waits behind
+the worker's scripts. On a Redis ``--url`` it also prints the
 time Redis spent running the worker's calls (``FCALL``/``EVALSHA`` in ``INFO commandstats``,
 reset once the tasks are enqueued), per task: use a server of its own, since that counts every
 client's calls.
@@ -52,6 +54,10 @@ def main() -> None:
                         help="the event loop, as qtasks run --loop (default auto)")
     parser.add_argument("--url", help="a backend URL (default: a fresh SQLite file); its "
                         "'drain' app is flushed first")
+    parser.add_argument("--incr-url", default=REDIS,
+                        help=f"the Redis of --body incr (default {REDIS}); give --url's to "
+                             "drain as redis_peers.py does, the tasks' commands on the queue's "
+                             "own server")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qtasks-drain-") as folder:
         url = args.url or f"sqlite:///{Path(folder) / 'drain.sqlite3'}"
@@ -65,7 +71,7 @@ def main() -> None:
 
         if args.flavour == "async":
             app = AsyncQueueTasks("drain", broker_url=url)
-            bump = _async_incr() if args.body == "incr" else None
+            bump = _async_incr(args.incr_url) if args.body == "incr" else None
 
             @app.task(name="noop")
             async def anoop(i: int) -> int:
@@ -81,7 +87,7 @@ def main() -> None:
                 await app.add_tasks(calls)
         else:
             app = QueueTasks("drain", broker_url=url)
-            sync_bump = _sync_incr() if args.body == "incr" else None
+            sync_bump = _sync_incr(args.incr_url) if args.body == "incr" else None
 
             @app.task(name="noop")
             def noop(i: int) -> int:
@@ -149,7 +155,7 @@ def _script_usec(url: str, reset: bool = False) -> int | None:
     return sum(int(stats.get(f"cmdstat_{name}", {}).get("usec", 0)) for name in SCRIPT_CALLS)
 
 
-def _async_incr():
+def _async_incr(url: str):
     import redis.asyncio as aredis
 
     client = None
@@ -157,15 +163,15 @@ def _async_incr():
     async def bump() -> None:
         nonlocal client
         if client is None:  # made on the worker's loop
-            client = aredis.Redis.from_url(REDIS)
+            client = aredis.Redis.from_url(url)
         await client.incr("qtasks-drain-bench")
     return bump
 
 
-def _sync_incr():
+def _sync_incr(url: str):
     import redis
 
-    client = redis.Redis.from_url(REDIS)
+    client = redis.Redis.from_url(url)
     return lambda: client.incr("qtasks-drain-bench")
 
 

@@ -211,10 +211,16 @@ local function create_record(task, watcher, fresh)  -- watcher: a listener's id 
     return false
   end
   local watched = watcher and watcher ~= ''
-  if not watched and not task.extra then  -- the usual task, without building a table
-    redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
-      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
-      'updated_at', task.created, 'queue', task.q)
+  if not task.extra then  -- the usual task, without building a table
+    if watched then
+      redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
+        'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
+        'updated_at', task.created, 'queue', task.q, 'waiters', watcher)
+    else
+      redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
+        'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
+        'updated_at', task.created, 'queue', task.q)
+    end
   else
     local set = {'HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
       'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
@@ -471,13 +477,11 @@ local function promote(q, n)
   return first_due, first_end
 end
 
--- Up to `limit` ready ids over `queues`: lowest priority first, then oldest.
+-- Up to `limit` ready ids over `queues`: lowest priority first, then oldest. Returned with
+-- the step between them: one queue's pop gives ids and scores in turn (2), as it is.
 local function pick(queues, limit)
   if #queues == 1 then
-    local got = redis.call('ZPOPMIN', qkey(queues[1], 'ready'), int(limit))
-    local ids = {}
-    for i = 1, #got, 2 do ids[#ids + 1] = got[i] end
-    return ids
+    return redis.call('ZPOPMIN', qkey(queues[1], 'ready'), int(limit)), 2
   end
   local all = {}
   for _, q in ipairs(queues) do
@@ -493,7 +497,7 @@ local function pick(queues, limit)
     redis.call('ZREM', qkey(all[i][3], 'ready'), all[i][2])
     ids[i] = all[i][2]
   end
-  return ids
+  return ids, 1
 end
 
 -- -- worker round trip ---------------------------------------------------------------------------
@@ -659,9 +663,11 @@ local function exchange(fused, abandoned)
       wake_at = earlier(wake_at, earlier(first_due, first_end))
     end
     local deadline, leased = int(NOW + lease), false
-    local ids = pick(queues, limit)
-    GATHER = #ids > 1
-    for _, id in ipairs(ids) do
+    local ids, step = pick(queues, limit)
+    local picked = #ids / step
+    GATHER = picked > 1
+    for i = 1, #ids, step do
+      local id = ids[i]
       local mk = mkey(id)
       local m = redis.call('HMGET', mk, 'u', 'q', 'p', 'pl', 'st', 'tok')
       if m[2] then
@@ -690,7 +696,7 @@ local function exchange(fused, abandoned)
     if leased then wake_at = earlier(wake_at, tonumber(deadline)) end
     -- Work left: wake the next idle worker. One queue's pop that took fewer than it asked for
     -- emptied the ready set; otherwise look.
-    if #queues > 1 or #ids >= limit then
+    if #queues > 1 or picked >= limit then
       for _, q in ipairs(queues) do
         if redis.call('ZCARD', qkey(q, 'ready')) > 0 then
           redis.call('ZADD', qkey(q, 'wake'), '0', 'r')
@@ -768,7 +774,8 @@ elseif op == 'enqueue' then  -- mode: F records and messages, M messages only, R
   -- watcher: the id of the listener about to wait for these records ('' if none)
   local mode, watcher, n = arg(), arg(), num()
   local added = 0
-  local QUEUED = {}  -- uuids given a message by this call (their map entry is gathered)
+  local QUEUED = mode == 'M' and {} or nil  -- uuids given a message by this call (messages
+  --                                            only: their map entry is gathered)
   if mode ~= 'R' then reserve(n) end  -- ids of tasks it already has stay unused: harmless
   GATHER = n > 1
   local tasks = {}
