@@ -91,8 +91,8 @@ class Run:
 
     __slots__ = ("began", "name", "task")
 
-    def __init__(self, began: float) -> None:
-        self.began = began
+    def __init__(self) -> None:
+        self.began = 0.0  # set when its task takes its first step
         self.name = ""
         self.task: asyncio.Task[None] | None = None
 
@@ -568,7 +568,7 @@ class Worker:
             return None
 
     def _start(self, delivery: Delivery, pool: TaskThreads) -> None:
-        run = Run(0.0)  # told its task here: asyncio.current_task() is a Python call in 3.11
+        run = Run()  # told its task here: asyncio.current_task() is a Python call in 3.11
         task = run.task = asyncio.create_task(self._run_one(delivery, pool, run))
         self._running[task] = delivery
         self._unstepped = True

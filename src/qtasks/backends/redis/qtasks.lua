@@ -201,6 +201,14 @@ local function none_recorded(tasks)
   return fresh
 end
 
+-- A new record's fields, and the one more field-value pair given after `task`, if any (a
+-- vararg, so neither form builds a table).
+local function write_new(k, task, ...)
+  redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
+    'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
+    'updated_at', task.created, 'queue', task.q, ...)
+end
+
 -- fresh: uuids known to have no record (from `none_recorded`); each is used up as its record
 -- is written, so the same uuid twice in one call is checked the second time.
 local function create_record(task, watcher, fresh)  -- watcher: a listener's id ('' or nil)
@@ -212,15 +220,7 @@ local function create_record(task, watcher, fresh)  -- watcher: a listener's id 
   end
   local watched = watcher and watcher ~= ''
   if not task.extra then  -- the usual task, without building a table
-    if watched then
-      redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
-        'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
-        'updated_at', task.created, 'queue', task.q, 'waiters', watcher)
-    else
-      redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
-        'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
-        'updated_at', task.created, 'queue', task.q)
-    end
+    if watched then write_new(k, task, 'waiters', watcher) else write_new(k, task) end
   else
     local set = {'HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
       'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
