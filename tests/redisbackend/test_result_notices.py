@@ -87,6 +87,31 @@ def test_an_async_waiter_outlives_its_subscription_and_the_next_wait_resubscribe
     assert subscribers[1] == 1  # the third wait subscribed again
 
 
+def test_a_sync_waiter_outlives_its_subscription_and_the_next_wait_resubscribes(
+        redis_server, apps):
+    spec, app = apps.app(redis_server.url, name="resubscribe_sync")
+    apps.worker(spec)
+    admin = redis_server.client()
+    first = app.add_task("mark", 1, timeout=10)  # this thread has subscribed
+    # read by qtasks itself (the direct path), not by redis-py's PubSub
+    assert type(app.backend.sync.subscribed()).__name__ == "BlockingWire"
+    killed: list[int] = []
+    killer = threading.Timer(0.3, lambda: killed.append(admin.client_kill_filter(_type="pubsub")))
+    killer.start()
+    began = time.monotonic()
+    second = app.add_task("mark", 2, sleep=1.0, timeout=15)  # its notice connection goes
+    waited = time.monotonic() - began
+    killer.join()
+    third = app.add_task("mark", 3, timeout=10)
+    subscribers = admin.execute_command("PUBSUB", "SHARDNUMSUB", app.backend.keys.final_channel(
+        app.backend.sync.listener))
+    assert killed == [1]
+    assert [r.status for r in (first, second, third)] == ["success"] * 3
+    assert second.returning == 2 and third.returning == 3
+    assert waited < 5  # told on the new subscription, or read after a pause: not the timeout
+    assert subscribers[1] == 1  # subscribed again, once
+
+
 def test_an_async_waiter_is_told_even_when_the_notice_comes_before_the_enqueue_reply(
         redis_server, apps):
     # A task that finishes before its producer has read the reply to its enqueue: both sit in

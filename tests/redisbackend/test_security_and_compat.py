@@ -57,6 +57,10 @@ def test_rediss_with_a_ca_file(tmp_path, apps):
             spec, app = apps.app(url, name="tls", side=plain.url)
             apps.worker(spec)
             assert app.add_task("mark", 5, timeout=10).returning == 5
+            # its calls and its notices read by qtasks itself over TLS (no fallback)
+            sync = app.backend.sync
+            assert [type(c).__name__ for c in (sync._connection(), sync.subscribed())] == \
+                ["BlockingWire", "BlockingWire"]
             async_app = AsyncQueueTasks(name="tls", broker_url=url)  # its own TLS connections
             assert asyncio.run(async_app.add_task("mark", 6, timeout=10)).returning == 6
             untrusted = QueueTasks(name="tls", broker_url=f"rediss://127.0.0.1:{server.port}/0")

@@ -334,7 +334,7 @@ class SyncRedisStore(SyncResultStore):
     def wait(self, uuid: str, timeout: float | None,
              final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
         conn = self.backend.sync
-        conn.pubsub()  # subscribed before the first read: no notice slips by
+        conn.subscribed()  # subscribed before the first read: no notice slips by
         current: list[Any] = [uuid, None]  # the uuid waited for, the record a notice carried
 
         def fetch(key: str) -> RecordRow | None:
@@ -498,7 +498,7 @@ class RedisClient(Client):
     def enqueue_watched(self, tasks: Sequence[NewTask]) -> None:
         """See :meth:`RedisTransport.enqueue_watched`."""
         conn = self.broker.backend.sync
-        conn.pubsub()
+        conn.subscribed()
         conn.run(protocol.enqueue(tasks, "F", watcher=conn.listener))
         conn.fresh = tasks[-1].uuid if tasks else None
 

@@ -218,7 +218,7 @@ def _convert(name: str, value: str) -> Any:
 try:
     import hiredis
 
-    from qtasks.backends.redis.wire import Wire
+    from qtasks.backends.redis.wire import BlockingWire, Wire
 except ImportError:  # pragma: no cover - the extra installs it
     hiredis = None  # type: ignore[assignment]
 
@@ -485,7 +485,7 @@ class SyncConn:
         self.sharded: bool | None = None  # the server has sharded pub/sub (found on first use)
         self.direct = _direct_ok(settings)
         self.code = _Code(self.script.sha, keys.route)
-        self._direct_conns: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._wires: weakref.WeakSet[BlockingWire] = weakref.WeakSet()  # closed by close()
 
     def run(self, op: Op) -> Any:
         reply: Any = None
@@ -527,50 +527,59 @@ class SyncConn:
         """This thread's own connection for direct calls (it connects on first use; code
         missing after a restart is loaded when a call finds it missing)."""
         conn = getattr(self._local, "conn", None)
-        if conn is None or conn.pid != os.getpid():
+        if conn is None or not conn.usable():
             pool = self.redis.connection_pool
-            conn = self._local.conn = pool.connection_class(**pool.connection_kwargs)
-            self._direct_conns.add(conn)
+            conn = self._local.conn = BlockingWire(
+                pool.connection_class(**pool.connection_kwargs))
+            self._wires.add(conn)
         return conn
 
     def _direct(self, calls: Iterator[list[Any]], taken: list[list[Any]],
                 replicated: bool) -> list[Any]:
         """Run ``_direct_steps`` on this thread's connection. Whatever interrupts it leaves
         the connection closed: replies still unread would answer the next call."""
-        conn = self._connection()
+        try:
+            conn = self._connection()
+        except _WIRE_ERRORS as exc:
+            raise _Wire() from exc
         steps = _direct_steps(self.code, calls, taken,
                               self.calls.wait_packed if replicated else None)
         try:
             step = next(steps)
             while True:
                 if step is None:
-                    step = steps.send(self._reply(conn))
+                    step = steps.send(conn.reply())
                 else:
-                    conn.send_packed_command(step, check_health=False)
+                    conn.send(step)
                     step = steps.send(None)
         except StopIteration as stop:
             replies: list[Any] = stop.value
         except _WIRE_ERRORS as exc:
-            conn.disconnect()
+            self._drop(conn)
             raise _Wire() from exc
         except BaseException:
-            conn.disconnect()
+            self._drop(conn)
             raise
         return _check_replies(replies, self.settings, replicated)
 
-    @staticmethod
-    def _reply(conn: Any) -> Any:
-        try:
-            return conn.read_response()
-        except redis.ResponseError as exc:  # an error reply: the connection is still in step
-            return exc
+    def _drop(self, conn: BlockingWire) -> None:
+        conn.close()
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
 
     def next_final(self, timeout: float) -> tuple[str, RecordRow | None] | None:
         """The next final record announced to this thread within ``timeout``: its uuid and
         the record the notice carries; ``None`` if none came."""
-        sub = self.pubsub()
-        read = (self.sharded and getattr(sub, "get_sharded_message", None)) or sub.get_message
+        sub = self.subscribed()
         try:
+            if isinstance(sub, BlockingWire):
+                deadline = time.monotonic() + timeout
+                while (message := sub.wait(max(0.0, deadline - time.monotonic()))) is not None:
+                    if (isinstance(message, list) and len(message) == 3
+                            and message[0] in _NOTICES):
+                        return notice(message[2])
+                return None  # subscription replies and other pushes are skipped
+            read = (self.sharded and getattr(sub, "get_sharded_message", None)) or sub.get_message
             message = read(ignore_subscribe_messages=True, timeout=timeout)
         except (redis.RedisError, OSError) as exc:
             # The subscription broke (a restart, or Redis dropped a reader that fell behind):
@@ -600,26 +609,50 @@ class SyncConn:
             me = self._local.listener = (os.getpid(), os.urandom(8).hex())
         return me[1]
 
-    def pubsub(self) -> Any:
-        """This thread's subscription to the notifications of the final records it waits for."""
+    def subscribed(self) -> Any:
+        """This thread's subscription to the notifications of the final records it waits for:
+        a ``BlockingWire`` on the direct path, else redis-py's ``PubSub``."""
         sub = getattr(self._local, "pubsub", None)
-        if sub is None:
-            sub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                if self.sharded is None:
-                    try:
-                        self.redis.execute_command("PUBSUB", "SHARDNUMSUB")
-                        self.sharded = True
-                    except redis.ResponseError as exc:
-                        self.sharded = _sharded(exc)
-                channel = self.keys.final_channel(self.listener)
+        if sub is not None and (not isinstance(sub, BlockingWire) or sub.usable()):
+            return sub
+        try:
+            if self.sharded is None:
+                try:
+                    self.redis.execute_command("PUBSUB", "SHARDNUMSUB")
+                    self.sharded = True
+                except redis.ResponseError as exc:
+                    self.sharded = _sharded(exc)
+            channel = self.keys.final_channel(self.listener)
+            sub = self._subscribe_direct(channel) if self.direct else None
+            if sub is None:
+                sub = self.redis.pubsub(ignore_subscribe_messages=True)
                 if self.sharded:
                     sub.ssubscribe(channel)
                 else:
                     sub.subscribe(channel)
-            except redis.RedisError as exc:
-                raise translate(exc, "subscribing") from exc
-            self._local.pubsub = sub
+        except redis.RedisError as exc:
+            raise translate(exc, "subscribing") from exc
+        self._local.pubsub = sub
+        return sub
+
+    def _subscribe_direct(self, channel: str) -> BlockingWire | None:
+        """A subscription read by ``BlockingWire``; ``None`` if that failed (redis-py's then)."""
+        pool = self.redis.connection_pool
+        sub: BlockingWire | None = None
+        try:
+            sub = BlockingWire(pool.connection_class(**pool.connection_kwargs))
+            # Redis before 7.0 has no sharded pub/sub (the scripts fall back on PUBLISH)
+            command: Any = ("SSUBSCRIBE" if self.sharded else "SUBSCRIBE", channel)
+            sub.send([hiredis.pack_command(command)])
+            confirmed = sub.reply()
+            if isinstance(confirmed, BaseException):
+                raise confirmed
+        except _WIRE_ERRORS as exc:
+            log.debug("a direct subscription failed (%s); subscribing through redis-py", exc)
+            if sub is not None:
+                sub.close()
+            return None
+        self._wires.add(sub)
         return sub
 
     def close(self) -> None:
@@ -627,8 +660,8 @@ class SyncConn:
         if sub is not None:
             sub.close()
             self._local.pubsub = None
-        for conn in list(self._direct_conns):
-            conn.disconnect()
+        for wire in list(self._wires):
+            wire.close()
         self._local.conn = None
         self.redis.close()
 

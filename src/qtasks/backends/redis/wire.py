@@ -1,4 +1,5 @@
-"""The asyncio connections of the direct path (``AsyncConn._direct``), read without redis-py.
+"""The connections of the direct path (``AsyncConn._direct``, ``SyncConn._direct``), read
+without redis-py: ``Wire`` on asyncio, ``BlockingWire`` for the sync client.
 
 redis-py opens each connection, so the URL's TLS, credentials, database, protocol version and
 client name are set up exactly as for its own commands. Then this module takes the socket's
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +32,24 @@ import redis
 from redis._parsers import BaseParser
 
 _MORE = object()  # hiredis: the reply is not complete yet
+
+
+def _reader(connection: Any) -> hiredis.Reader:
+    """A reader for what ``connection`` (redis-py's, either flavour) receives: error replies
+    as redis-py's exception objects, text decoded as the connection's encoder would."""
+    encoder = connection.encoder
+    options: dict[str, Any] = {"protocolError": redis.exceptions.InvalidResponse,
+                               "replyError": BaseParser.parse_error,
+                               "notEnoughData": _MORE}
+    if encoder.decode_responses:
+        options["encoding"] = encoder.encoding
+        options["errors"] = encoder.encoding_errors
+    return hiredis.Reader(**options)
+
+
+def _where(connection: Any) -> str:
+    return str(getattr(connection, "path", None) or (
+        f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"))
 
 log = logging.getLogger("qtasks.redis")
 
@@ -65,16 +86,7 @@ class Wire(asyncio.Protocol):
             await connection.disconnect()
             raise redis.ConnectionError("the connection could not be taken over")
         connection._reader = connection._writer = None  # redis-py must not close it now
-        encoder = connection.encoder
-        options: dict[str, Any] = {"protocolError": redis.exceptions.InvalidResponse,
-                                   "replyError": BaseParser.parse_error,
-                                   "notEnoughData": _MORE}
-        if encoder.decode_responses:
-            options["encoding"] = encoder.encoding
-            options["errors"] = encoder.encoding_errors
-        host = getattr(connection, "path", None) or (
-            f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}")
-        wire = cls(writer.transport, hiredis.Reader(**options), str(host))
+        wire = cls(writer.transport, _reader(connection), _where(connection))
         # held: a StreamWriter that is collected closes its transport (Python 3.11.5 and later)
         wire.streams = (stream, writer)
         writer.transport.set_protocol(wire)
@@ -211,3 +223,88 @@ class Wire(asyncio.Protocol):
         lost, self.lost = self.lost, None
         if lost is not None and not lost.done():
             lost.set_result(None)
+
+
+class BlockingWire:
+    """A blocking connection of the sync client, opened by redis-py (handshake, TLS,
+    credentials, database) and read here with a ``hiredis.Reader``, as ``Wire`` is on asyncio.
+    A reply costs one ``recv_into`` a buffer this object keeps. For each message of a
+    subscription, redis-py's ``PubSub`` polls the socket, checks that it is still open (a
+    second poll and a peek) and sets its timeout twice; here a message costs one timeout
+    change and one ``recv_into``.
+
+    ``reply`` waits at most the socket timeout the URL sets (redis-py's ``socket_timeout``);
+    ``wait``, for a subscribed connection only, sets its own. A connection that fails, times
+    out in a call, or receives what is not RESP must be closed (``close``): a reply still
+    unread would answer the next call.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        connection.connect()
+        sock = connection._sock
+        parser_reader = getattr(connection._parser, "_reader", None)
+        if sock is None or (parser_reader is not None and parser_reader.has_data()):
+            connection.disconnect()
+            raise redis.ConnectionError("the connection could not be taken over")
+        self.connection = connection  # redis-py's object: it closes the socket (``close``)
+        self.sock = sock
+        self.pid = os.getpid()  # a forked child opens its own
+        self.closed = False
+        self.reader = _reader(connection)
+        self.where = _where(connection)
+        # read into, and fed from, in place (hiredis takes a buffer; its stubs say bytes)
+        self.buffer: Any = bytearray(65536)
+
+    def send(self, packed: list[bytes]) -> None:
+        self.sock.sendall(packed[0] if len(packed) == 1 else b"".join(packed))
+
+    def reply(self) -> Any:
+        """The next reply: a value, or an error reply as its exception (not raised)."""
+        reader = self.reader
+        reply = self._parsed()
+        while reply is _MORE:
+            got = self.sock.recv_into(self.buffer)
+            if not got:
+                raise redis.ConnectionError(f"Connection to {self.where} closed by the server")
+            reader.feed(self.buffer, 0, got)
+            reply = self._parsed()
+        return reply
+
+    def wait(self, seconds: float) -> Any:
+        """The next message of a subscribed connection (never nil), or ``None`` if none
+        completes within ``seconds`` (what was read of one stays for the next call)."""
+        reply = self._parsed()
+        if reply is not _MORE:
+            return reply
+        deadline = time.monotonic() + seconds
+        while reply is _MORE:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                got = self.sock.recv_into(self.buffer)
+            except TimeoutError:
+                return None
+            if not got:
+                raise redis.ConnectionError(f"Connection to {self.where} closed by the server")
+            self.reader.feed(self.buffer, 0, got)
+            reply = self._parsed()
+        return reply
+
+    def _parsed(self) -> Any:
+        try:
+            reply = self.reader.gets()
+        except redis.exceptions.InvalidResponse as exc:
+            raise redis.ConnectionError(f"Protocol error from {self.where}: {exc}") from exc
+        if isinstance(reply, BaseException) and not isinstance(reply, redis.ResponseError):
+            raise reply  # an error reply redis-py raises rather than returns
+        return reply
+
+    def close(self) -> None:
+        self.closed = True
+        self.connection.disconnect()
+
+    def usable(self) -> bool:
+        """Neither closed nor inherited from the process this one was forked from."""
+        return not self.closed and self.pid == os.getpid()
