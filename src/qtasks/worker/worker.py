@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import inspect
 import logging
 import os
@@ -135,7 +134,8 @@ class Worker:
         self._done: list[Outcome] = []
         self._stopping = asyncio.Event()
         self._hard = asyncio.Event()
-        self._wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()  # set by ``_wake``
+        self._idle_wait: asyncio.Future[None] | None = None  # an idle exchange's wait (see _first_of)
         self._idle = asyncio.Event()  # set when the last running task finishes
         self._backoff = 0.5
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,7 +160,7 @@ class Worker:
                 return False
             self._lent += 1
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wakeup.set)
+            self._loop.call_soon_threadsafe(self._wake)
         return True
 
     def take_back(self) -> None:
@@ -176,7 +176,14 @@ class Worker:
             log.info("worker %s: stopping; %d running get %.0fs to finish", self.id,
                      len(self._running), self.grace)
         self._stopping.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Something for the fetch loop: a task ended, a slot was lent, or a stop. Ends the
+        loop's idle wait at once, if it is in one."""
         self._wakeup.set()
+        if self._idle_wait is not None:
+            _end_wait(self._idle_wait)
 
     async def run(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
@@ -378,7 +385,7 @@ class Worker:
                 result = await call
             else:  # idle: wait on the backend for work, or on a task/stop for us, or until
                 # a successor is due (a backend's own timeout may fire much later than asked)
-                result = await self._first_of(call, self._nap(wake_at))
+                result = await self._first_of(call, wake_at)
             if result is None:
                 continue
             refused = {id(d) for d in result.refused}
@@ -543,21 +550,30 @@ class Worker:
                 dead_letter=reason, args_json=None, kwargs_json=None, follow_up=None))
         return result
 
-    async def _first_of(self, call: Any, other: Any) -> Exchange | None:
-        """Await ``call``, unless ``other`` finishes first; then ``call`` is cancelled (the
-        transport keeps whatever it had already taken for the next exchange).
+    async def _first_of(self, call: Any, until: float | None) -> Exchange | None:
+        """Await ``call``, unless the loop is woken first (``_wake``) or ``until``
+        (``time.perf_counter()``) comes; then ``call`` is cancelled (the transport keeps
+        whatever it had already taken for the next exchange).
 
-        ``call`` ends the wait from inside its own last step (``_ending``): this loop then
-        resumes one step of the event loop sooner than through ``asyncio.wait``, which is
-        told by a done callback. An idle worker's claim is on every round trip's path."""
-        either: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ``call`` ends the wait from inside its own last step (``_ending``), and ``_wake`` ends
+        it directly: this loop then resumes one step of the event loop sooner than through
+        ``asyncio.wait``, which is told by a done callback, and no task waits on the wake-up
+        event beside the call. An idle worker's claim is on every round trip's path."""
+        loop = asyncio.get_running_loop()
+        either: asyncio.Future[None] = loop.create_future()
         first = asyncio.ensure_future(_ending(call, either))
-        second = asyncio.ensure_future(other)
-        second.add_done_callback(functools.partial(_end_wait, either))
+        timer = None
+        if self._wakeup.is_set():  # woken since the loop looked
+            _end_wait(either)
+        elif until is not None:
+            timer = loop.call_later(max(0.0, until - time.perf_counter()), _end_wait, either)
+        self._idle_wait = either
         try:
             await either
         finally:
-            second.cancel()
+            self._idle_wait = None
+            if timer is not None:
+                timer.cancel()
             if not first.done():
                 first.cancel()
         try:
@@ -606,7 +622,7 @@ class Worker:
                 self._idle.set()
             if self._alone is delivery:
                 self._alone = None
-            self._wakeup.set()
+            self._wake()
 
     def _tell_done(self, delivery: Delivery, outcome: Outcome, took: float) -> None:
         done = TaskDone(self, outcome, delivery.queue, delivery.deliveries, time.time() - took,

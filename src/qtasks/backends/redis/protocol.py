@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -118,8 +119,19 @@ class Keys:
 
 def _call_id() -> str:
     """Tells a call resent after a lost reply (same id: its writes are accepted again) from a
-    new call that repeats an outcome (rejected: the record is final already)."""
-    return os.urandom(8).hex()
+    new call that repeats an outcome (rejected: the record is final already). A random prefix
+    per process and a count: unique without a system call each (``os.urandom`` was 7 % of an
+    idle worker's time sending its outcome)."""
+    return f"{_CALLS[0]}{next(_CALLS[1]):x}"
+
+
+def _new_calls() -> None:
+    _CALLS[:] = [os.urandom(6).hex() + ":", itertools.count()]
+
+
+_CALLS: list[Any] = []
+_new_calls()
+os.register_at_fork(after_in_child=_new_calls)  # a forked child counts under a prefix of its own
 
 
 def _opt(value: str | None) -> str:

@@ -1,0 +1,34 @@
+"""Each script call of the Redis backend carries an id that tells a call resent after a lost
+reply (the same id) from a new one. The ids are a per-process random prefix and a count, so a
+forked child (a web server's worker process, a supervisor's child) must count under a prefix
+of its own: the parent's and the child's calls would otherwise share ids."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+protocol = pytest.importorskip("qtasks.backends.redis.protocol")
+
+
+def test_call_ids_are_distinct_in_a_process_and_across_a_fork():
+    ids = [protocol._call_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's result goes through the pipe
+        try:
+            os.write(write, ",".join(protocol._call_id() for _ in range(100)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        theirs = pipe.read().split(",")
+    os.waitpid(child, 0)
+    ours = [protocol._call_id() for _ in range(100)]
+    assert len(theirs) == 100
+    assert not set(theirs) & set(ids + ours)
+    prefix = ids[0].rsplit(":", 1)[0]
+    assert all(i.startswith(prefix + ":") for i in ours)
+    assert not any(i.startswith(prefix + ":") for i in theirs)
