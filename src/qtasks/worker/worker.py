@@ -559,13 +559,14 @@ class Worker:
         it directly: this loop then resumes one step of the event loop sooner than through
         ``asyncio.wait``, which is told by a done callback, and no task waits on the wake-up
         event beside the call. An idle worker's claim is on every round trip's path."""
+        if self._wakeup.is_set():  # woken since the loop looked: no wait to begin
+            call.close()  # never started (an idle exchange writes nothing)
+            return None
         loop = asyncio.get_running_loop()
         either: asyncio.Future[None] = loop.create_future()
         first = asyncio.ensure_future(_ending(call, either))
         timer = None
-        if self._wakeup.is_set():  # woken since the loop looked
-            _end_wait(either)
-        elif until is not None:
+        if until is not None:
             timer = loop.call_later(max(0.0, until - time.perf_counter()), _end_wait, either)
         self._idle_wait = either
         try:
