@@ -24,6 +24,7 @@ The URL's app (``rtt_ab``) is flushed before each round; on PostgreSQL, each che
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -72,51 +74,48 @@ def child(trips: int, pause: float) -> None:
     if url.startswith(("postgresql:", "postgres:")):  # this checkout's tables
         subprocess.run([sys.executable, "-m", "qtasks", "migrate", "--url", url], check=True,
                        stdout=subprocess.DEVNULL)
-    worker_argv = [sys.executable, "-m", "qtasks", "-A", "app:app", "run", "--loop", "asyncio"]
 
-    def check(record: object) -> None:
+    @contextlib.contextmanager
+    def worker() -> Iterator[None]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "qtasks", "-A", "app:app", "run", "--loop", "asyncio"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            process.terminate()
+            process.wait(30)
+
+    def timed(began: float, record: object, times: list[float]) -> None:
+        times.append(time.perf_counter() - began)
         if getattr(record, "returning", None) != 1:
             raise SystemExit(f"unexpected record {record!r}")
 
     async def run() -> list[float]:
         await app.flush_all()
-        worker = subprocess.Popen(worker_argv, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        try:
+        times: list[float] = []
+        with worker():
             for _ in range(30):  # the worker is up and has claimed once
                 await app.add_task("noop", timeout=30)
-            times = []
             for _ in range(trips):
                 if pause:
                     await asyncio.sleep(pause)
                 began = time.perf_counter()
-                record = await app.add_task("noop", timeout=5)
-                times.append(time.perf_counter() - began)
-                check(record)
-            return times
-        finally:
-            worker.terminate()
-            worker.wait(30)
+                timed(began, await app.add_task("noop", timeout=5), times)
+        return times
 
-    def run_sync() -> list[float]:  # the sync app: a producer thread waits, blocking
+    def run_sync() -> list[float]:  # the sync app: the producer waits, blocking
         app.flush_all()
-        worker = subprocess.Popen(worker_argv, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        try:
+        times: list[float] = []
+        with worker():
             for _ in range(30):
                 app.add_task("noop", timeout=30)
-            times = []
             for _ in range(trips):
                 if pause:
                     time.sleep(pause)
                 began = time.perf_counter()
-                record = app.add_task("noop", timeout=5)
-                times.append(time.perf_counter() - began)
-                check(record)
-            return times
-        finally:
-            worker.terminate()
-            worker.wait(30)
+                timed(began, app.add_task("noop", timeout=5), times)
+        return times
 
     used = time.process_time()  # the producer's CPU (the worker is another process)
     times = sorted(run_sync() if os.environ.get("RTT_AB_FLAVOUR") == "sync"

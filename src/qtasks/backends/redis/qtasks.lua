@@ -201,8 +201,8 @@ local function none_recorded(tasks)
   return fresh
 end
 
--- A new record's fields, and the one more field-value pair given after `task`, if any (a
--- vararg, so neither form builds a table).
+-- A new record's fields, and the field-value pairs given after `task` (a vararg: the usual
+-- record, with or without its waiter, builds no table).
 local function write_new(k, task, ...)
   redis.call('HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
     'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
@@ -221,16 +221,14 @@ local function create_record(task, watcher, fresh)  -- watcher: a listener's id 
   local watched = watcher and watcher ~= ''
   if not task.extra then  -- the usual task, without building a table
     if watched then write_new(k, task, 'waiters', watcher) else write_new(k, task) end
-  else
-    local set = {'HSET', k, 'task_name', task.name, 'priority', task.p, 'status', 'new',
-      'args', task.args, 'kwargs', task.kwargs, 'created_at', task.created,
-      'updated_at', task.created, 'queue', task.q}
-    if watched then set[#set + 1] = 'waiters'; set[#set + 1] = watcher end
-    local extra = task.extra or {}
+  else  -- with extras: only they (and the waiter) go in a table
+    local more = {}
+    if watched then more[1] = 'waiters'; more[2] = watcher end
+    local extra = task.extra
     for i = 1, #extra, 2 do
-      set[#set + 1] = 'x:' .. extra[i]; set[#set + 1] = extra[i + 1]
+      more[#more + 1] = 'x:' .. extra[i]; more[#more + 1] = extra[i + 1]
     end
-    redis.call(unpack(set))
+    write_new(k, task, unpack(more))
   end
   local score = task.score
   pend('ZADD', shared('', 'ix:all'), score, task.u)

@@ -260,13 +260,9 @@ class BlockingWire:
 
     def reply(self) -> Any:
         """The next reply: a value, or an error reply as its exception (not raised)."""
-        reader = self.reader
         reply = self._parsed()
         while reply is _MORE:
-            got = self.sock.recv_into(self.buffer)
-            if not got:
-                raise redis.ConnectionError(f"Connection to {self.where} closed by the server")
-            reader.feed(self.buffer, 0, got)
+            self._receive()
             reply = self._parsed()
         return reply
 
@@ -283,14 +279,18 @@ class BlockingWire:
                 return None
             self.sock.settimeout(left)
             try:
-                got = self.sock.recv_into(self.buffer)
+                self._receive()
             except TimeoutError:
                 return None
-            if not got:
-                raise redis.ConnectionError(f"Connection to {self.where} closed by the server")
-            self.reader.feed(self.buffer, 0, got)
             reply = self._parsed()
         return reply
+
+    def _receive(self) -> None:
+        """Read what has arrived (waiting up to the socket's timeout) into the reader."""
+        got = self.sock.recv_into(self.buffer)
+        if not got:
+            raise redis.ConnectionError(f"Connection to {self.where} closed by the server")
+        self.reader.feed(self.buffer, 0, got)
 
     def _parsed(self) -> Any:
         try:
