@@ -44,6 +44,10 @@ Scenarios, per peer, in this order (one worker process, the peer's default concu
 
 1. single enqueue: ``--tasks`` (10,000) ``bump()`` enqueued one call per task by one producer
    process, no worker running; ``perf_counter`` around the loop in that process; tasks/s.
+   Every adapter imports its peer's client before the loop (qtasks' adapter imports its
+   backend module, which qtasks itself imports on an app's first call). Where a peer's API
+   has a connect step (saq, arq, taskiq, streaq) the adapter's ``setup`` takes it before the
+   loop; the others, qtasks included, connect on their first call, inside it.
 2. bulk enqueue: the same count through the peer's own bulk API in batches of ``--batch``
    (1,000): Celery ``group(...).apply_async()``, Dramatiq ``group(...).run()``, RQ
    ``enqueue_many``, streaq ``enqueue_many`` (a pipeline), qtasks ``add_tasks``. Huey, arq,
