@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import gc
 import inspect
 import logging
 import os
@@ -44,7 +43,6 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
@@ -228,41 +226,40 @@ class Worker:
         log.info("worker %s ready: app %r, %s, concurrency %d, queues %s, %s loop", self.id,
                  self.app.name, self.app.backend.describe(), self.concurrency,
                  ",".join(self.queues), self.loop_name)
-        with _start_up_frozen():
+        try:
+            await self._fetch(pool)
+        finally:
+            for timer in timers:
+                timer.stop()
+            await self._drain()
+            await events.fire("worker_stopping", worker=self, number=0)
             try:
-                await self._fetch(pool)
-            finally:
-                for timer in timers:
-                    timer.stop()
-                await self._drain()
-                await events.fire("worker_stopping", worker=self, number=0)
+                await self.shared_scope.close()
+            except Exception:
+                log.exception("closing worker-scoped dependencies failed")
+            await events.fire("stopping", starter=None, worker=self, broker=self.app.backend)
+            for name, extra in (("worker_stop", {"worker": self}),
+                                ("broker_stop", {"broker": backend}),
+                                ("storage_stop", {"storage": backend}),
+                                ("global_config_stop", {"global_config": None}),
+                                ("starter_stop", {"starter": None})):
+                await trigger_async(plugins, name, **extra)
+            for plugin in plugins.plugins:
                 try:
-                    await self.shared_scope.close()
+                    await _maybe_await(plugin.stop())
                 except Exception:
-                    log.exception("closing worker-scoped dependencies failed")
-                await events.fire("stopping", starter=None, worker=self, broker=self.app.backend)
-                for name, extra in (("worker_stop", {"worker": self}),
-                                    ("broker_stop", {"broker": backend}),
-                                    ("storage_stop", {"storage": backend}),
-                                    ("global_config_stop", {"global_config": None}),
-                                    ("starter_stop", {"starter": None})):
-                    await trigger_async(plugins, name, **extra)
-                for plugin in plugins.plugins:
-                    try:
-                        await _maybe_await(plugin.stop())
-                    except Exception:
-                        log.exception("plugin %r failed to stop", plugin)
-                heartbeat.cancel()
-                await transport.unregister(self.id)
-                try:
-                    await notify("worker_stopping", self, self.app.hooks)
-                except Exception:
-                    log.exception("an integration failed at the worker's stop")
-                pool.shutdown(wait=False, cancel_futures=True)
-                if signals:
-                    for sig in (signal.SIGTERM, signal.SIGINT):
-                        loop.remove_signal_handler(sig)
-                log.info("worker %s stopped", self.id)
+                    log.exception("plugin %r failed to stop", plugin)
+            heartbeat.cancel()
+            await transport.unregister(self.id)
+            try:
+                await notify("worker_stopping", self, self.app.hooks)
+            except Exception:
+                log.exception("an integration failed at the worker's stop")
+            pool.shutdown(wait=False, cancel_futures=True)
+            if signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            log.info("worker %s stopped", self.id)
 
     def _info(self) -> WorkerInfo:
         return worker_info(self.id, self.started_at, self.concurrency, self.queues,
@@ -725,24 +722,6 @@ class Worker:
                               "their lease expires", len(unfinished))
             log.warning("handed back %d tasks still running at the end of the grace period",
                         len(unfinished))
-
-
-@contextlib.contextmanager
-def _start_up_frozen() -> Iterator[None]:
-    """Keep what is alive when a worker has started (modules, the app and its tasks, the
-    backend's clients: they live as long as the worker) out of the collector's full
-    collections, until the worker has stopped; then hand it back, for a worker run inside a
-    larger program. Without this, one full collection stalled the loop for 12 ms (timed with
-    ``gc.callbacks`` during 1,000 naps at concurrency 100). A program that froze objects
-    itself manages its collector, and is left alone."""
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _span(task: float | None, trip: float,
