@@ -1,11 +1,14 @@
-"""The asyncio direct path's connections (``backends/redis/wire.py``) time out on a stalled
-Redis after the deadline of the call being read, even when a longer one came before it (an
-idle worker's blocking pop sets one 20 s out; its next call on the connection must not inherit
-it)."""
+"""The direct path's connections (``backends/redis/wire.py``) time out on a stalled Redis.
+
+On asyncio, after the deadline of the call being read, even when a longer one came before it
+(an idle worker's blocking pop sets one 20 s out; its next call on the connection must not
+inherit it). The sync client's ``BlockingWire`` after the URL's ``socket_timeout``, which the
+kernel keeps, and a wire opened before a fork is not used by the child."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 
@@ -13,7 +16,7 @@ import hiredis
 import redis
 import redis.asyncio as aredis
 
-from qtasks.backends.redis.wire import Wire
+from qtasks.backends.redis.wire import BlockingWire, Wire
 
 
 def test_a_short_deadline_after_a_long_one_still_times_out_in_time(redis_server):
@@ -43,3 +46,50 @@ def test_a_short_deadline_after_a_long_one_still_times_out_in_time(redis_server)
     kind, took = asyncio.run(stalled_ping())
     assert kind is redis.TimeoutError
     assert took < 15  # the 1 s deadline, not the 25 s one before it
+
+
+def test_a_blocking_wire_times_out_on_a_stalled_redis_after_the_socket_timeout(redis_server):
+    client = redis.Redis.from_url(redis_server.url + "?socket_timeout=1", decode_responses=True)
+    pool = client.connection_pool
+    wire = BlockingWire(pool.connection_class(**pool.connection_kwargs))
+    wire.send([hiredis.pack_command(("PING",))])
+    assert wire.reply() == "PONG"
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        wire.send([hiredis.pack_command(("PING",))])
+        try:
+            wire.reply()
+        except TimeoutError as exc:
+            took = time.monotonic() - began
+            assert "Timeout reading from" in str(exc)
+        else:
+            raise AssertionError("a stalled Redis answered")
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+        wire.close()
+        client.close()
+    assert 0.5 < took < 15  # the URL's 1 s, not a hang and not at once
+
+
+def test_a_blocking_wire_opened_before_a_fork_is_not_the_child_s(redis_server):
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    pool = client.connection_pool
+    wire = BlockingWire(pool.connection_class(**pool.connection_kwargs))
+    assert wire.usable()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's answer goes through the pipe
+        try:
+            os.write(write, b"usable" if wire.usable() else b"not usable")
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(child, 0)
+    assert answer == b"not usable"
+    assert wire.usable()  # still the parent's
+    wire.close()
+    assert not wire.usable()
+    client.close()

@@ -22,6 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import struct
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -52,6 +55,38 @@ def _where(connection: Any) -> str:
         f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"))
 
 log = logging.getLogger("qtasks.redis")
+
+# How many forks lie between this process and the one that started: a wire opened before a
+# fork belongs to the parent. Comparing this count costs nothing; ``os.getpid()`` is a system
+# call, and ``BlockingWire.usable`` runs once per call.
+_FORKS = [0]
+
+
+def _forked() -> None:
+    _FORKS[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _kernel_timeouts(sock: Any) -> None:
+    """Move a plain TCP or Unix socket's timeout into the kernel (``SO_RCVTIMEO`` and
+    ``SO_SNDTIMEO``) and make the socket blocking. Python implements a socket timeout with a
+    ``poll`` before each ``send`` and ``recv``: two system calls more per round trip, which
+    the kernel's own timeouts spare. A read that runs out of time then fails with
+    ``BlockingIOError`` (``_receive`` turns it into ``TimeoutError``). Linux only (the
+    ``timeval`` layout differs elsewhere); TLS sockets keep Python's timeout, which ``ssl``
+    handles itself."""
+    if not sys.platform.startswith("linux") or type(sock) is not socket.socket:
+        return
+    timeout = sock.gettimeout()
+    if not timeout:  # None: blocking already; 0.0: non-blocking, left alone
+        return
+    seconds = int(timeout)
+    timeval = struct.pack("@ll", seconds, int((timeout - seconds) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    sock.settimeout(None)
 
 
 class Wire(asyncio.Protocol):
@@ -233,8 +268,9 @@ class BlockingWire:
     second poll and a peek) and sets its timeout twice; here a message costs one timeout
     change and one ``recv_into``.
 
-    ``reply`` waits at most the socket timeout the URL sets (redis-py's ``socket_timeout``);
-    ``wait``, for a subscribed connection only, sets its own. A connection that fails, times
+    ``reply`` waits at most the socket timeout the URL sets (redis-py's ``socket_timeout``,
+    kept by the kernel where it can be: ``_kernel_timeouts``); ``wait``, for a subscribed
+    connection only, sets its own. A connection that fails, times
     out in a call, or receives what is not RESP must be closed (``close``): a reply still
     unread would answer the next call.
     """
@@ -247,8 +283,9 @@ class BlockingWire:
             connection.disconnect()
             raise redis.ConnectionError("the connection could not be taken over")
         self.connection = connection  # redis-py's object: it closes the socket (``close``)
+        _kernel_timeouts(sock)
         self.sock = sock
-        self.pid = os.getpid()  # a forked child opens its own
+        self.forks = _FORKS[0]  # a forked child opens its own
         self.closed = False
         self.reader = _reader(connection)
         self.where = _where(connection)
@@ -287,7 +324,10 @@ class BlockingWire:
 
     def _receive(self) -> None:
         """Read what has arrived (waiting up to the socket's timeout) into the reader."""
-        got = self.sock.recv_into(self.buffer)
+        try:
+            got = self.sock.recv_into(self.buffer)
+        except BlockingIOError as exc:  # the kernel's timeout ran out (``_kernel_timeouts``)
+            raise TimeoutError(f"Timeout reading from {self.where}") from exc
         if not got:
             raise redis.ConnectionError(f"Connection to {self.where} closed by the server")
         self.reader.feed(self.buffer, 0, got)
@@ -307,4 +347,4 @@ class BlockingWire:
 
     def usable(self) -> bool:
         """Neither closed nor inherited from the process this one was forked from."""
-        return not self.closed and self.pid == os.getpid()
+        return not self.closed and self.forks == _FORKS[0]
