@@ -35,8 +35,8 @@ Set-up, done by the script:
 
 The tasks (the same bodies for every peer, plain functions for sync frameworks and coroutines
 for async ones): ``bump()`` does ``INCR bench:done``; ``noop()`` returns None; ``side(key)`` does
-``RPUSH key 1``; ``nap()`` sleeps 50 ms (``time.sleep`` / ``asyncio.sleep``) and then pushes its
-start and end times (``time.time()``) to ``bench:naps``. Every peer stores a result per task
+``RPUSH key 1``; ``nap()`` sleeps 50 ms (``time.sleep`` / ``asyncio.sleep``) and then appends its
+start and end times (``time.time()``) to a file (scenario 5). Every peer stores a result per task
 (Celery with its Redis result backend, Dramatiq's Results middleware with
 ``store_results=True``, Huey with ``store_none=True``; the others do by default).
 
@@ -73,8 +73,14 @@ Scenarios, per peer, in this order (one worker process, the peer's default concu
    worker with concurrency 100 (Celery ``--pool threads -c 100``, Dramatiq ``--threads 100``,
    Huey ``-w 100``, arq ``max_jobs``, taskiq ``--max-async-tasks``, saq/streaq
    ``concurrency``, QTasks ``max_tasks_process``, qtasks ``--concurrency``); seconds from the
-   earliest task start to the latest task end, from the timestamps the tasks pushed. Celery's
-   solo pool and RQ run one task at a time per process: "n/a".
+   earliest task start to the latest task end, from the times the tasks recorded. Celery's
+   solo pool and RQ run one task at a time per process: "n/a". Each task appends its times to
+   a file, one ``write`` (``--naps-record file``, the default). Until 2026-12-08 it pushed them
+   to Redis with the peer's redis-py (``--naps-record redis``). The first wave then opened 100
+   pool connections, whose cost depends on the redis-py version the peer's venv holds: 100
+   pushes at once on a new client took 7-22 ms with redis-py 5.3.1 (arq) and 85-116 ms with
+   7.4.1 (saq) and 8.2.0 (qtasks). The naps measured the client library as much as the
+   peer's scheduling.
 6. peak RSS of the drain's worker: ``VmHWM`` from ``/proc/<pid>/status`` of the worker process
    and all its descendants, sampled every 0.25 s during the drain and once after it. The
    table shows the largest single process (the one running the tasks; a forking peer's
@@ -464,13 +470,17 @@ class PeerRunner:
 class Worker:
     """The worker subprocess in its own session, with its process tree's peak RSS."""
 
-    def __init__(self, runner: PeerRunner, label: str, concurrency: int | None) -> None:
+    def __init__(self, runner: PeerRunner, label: str, concurrency: int | None,
+                 naps_file: Path | None = None) -> None:
         self.log = runner.work / f"{runner.spec.name}-worker-{label}.log"
         runner.logs.append(self.log)
         self._out = self.log.open("wb")
+        env = runner.env(concurrency)
+        if naps_file is not None:
+            env["BENCH_NAPS_FILE"] = str(naps_file)
         self.started = time.perf_counter()
         self.proc = subprocess.Popen([str(runner.python), *runner.script, "worker"],
-                                     cwd=runner.work, env=runner.env(concurrency),
+                                     cwd=runner.work, env=env,
                                      stdin=subprocess.DEVNULL, stdout=self._out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.peaks: dict[int, tuple[str, float]] = {}
@@ -642,17 +652,30 @@ def drain(runner: PeerRunner, worker: Worker, n: int, poll: float, timeout: floa
     return out
 
 
-def naps(runner: PeerRunner, worker: Worker, n: int, timeout: float) -> dict[str, Any]:
+def naps(runner: PeerRunner, worker: Worker, n: int, timeout: float,
+         naps_file: Path | None) -> dict[str, Any]:
+    """The span of the naps, from the times ``nap()`` recorded in ``naps_file`` (complete
+    lines only), or in ``bench:naps`` with no file."""
     client = runner.redis.client
+
+    def recorded() -> list[str]:
+        if naps_file is None:
+            return [item if isinstance(item, str) else item.decode()
+                    for item in client.call("LRANGE", "bench:naps", 0, -1)]
+        if not naps_file.exists():
+            return []
+        return naps_file.read_text().split("\n")[:-1]  # a line still being written: not yet
+
     while True:
-        have = client.call("LLEN", "bench:naps")
-        if have >= n:
+        lines = recorded()
+        if len(lines) >= n:
             break
         worker.check_alive()
         if time.perf_counter() - worker.started > timeout:
-            raise Failed(f"only {have}/{n} naps finished {timeout:.0f} s after the worker started")
+            raise Failed(f"only {len(lines)}/{n} naps finished {timeout:.0f} s after the "
+                         f"worker started")
         time.sleep(0.05)
-    spans = [tuple(map(float, item.split())) for item in client.call("LRANGE", "bench:naps", 0, -1)]
+    spans = [tuple(map(float, line.split())) for line in lines]
     start, end = min(s for s, _ in spans), max(e for _, e in spans)
     return {"tasks": n, "seconds": end - start, "ideal_s": 0.05 * n / 100,
             "wall_s": time.perf_counter() - worker.started}
@@ -771,9 +794,14 @@ def run_peer(spec: PeerSpec, redis: RedisServer, base: Path, args: argparse.Name
     if "naps" in wanted:
         if scenario(result, "naps_enqueue",
                     lambda: runner.produce("naps", n=args.naps)) is not None:
-            worker = Worker(runner, "naps", 100)
+            naps_file = (runner.work / f"{runner.spec.name}-naps.txt"
+                         if args.naps_record == "file" else None)
+            if naps_file is not None:
+                naps_file.unlink(missing_ok=True)
+            worker = Worker(runner, "naps", 100, naps_file)
             try:
-                scenario(result, "naps", lambda: naps(runner, worker, args.naps, args.timeout))
+                scenario(result, "naps",
+                         lambda: naps(runner, worker, args.naps, args.timeout, naps_file))
             finally:
                 worker.stop()
         else:
@@ -972,6 +1000,10 @@ def main(argv: list[str] | None = None, suite: Suite | None = None,
     parser.add_argument("--tasks", type=int, help="tasks for scenarios 1-3 (default 10000)")
     parser.add_argument("--repeats", type=int, help="round trips per variant (default 200)")
     parser.add_argument("--naps", type=int, help="50 ms tasks in scenario 5 (default 1000)")
+    parser.add_argument("--naps-record", choices=("file", "redis"), default="file",
+                        help="where nap() records its times: a line appended to a file "
+                             "(default), or RPUSH bench:naps with the peer's redis-py, as "
+                             "before 2026-12-08 (see scenario 5)")
     parser.add_argument("--batch", type=int, default=1000, help="tasks per bulk call")
     parser.add_argument("--scenarios", default=",".join(SCENARIO_GROUPS),
                         help="which scenarios to run, of " + ",".join(SCENARIO_GROUPS) +
