@@ -101,7 +101,7 @@ def side_sync(key: str) -> None:
 _naps_fd: int | None = None
 
 
-def _record_nap(start: float, end: float) -> bool:
+def record_nap(start: float, end: float) -> bool:
     """Append ``start end`` to ``NAPS_FILE``; ``False`` when the times go to Redis instead.
     One ``write`` with ``O_APPEND`` per line, so lines from threads never interleave."""
     global _naps_fd
@@ -117,7 +117,7 @@ def nap_sync() -> None:
     start = time.time()
     time.sleep(NAP_SECONDS)
     end = time.time()
-    if not _record_nap(start, end):
+    if not record_nap(start, end):
         sync_redis().rpush(NAPS_KEY, f"{start} {end}")
 
 
@@ -133,7 +133,7 @@ async def nap_async() -> None:
     start = time.time()
     await asyncio.sleep(NAP_SECONDS)
     end = time.time()
-    if not _record_nap(start, end):
+    if not record_nap(start, end):
         await async_redis().rpush(NAPS_KEY, f"{start} {end}")
 
 
