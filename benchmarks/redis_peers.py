@@ -76,11 +76,11 @@ Scenarios, per peer, in this order (one worker process, the peer's default concu
    earliest task start to the latest task end, from the times the tasks recorded. Celery's
    solo pool and RQ run one task at a time per process: "n/a". Each task appends its times to
    a file, one ``write`` (``--naps-record file``, the default). Until 2026-12-08 it pushed them
-   to Redis with the peer's redis-py (``--naps-record redis``). The first wave then opened 100
-   pool connections, whose cost depends on the redis-py version the peer's venv holds: 100
-   pushes at once on a new client took 7-22 ms with redis-py 5.3.1 (arq) and 85-116 ms with
-   7.4.1 (saq) and 8.2.0 (qtasks). The naps measured the client library as much as the
-   peer's scheduling.
+   to Redis with the peer's Redis client (``--naps-record redis``). That push is the
+   harness's, not the peer's: it made the first wave open 100 pool connections, at a cost
+   that depends on the client version in the peer's venv (100 pushes at once on a new client:
+   7-22 ms with redis-py 5.3.1, 85-116 ms with 7.4.1 and 8.2.0), and it added 0.28-0.63 s to
+   every peer's span on 2026-12-08 (``docs/benchmarks.md``).
 6. peak RSS of the drain's worker: ``VmHWM`` from ``/proc/<pid>/status`` of the worker process
    and all its descendants, sampled every 0.25 s during the drain and once after it. The
    table shows the largest single process (the one running the tasks; a forking peer's

@@ -94,10 +94,10 @@ def side_sync(key: str) -> None:
 
 
 # Where nap() records its times. A line appended to a file costs every peer the same system
-# call. An RPUSH does not: the first wave of 100 naps opens 100 connections of the peer's
-# redis-py pool, which took 7-22 ms with redis-py 5.3.1 and 85-116 ms with 7.4.1 and 8.2.0
-# (100 pushes at once on a new client, measured here). That is the version the peer's venv
-# holds, not the peer's scheduling.
+# call. An RPUSH does not: the first wave of 100 naps opens 100 connections of the client's
+# pool, which took 7-22 ms with redis-py 5.3.1 and 85-116 ms with 7.4.1 and 8.2.0 (100 pushes
+# at once on a new client, measured here): the client version in the peer's venv, not the
+# peer's scheduling.
 _naps_fd: int | None = None
 
 
