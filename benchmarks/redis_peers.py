@@ -79,7 +79,7 @@ Scenarios, per peer, in this order (one worker process, the peer's default concu
    to Redis with the peer's Redis client (``--naps-record redis``). That push is the
    harness's, not the peer's: it made the first wave open 100 pool connections, at a cost
    that depends on the client version in the peer's venv (100 pushes at once on a new client:
-   7-22 ms with redis-py 5.3.1, 85-116 ms with 7.4.1 and 8.2.0), and it added 0.28-0.63 s to
+   7-22 ms with redis-py 5.3.1, 85-116 ms with 7.4.1 and 8.2.0), and it added 0.25-0.63 s to
    every peer's span on 2026-12-08 (``docs/benchmarks.md``).
 6. peak RSS of the drain's worker: ``VmHWM`` from ``/proc/<pid>/status`` of the worker process
    and all its descendants, sampled every 0.25 s during the drain and once after it. The
