@@ -16,7 +16,7 @@ import hiredis
 import redis
 import redis.asyncio as aredis
 
-from qtasks.backends.redis.wire import BlockingWire, Wire
+from qtasks.backends.redis.wire import BlockingWire, Wire, _kernel_timeouts
 
 
 def test_a_short_deadline_after_a_long_one_still_times_out_in_time(redis_server):
@@ -93,3 +93,28 @@ def test_a_blocking_wire_opened_before_a_fork_is_not_the_child_s(redis_server):
     wire.close()
     assert not wire.usable()
     client.close()
+
+
+def test_a_timeout_below_a_microsecond_still_times_out(redis_server):
+    # The kernel reads a zero timeval as "no timeout": the smallest timeout must not become one.
+    # (opened with a usable timeout: a handshake cannot finish in 0.1 us)
+    client = redis.Redis.from_url(redis_server.url + "?socket_timeout=5")
+    pool = client.connection_pool
+    wire = BlockingWire(pool.connection_class(**pool.connection_kwargs))
+    client.close()
+    wire.sock.settimeout(0.0000001)  # what redis-py would have set for this URL's timeout
+    _kernel_timeouts(wire.sock)
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        wire.send([hiredis.pack_command(("PING",))])
+        try:
+            wire.reply()
+        except TimeoutError:
+            pass
+        else:
+            raise AssertionError("a stalled Redis answered")
+        assert time.monotonic() - began < 5
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+        wire.close()

@@ -83,7 +83,9 @@ def _kernel_timeouts(sock: Any) -> None:
     if not timeout:  # None: blocking already; 0.0: non-blocking, left alone
         return
     seconds = int(timeout)
-    timeval = struct.pack("@ll", seconds, int((timeout - seconds) * 1_000_000))
+    # at least 1 us: a timeval of zero would mean no timeout at all
+    micros = max(int((timeout - seconds) * 1_000_000), 0 if seconds else 1)
+    timeval = struct.pack("@ll", seconds, micros)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
     sock.settimeout(None)
