@@ -51,6 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     env = dict(os.environ, BENCH_REDIS_URL=args.url, BENCH_VARIANT=args.variant,
                PYTHONPATH=os.pathsep.join(p for p in (args.pythonpath, str(PEERS)) if p))
+    env.pop("BENCH_NAPS_FILE", None)  # only the worker gets one, and only with --record file
     client = redis.Redis.from_url(args.url)
     with tempfile.TemporaryDirectory() as folder:
         naps_file = Path(folder) / "naps.txt"

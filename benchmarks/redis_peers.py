@@ -431,7 +431,8 @@ class PeerRunner:
 
     def env(self, concurrency: int | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("QTASKS_", "PYTHON", "VIRTUAL_ENV", "CELERY_", "DRAMATIQ_"))}
+               if not k.startswith(("QTASKS_", "PYTHON", "VIRTUAL_ENV", "CELERY_", "DRAMATIQ_"))
+               and k != "BENCH_NAPS_FILE"}  # only the naps' worker gets one (Worker)
         env.update(PYTHONPATH=":".join(str(d) for d in self.suite.adapter_dirs),
                    PYTHONUNBUFFERED="1", BENCH_REDIS_URL=self.redis.url,
                    BENCH_VARIANT=self.spec.variant, **self.suite.env())

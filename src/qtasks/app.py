@@ -13,7 +13,7 @@ from collections import ChainMap
 from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from qtasks.backends import Backend, Client, Transport, backend_from_url, connect
 from qtasks.backends.base import BackendStats, DeadLetter, NewTask
@@ -32,7 +32,6 @@ from qtasks.core.hooks import Enqueue, Hooks, compose, stacked
 from qtasks.core.hooks import version as hooks_version
 from qtasks.core.plugins import PluginRegistry
 from qtasks.core.record import RecordRow, Task, record_from_row
-from qtasks.core.uuids import uuid4
 from qtasks.events import Events
 from qtasks.integrations import activate as activate_integrations
 from qtasks.plugins.runner import trigger_async, trigger_sync

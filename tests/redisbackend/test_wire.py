@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 
 import hiredis
@@ -118,3 +119,23 @@ def test_a_timeout_below_a_microsecond_still_times_out(redis_server):
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
         wire.close()
+
+
+def test_a_socket_that_stays_non_blocking_keeps_python_s_timeout(monkeypatch):
+    # gevent's and eventlet's sockets stay non-blocking whatever their timeout: a kernel
+    # timeout would never apply to them, so Python's must stay.
+    import qtasks.backends.redis.wire as wire_module
+
+    left, right = socket.socketpair()
+    try:
+        left.settimeout(1.5)
+        monkeypatch.setattr(wire_module.os, "get_blocking", lambda fd: False)
+        _kernel_timeouts(left)
+        assert left.gettimeout() == 1.5
+        monkeypatch.undo()
+        _kernel_timeouts(left)  # a plain socket: the kernel keeps the timeout
+        assert left.gettimeout() is None
+        assert os.get_blocking(left.fileno())
+    finally:
+        left.close()
+        right.close()

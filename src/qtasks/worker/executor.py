@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 from qtasks.backends.base import Delivery, NewTask, Outcome
 from qtasks.core.codec import Envelope, decode_envelope, dumps, encode_envelope, encode_result, loads
@@ -37,7 +38,6 @@ from qtasks.core.injection import Scope, inject
 from qtasks.core.middleware import TaskRun
 from qtasks.core.record import Task
 from qtasks.core.retry import remaining_attempts, retry_delay, should_retry
-from qtasks.core.uuids import uuid4
 from qtasks.exceptions import (
     MalformedMessage,
     ResultEncodingError,

@@ -56,27 +56,18 @@ def _where(connection: Any) -> str:
 
 log = logging.getLogger("qtasks.redis")
 
-# How many forks lie between this process and the one that started: a wire opened before a
-# fork belongs to the parent. Comparing this count costs nothing; ``os.getpid()`` is a system
-# call, and ``BlockingWire.usable`` runs once per call.
-_FORKS = [0]
-
-
-def _forked() -> None:
-    _FORKS[0] += 1
-
-
-os.register_at_fork(after_in_child=_forked)
-
-
 def _kernel_timeouts(sock: Any) -> None:
     """Move a plain TCP or Unix socket's timeout into the kernel (``SO_RCVTIMEO`` and
     ``SO_SNDTIMEO``) and make the socket blocking. Python implements a socket timeout with a
     ``poll`` before each ``send`` and ``recv``: two system calls more per round trip, which
-    the kernel's own timeouts spare. A read that runs out of time then fails with
-    ``BlockingIOError`` (``_receive`` turns it into ``TimeoutError``). Linux only (the
-    ``timeval`` layout differs elsewhere); TLS sockets keep Python's timeout, which ``ssl``
-    handles itself."""
+    the kernel's own timeouts spare. The kernel's timeout bounds each ``send`` and ``recv``
+    call, as Python's bounds each wait; a read or send that runs out of time fails with
+    ``BlockingIOError``, which ``BlockingWire`` turns into ``TimeoutError``.
+
+    Left as it is (Python's timeout): a TLS socket, which ``ssl`` handles itself; a platform
+    other than Linux, where ``timeval`` differs; a kernel that refuses the option (32-bit
+    with a 64-bit ``time_t``); and a socket that stays non-blocking, as gevent's and
+    eventlet's do, where a kernel timeout would never apply."""
     if not sys.platform.startswith("linux") or type(sock) is not socket.socket:
         return
     timeout = sock.gettimeout()
@@ -86,9 +77,15 @@ def _kernel_timeouts(sock: Any) -> None:
     # at least 1 us: a timeval of zero would mean no timeout at all
     micros = max(int((timeout - seconds) * 1_000_000), 0 if seconds else 1)
     timeval = struct.pack("@ll", seconds, micros)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    except OSError as exc:
+        log.debug("keeping Python's socket timeout: the kernel refused its own (%s)", exc)
+        return
     sock.settimeout(None)
+    if not os.get_blocking(sock.fileno()):  # a green socket: its timeout is Python's only
+        sock.settimeout(timeout)
 
 
 class Wire(asyncio.Protocol):
@@ -287,7 +284,7 @@ class BlockingWire:
         self.connection = connection  # redis-py's object: it closes the socket (``close``)
         _kernel_timeouts(sock)
         self.sock = sock
-        self.forks = _FORKS[0]  # a forked child opens its own
+        self.pid = os.getpid()  # a forked child opens its own
         self.closed = False
         self.reader = _reader(connection)
         self.where = _where(connection)
@@ -295,7 +292,10 @@ class BlockingWire:
         self.buffer: Any = bytearray(65536)
 
     def send(self, packed: list[bytes]) -> None:
-        self.sock.sendall(packed[0] if len(packed) == 1 else b"".join(packed))
+        try:
+            self.sock.sendall(packed[0] if len(packed) == 1 else b"".join(packed))
+        except BlockingIOError as exc:  # the kernel's timeout ran out (``_kernel_timeouts``)
+            raise TimeoutError(f"Timeout writing to {self.where}") from exc
 
     def reply(self) -> Any:
         """The next reply: a value, or an error reply as its exception (not raised)."""
@@ -349,4 +349,4 @@ class BlockingWire:
 
     def usable(self) -> bool:
         """Neither closed nor inherited from the process this one was forked from."""
-        return not self.closed and self.forks == _FORKS[0]
+        return not self.closed and self.pid == os.getpid()
