@@ -49,12 +49,9 @@ def test_a_short_deadline_after_a_long_one_still_times_out_in_time(redis_server)
     assert took < 15  # the 1 s deadline, not the 25 s one before it
 
 
-def test_a_blocking_wire_times_out_on_a_stalled_redis_after_the_socket_timeout(redis_server):
-    client = redis.Redis.from_url(redis_server.url + "?socket_timeout=1", decode_responses=True)
-    pool = client.connection_pool
-    wire = BlockingWire(pool.connection_class(**pool.connection_kwargs))
-    wire.send([hiredis.pack_command(("PING",))])
-    assert wire.reply() == "PONG"
+def _ping_stalled(wire: BlockingWire, redis_server) -> tuple[TimeoutError, float]:
+    """PING a Redis stopped with SIGSTOP through ``wire`` (closed after): the timeout error,
+    and how long it took to come."""
     redis_server.proc.send_signal(signal.SIGSTOP)
     try:
         began = time.monotonic()
@@ -62,14 +59,22 @@ def test_a_blocking_wire_times_out_on_a_stalled_redis_after_the_socket_timeout(r
         try:
             wire.reply()
         except TimeoutError as exc:
-            took = time.monotonic() - began
-            assert "Timeout reading from" in str(exc)
-        else:
-            raise AssertionError("a stalled Redis answered")
+            return exc, time.monotonic() - began
+        raise AssertionError("a stalled Redis answered")
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
         wire.close()
-        client.close()
+
+
+def test_a_blocking_wire_times_out_on_a_stalled_redis_after_the_socket_timeout(redis_server):
+    client = redis.Redis.from_url(redis_server.url + "?socket_timeout=1", decode_responses=True)
+    pool = client.connection_pool
+    wire = BlockingWire(pool.connection_class(**pool.connection_kwargs))
+    wire.send([hiredis.pack_command(("PING",))])
+    assert wire.reply() == "PONG"
+    client.close()
+    error, took = _ping_stalled(wire, redis_server)
+    assert "Timeout reading from" in str(error)
     assert 0.5 < took < 15  # the URL's 1 s, not a hang and not at once
 
 
@@ -105,20 +110,8 @@ def test_a_timeout_below_a_microsecond_still_times_out(redis_server):
     client.close()
     wire.sock.settimeout(0.0000001)  # what redis-py would have set for this URL's timeout
     _kernel_timeouts(wire.sock)
-    redis_server.proc.send_signal(signal.SIGSTOP)
-    try:
-        began = time.monotonic()
-        wire.send([hiredis.pack_command(("PING",))])
-        try:
-            wire.reply()
-        except TimeoutError:
-            pass
-        else:
-            raise AssertionError("a stalled Redis answered")
-        assert time.monotonic() - began < 5
-    finally:
-        redis_server.proc.send_signal(signal.SIGCONT)
-        wire.close()
+    _, took = _ping_stalled(wire, redis_server)
+    assert took < 5
 
 
 def test_a_socket_that_stays_non_blocking_keeps_python_s_timeout(monkeypatch):
