@@ -56,6 +56,7 @@ def _where(connection: Any) -> str:
 
 log = logging.getLogger("qtasks.redis")
 
+
 def _kernel_timeouts(sock: Any) -> None:
     """Move a plain TCP or Unix socket's timeout into the kernel (``SO_RCVTIMEO`` and
     ``SO_SNDTIMEO``) and make the socket blocking. Python implements a socket timeout with a
