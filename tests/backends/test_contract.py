@@ -308,6 +308,38 @@ def test_a_cancelled_blocking_fetch_strands_nothing(contract):
     assert len(contract.run(scenario()).deliveries) == 1
 
 
+def test_a_message_kept_from_a_cancelled_fetch_is_not_overtaken(contract):
+    # A blocking fetch takes the first message, and its caller gives up before the answer
+    # arrives (a worker woken by a finished task does). That answer comes with the next round
+    # trip (one that writes an outcome), beside messages claimed then: those count against its
+    # limit, and none of them may be started while the kept one is not (the worker would run
+    # it first).
+    contract.enqueue(contract.new("job", 0))
+    [running] = contract.fetch(start=1)
+
+    async def scenario():
+        transport = contract.transport
+        pending = asyncio.ensure_future(
+            transport.exchange("w", ("default",), limit=1, lease=30.0, block=5.0))
+        await asyncio.sleep(0.1)  # blocked in the backend
+        first = contract.new("job", 1, priority=1)
+        contract.client.enqueue([first])  # blocking: the fetch takes it meanwhile
+        time.sleep(0.3)
+        pending.cancel()  # before this loop reads its answer
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        later = [contract.new("job", 2, priority=3), contract.new("job", 3, priority=5)]
+        await transport.enqueue(later)
+        got = await transport.exchange("w", ("default",), limit=2, lease=30.0, start=2,
+                                       finished=[outcome(running, result=0)])
+        return first, later, got.deliveries
+
+    first, later, got = contract.run(scenario())
+    assert [d.uuid for d in got] == [first.uuid, later[0].uuid]
+    started = [d.started for d in sorted(got, key=lambda d: d.priority)]
+    assert started == sorted(started, reverse=True)  # no unstarted one before a started one
+
+
 def test_search_lists_records_newest_first(contract):
     tasks = contract.enqueue(*(contract.new("job", i) for i in range(5)))
     contract.enqueue(contract.new("other"))

@@ -204,6 +204,7 @@ class Transport:
             merge(result, earlier)
         if result.deliveries and not (finished or started):
             return result  # hand them over now: a later await could be cancelled with them
+        limit, start = after_kept(result.deliveries, limit, start)
         if finished:
             await self._finish(finished, result)
         if started:
@@ -275,6 +276,21 @@ class Transport:
         await self.broker.close()
         if self.store is not self.broker:
             await self.store.close()
+
+
+def after_kept(kept: Sequence[Delivery], limit: int, start: int) -> tuple[int, int]:
+    """How many messages a round trip may still claim, and start, once ``kept`` (the
+    deliveries of calls cancelled after they took messages, handed over with its answer) are
+    counted: they fill part of the room the worker asked for. A message claimed now comes
+    after a kept one in the queue's order, so while any kept delivery is not started, none
+    claimed now is started either: the worker runs started deliveries first, and would
+    otherwise run a later message (or a higher priority number) ahead of the kept one."""
+    if not kept:
+        return limit, start
+    limit = max(0, limit - len(kept))
+    if any(not d.started for d in kept):
+        return limit, 0
+    return limit, max(0, start - len(kept))
 
 
 def merge(into: Exchange, other: Exchange) -> None:

@@ -43,7 +43,7 @@ from qtasks.backends.base import (
 from qtasks.backends.loops import PerLoop
 from qtasks.backends.postgres import sql as q
 from qtasks.backends.postgres.connection import AsyncDb, AsyncListener, SyncDb, parse_url
-from qtasks.backends.transport import Client, Kept, Transport, count_live, merge
+from qtasks.backends.transport import Client, Kept, Transport, after_kept, count_live, merge
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
 from qtasks.core.waiting import run_async, run_sync, wait_for_final
@@ -802,6 +802,7 @@ class PostgresTransport(Transport):
             merge(result, earlier)
         if result.deliveries and not (finished or started):
             return result  # hand them over now: a later await could be cancelled with them
+        limit, start = after_kept(result.deliveries, limit, start)
         db, backend = self._db(), self.backend
         outcomes: list[Sequence[Outcome]] = [finished]
         starts: list[Sequence[Delivery]] = [started]

@@ -35,7 +35,7 @@ from qtasks.backends.base import (
 from qtasks.backends.loops import PerLoop
 from qtasks.backends.redis import protocol
 from qtasks.backends.redis.connection import AsyncConn, SyncConn, parse_url
-from qtasks.backends.transport import Client, Kept, Transport, count_live, merge
+from qtasks.backends.transport import Client, Kept, Transport, after_kept, count_live, merge
 from qtasks.backends.urls import redact
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
@@ -445,6 +445,7 @@ class RedisTransport(Transport):
             merge(result, earlier)
         if result.deliveries and not (finished or started):
             return result  # hand them over now: a later await could be cancelled with them
+        limit, start = after_kept(result.deliveries, limit, start)
         conn = self.backend.conns.get()
         outcomes: list[Sequence[Outcome]] = [finished]
         starts: list[Sequence[Delivery]] = [started]

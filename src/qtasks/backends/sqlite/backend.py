@@ -41,7 +41,7 @@ from qtasks.backends.base import (
 )
 from qtasks.backends.sqlite import store
 from qtasks.backends.sqlite.watcher import ChangeWatcher
-from qtasks.backends.transport import Client, Kept, Transport, merge
+from qtasks.backends.transport import Client, Kept, Transport, after_kept, merge
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
 from qtasks.core.waiting import run_async, run_sync, wait_for_final
@@ -465,6 +465,7 @@ class SqliteTransport(Transport):
             merge(result, earlier)
         if result.deliveries and not (finished or started):
             return result  # hand them over now: a later await could be cancelled with them
+        limit, start = after_kept(result.deliveries, limit, start)
 
         async def attempt() -> Exchange | None:
             got: Exchange = await self.db.call_kept(store.exchange, worker, queues, limit,
