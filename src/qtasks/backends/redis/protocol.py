@@ -120,18 +120,21 @@ class Keys:
 def _call_id() -> str:
     """Tells a call resent after a lost reply (same id: its writes are accepted again) from a
     new call that repeats an outcome (rejected: the record is final already). A random prefix
-    per process and a count: unique without a system call each (``os.urandom`` was 8 % of an
-    idle worker's py-spy samples in its calls' tasks)."""
+    per process and a count: unique without drawing random bytes each (``os.urandom`` was 8 %
+    of an idle worker's py-spy samples in its calls' tasks). The pid is checked per call (one
+    ``getpid``): a fork that skips Python's fork hooks (uWSGI's, by default) must not leave two
+    processes counting under one prefix."""
+    if _CALLS[2] != os.getpid():
+        _new_calls()
     return f"{_CALLS[0]}{next(_CALLS[1]):x}"
 
 
 def _new_calls() -> None:
-    _CALLS[:] = [os.urandom(6).hex() + ":", itertools.count()]
+    _CALLS[:] = [os.urandom(6).hex() + ":", itertools.count(), os.getpid()]
 
 
 _CALLS: list[Any] = []
 _new_calls()
-os.register_at_fork(after_in_child=_new_calls)  # a forked child counts under a prefix of its own
 
 
 def _opt(value: str | None) -> str:
