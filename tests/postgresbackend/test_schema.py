@@ -104,6 +104,10 @@ def test_the_password_never_shows(bare_schema):
         app.add_task("anything")
     assert "hunter2" not in str(raised.value)
     assert "hunter2" not in app.backend.describe() and "hunter2" not in repr(app.backend)
+    # the reprs a debugger or an error tracker shows of the objects the backend holds
+    for text in [repr(app.config)] + [repr(v) for v in vars(app.backend).values()
+                                      if not isinstance(v, str)]:
+        assert "hunter2" not in text, text
     done = _cli("migrate", "--url", url)
     assert done.returncode == 2 and "hunter2" not in done.stdout + done.stderr
 

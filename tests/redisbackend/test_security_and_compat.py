@@ -30,7 +30,11 @@ def locked_redis(tmp_path):
     server.stop()
 
 
-def test_the_password_never_shows(locked_redis, apps, tmp_path):
+def _field_reprs(thing):
+    return [repr(value) for value in vars(thing).values() if not isinstance(value, str)]
+
+
+def test_the_password_never_shows(locked_redis, apps, tmp_path, monkeypatch):
     spec, app = apps.app(locked_redis.url)
     worker = apps.worker(spec)
     assert app.add_task("mark", 1, timeout=10).returning == 1
@@ -40,12 +44,28 @@ def test_the_password_never_shows(locked_redis, apps, tmp_path):
     wrong = QueueTasks(name="x", broker_url=locked_redis.url.replace(SECRET, "wrong-one"))
     with pytest.raises(BackendError) as refused:
         wrong.add_task("mark", 1)
+    # what a debugger, pytest's --showlocals or an error tracker prints of objects that are
+    # some frame's locals: their reprs (the backend itself must hold the URL, to connect)
+    monkeypatch.setenv("QTASKS_BROKER_URL", locked_redis.url)
+    from_env = QueueTasks(name="env")
+    assert from_env.get(from_env.add_task("mark", 2).uuid).status == "new"  # connected
     shown = [app.backend.describe(), repr(app.backend), repr(app), info.stdout, info.stderr,
-             worker.output, str(refused.value), repr(refused.value)]
+             worker.output, str(refused.value), repr(refused.value), repr(app.config),
+             repr(from_env.config), *_field_reprs(app.backend), *_field_reprs(from_env.backend)]
     assert info.returncode == 0, info.stderr
     assert "redis" in info.stdout and "***" in info.stdout
     for text in shown:
         assert SECRET not in text and "wrong-one" not in text, text
+
+
+def test_a_password_the_url_cannot_carry_is_not_shown_either():
+    # a '/' in the password ends the host part for every URL parser; urllib's own error
+    # quotes what it took for the port
+    app = QueueTasks(name="x", broker_url="redis://:zq/xv-word@127.0.0.1:1/0")
+    with pytest.raises(BackendError, match="percent-encoded") as refused:
+        app.add_task("mark", 1)
+    for text in (str(refused.value), repr(refused.value), repr(app.config)):
+        assert "zq" not in text and "xv-word" not in text, text
 
 
 def test_rediss_with_a_ca_file(tmp_path, apps):

@@ -14,8 +14,13 @@ def redact(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    if "@" in rest.split("/", 1)[0]:
-        creds, _, host = rest.rpartition("@")
+    authority = rest.split("/", 1)[0]
+    head = rest.split("?", 1)[0].split("#", 1)[0]
+    # the credentials end at the last '@' of the host part; a password with a '/' left
+    # unencoded (which no URL parser reads right) still ends at an '@' after a ':'
+    at = authority.rfind("@") if "@" in authority else head.rfind("@")
+    if at >= 0 and ("@" in authority or ":" in head[:at]):
+        creds, host = rest[:at], rest[at + 1:]
         user, colon, _ = creds.partition(":")
         rest = f"{user}:***@{host}" if colon else f"***@{host}"
     return scheme + "://" + _SECRET_OPTIONS.sub(r"\1***", rest)

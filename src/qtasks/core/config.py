@@ -139,6 +139,19 @@ class QueueConfig:
             return dynamic[key]
         raise AttributeError(f"QueueConfig has no field {key!r}")
 
+    def __repr__(self) -> str:
+        """Every field, as a dataclass shows them, but the URLs with their passwords masked:
+        a debugger, a test runner's locals or an error tracker shows this object."""
+        from qtasks.backends.urls import redact  # a pure function of text
+
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_url") and isinstance(value, str):
+                value = redact(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     def prefetch(self, concurrency: int) -> int:
         """How many tasks beyond ``concurrency`` a worker claims."""
         return concurrency if self.worker_prefetch is None else max(0, self.worker_prefetch)

@@ -49,7 +49,7 @@ class Settings:
     ...) is libpq's.
     """
 
-    conninfo: str
+    conninfo: str = field(repr=False)  # with the password: ``shown`` is the redacted URL
     shown: str
     schema: str = "qtasks"
     result_ttl: float = DAY

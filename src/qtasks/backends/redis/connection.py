@@ -48,6 +48,7 @@ from qtasks.backends.redis.protocol import (
     library,
     notice,
 )
+from qtasks.backends.urls import redact
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendConnectionError, BackendError
 from qtasks.version import __version__
@@ -77,14 +78,17 @@ class RedisSettings:
     """What a Redis URL says, once parsed."""
 
     kind: str  # "single", "sentinel" or "cluster"
-    url: str  # for redis-py (single), without qtasks' own options
+    # for redis-py (single), without qtasks' own options; never in the repr, with the password
+    # and the options (which may name one): a debugger, a test runner's locals or an error
+    # tracker shows this object
+    url: str = field(repr=False)
     hosts: list[tuple[str, int]] = field(default_factory=list)  # sentinel and cluster nodes
     service: str = ""
     db: int = 0
     tls: bool = False
     username: str | None = None
-    password: str | None = None
-    options: dict[str, str] = field(default_factory=dict)  # for redis-py
+    password: str | None = field(default=None, repr=False)
+    options: dict[str, str] = field(default_factory=dict, repr=False)  # for redis-py
     result_ttl: float = DAY
     dead_letter_ttl: float = 7 * DAY
     dead_letter_max: int = 100_000
@@ -163,6 +167,13 @@ def parse_url(url: str) -> RedisSettings:
         settings.kind = "cluster"
         settings.hosts = _hosts(netloc, 6379)
     else:
+        try:
+            _ = parts.port  # read here, so that urllib's error, which quotes the URL, is not shown
+        except ValueError:
+            raise BackendError(
+                f"not a valid Redis URL: {redact(url)!r}; a password with '/', '@', ':', '?' or "
+                "'#' in it must be percent-encoded (urllib.parse.quote(password, safe=''))"
+            ) from None
         query = urlencode(options)
         settings.url = url.split("?", 1)[0] + (f"?{query}" if query else "")
     return settings
