@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from qtasks.core.urls import redact
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -142,8 +144,6 @@ class QueueConfig:
     def __repr__(self) -> str:
         """Every field, as a dataclass shows them, but the URLs with their passwords masked:
         a debugger, a test runner's locals or an error tracker shows this object."""
-        from qtasks.backends.urls import redact  # a pure function of text
-
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
