@@ -141,3 +141,73 @@ def test_an_async_waiter_is_told_even_when_the_notice_comes_before_the_enqueue_r
     took = asyncio.run(trips())
     late = [t for t in took if t >= 0.9]
     assert len(late) <= 2, f"{len(late)} of 200 waits heard nothing: {sorted(took)[-5:]}"
+
+
+def test_a_waiting_producer_reads_nothing_while_the_task_runs(redis_server, apps):
+    # Told of the final record by its notice, a producer does not read the record while it
+    # waits: not even once a second (as QTasks' result_time_interval did).
+    spec, app = apps.app(redis_server.url, name="quiet")
+    apps.worker(spec)
+    assert app.add_task("mark", 0, timeout=10).returning == 0  # warmed up
+    async_app = AsyncQueueTasks(name="quiet", broker_url=redis_server.url)
+    apps.apps.append(async_app)
+    seen: list[str] = []
+    ready = threading.Event()
+
+    def record() -> None:
+        with redis_server.client() as client, client.monitor() as monitor:
+            ready.set()
+            for event in monitor.listen():
+                if event["command"] == "ECHO qtasks-test-end":
+                    return
+                seen.append(event["command"])
+
+    watcher = threading.Thread(target=record, daemon=True)
+    watcher.start()
+    assert ready.wait(10)
+    assert app.add_task("mark", 1, sleep=2.5, timeout=10).returning == 1
+    assert asyncio.run(async_app.add_task("mark", 2, sleep=2.5, timeout=10)).returning == 2
+    with redis_server.client() as client:
+        client.echo("qtasks-test-end")
+    watcher.join(30)
+    assert any("enqueue" in c.split() for c in seen), seen[:5]  # MONITOR saw the calls
+    reads = [c for c in seen if "watch" in c.split() or "get" in c.split()]
+    assert reads == []
+
+
+def test_a_wait_whose_subscription_is_cut_still_hears_of_the_end(redis_server, apps):
+    # The connection that hears of final records is killed while the task runs: the wait
+    # subscribes again, reads the record, and is told of the end as before (not after its
+    # backstop of 30 s, nor never).
+    spec, app = apps.app(redis_server.url, name="cut")
+    apps.worker(spec)
+    async_app = AsyncQueueTasks(name="cut", broker_url=redis_server.url)
+    apps.apps.append(async_app)
+
+    def cut_soon() -> threading.Thread:
+        def cut() -> None:
+            time.sleep(0.7)
+            with redis_server.client() as client:
+                assert client.client_kill_filter(_type="pubsub") >= 1
+
+        thread = threading.Thread(target=cut)
+        thread.start()
+        return thread
+
+    # Not told, a wait would find the record only in its last read, at its timeout (20 s):
+    # told, it returns once the 2 s task ends. 15 s leaves a loaded machine a wide margin.
+    began = time.monotonic()
+    cutter = cut_soon()
+    assert app.add_task("mark", 1, sleep=2.0, timeout=20).returning == 1
+    cutter.join(10)
+    assert time.monotonic() - began < 15
+
+    async def wait_async() -> int:
+        cutter = cut_soon()
+        task = await async_app.add_task("mark", 2, sleep=2.0, timeout=20)
+        cutter.join(10)
+        return task.returning
+
+    began = time.monotonic()
+    assert asyncio.run(wait_async()) == 2
+    assert time.monotonic() - began < 15

@@ -22,11 +22,16 @@ Step = tuple[str, Any]
 
 
 def wait_for_final(
-    uuid: str, timeout: float | None, final: frozenset[str] = FINAL_STATUSES
+    uuid: str, timeout: float | None, final: frozenset[str] = FINAL_STATUSES,
+    recheck: float = 1.0,
 ) -> Generator[Step, Any, Any]:
     """Yield ``(FETCH, uuid)`` -> row|None and ``(PAUSE, seconds)`` -> None; return row or None.
 
     Returns ``None`` when the task is unknown or when ``timeout`` passes before it finishes.
+    A pause ends when the backend reports a change, and after ``recheck`` seconds at most: the
+    record is then read again. A backend whose reports can be lost without its knowing reads
+    again often (the default); one that notices every loss (and ends the pause for it) need
+    only do so as a backstop.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -42,7 +47,7 @@ def wait_for_final(
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             return None
-        yield (PAUSE, 1.0 if remaining is None else min(remaining, 1.0))
+        yield (PAUSE, recheck if remaining is None else min(remaining, recheck))
 
 
 Steps = Generator[Step, Any, Any]

@@ -34,12 +34,22 @@ from qtasks.backends.base import (
 )
 from qtasks.backends.loops import PerLoop
 from qtasks.backends.redis import protocol
-from qtasks.backends.redis.connection import AsyncConn, SyncConn, parse_url
+from qtasks.backends.redis.connection import (
+    SUBSCRIPTION_LOST,
+    AsyncConn,
+    SyncConn,
+    parse_url,
+)
 from qtasks.backends.transport import Client, Kept, Transport, after_kept, count_live, merge
 from qtasks.backends.urls import redact
 from qtasks.core.record import RecordRow
 from qtasks.core.status import FINAL_STATUSES
 from qtasks.core.waiting import run_async, run_sync, wait_for_final
+
+# Seconds between reads of a record waited for, as a backstop only: a wait is told of the
+# record's final write by a notice, and of a lost subscription (the notice may have gone with
+# it) by the end of its pause, and then reads the record again either way.
+RECHECK = 30.0
 
 
 class RedisBackend(Backend):
@@ -263,6 +273,7 @@ class RedisStore(ResultStore):
                     return row
             for old in expected:
                 conn.forget(*old)
+            await conn.subscribed()  # again if the subscription was lost (that ended the pause)
             expected[:] = [(key, conn.expect(key))]  # before the read: no notice slips by
             if conn.fresh == key:  # enqueued watched a moment ago: nothing to read yet
                 conn.fresh = None
@@ -282,8 +293,12 @@ class RedisStore(ResultStore):
             finally:
                 timer.cancel()
 
+        # told of every final write, and of a lost subscription: the record is read again
+        # only as a backstop (each second where redis-py cannot subscribe: a Cluster client
+        # before redis-py 8)
+        recheck = 1.0 if conn.polling else RECHECK
         try:
-            return await run_async(wait_for_final(uuid, timeout, final), fetch, pause)
+            return await run_async(wait_for_final(uuid, timeout, final, recheck), fetch, pause)
         finally:
             for old in expected:
                 conn.forget(*old)
@@ -341,6 +356,7 @@ class SyncRedisStore(SyncResultStore):
             if current[0] == key and current[1] is not None:
                 return current[1]
             current[:] = [key, None]
+            conn.subscribed()  # again if the subscription was lost (that ended the pause)
             if conn.fresh == key:  # enqueued watched a moment ago: nothing to read yet
                 conn.fresh = None
                 return protocol.new_row(key)
@@ -350,11 +366,13 @@ class SyncRedisStore(SyncResultStore):
             deadline = time.monotonic() + seconds
             while (left := deadline - time.monotonic()) > 0:
                 got = conn.next_final(left)
+                if got is SUBSCRIPTION_LOST:  # a notice may have gone with it: read again
+                    return
                 if got is not None and got[0] == current[0]:
                     current[1] = got[1]
                     return
 
-        return run_sync(wait_for_final(uuid, timeout, final), fetch, pause)
+        return run_sync(wait_for_final(uuid, timeout, final, RECHECK), fetch, pause)
 
     def cancel(self, uuid: str, reason: str) -> bool:
         return self.backend.sync.run(protocol.cancel(uuid, reason, fused=False))

@@ -338,6 +338,10 @@ def _check_replicated(acked: int, settings: RedisSettings) -> None:
 
 _WIRE_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, OSError)
 _NOTICES = ("smessage", "message")  # what a subscription to final-record notices delivers
+# what Redis pushes when it ends a subscription itself (a Cluster slot that moved away)
+_ENDED = ("sunsubscribe", "unsubscribe")
+# what ``SyncConn.next_final`` returns when the subscription broke: notices may have been lost
+SUBSCRIPTION_LOST: tuple[str, None] = ("", None)
 # notices an asyncio listener keeps for waits that have not begun: how many, how long
 _EARLY_KEPT, _EARLY_SECONDS = 256, 10.0
 
@@ -586,20 +590,25 @@ class SyncConn:
             if isinstance(sub, BlockingWire):
                 deadline = time.monotonic() + timeout
                 while (message := sub.wait(max(0.0, deadline - time.monotonic()))) is not None:
-                    if (isinstance(message, list) and len(message) == 3
-                            and message[0] in _NOTICES):
-                        return notice(message[2])
+                    if isinstance(message, list) and len(message) == 3:
+                        if message[0] in _NOTICES:
+                            return notice(message[2])
+                        if message[0] in _ENDED and not message[2]:
+                            raise redis.ConnectionError("Redis ended the subscription")
                 return None  # subscription replies and other pushes are skipped
             read = (self.sharded and getattr(sub, "get_sharded_message", None)) or sub.get_message
             message = read(ignore_subscribe_messages=True, timeout=timeout)
         except (redis.RedisError, OSError) as exc:
             # The subscription broke (a restart, or Redis dropped a reader that fell behind):
             # a new one next time; the waiter reads the record again, nothing is lost.
-            log.debug("the final-record subscription broke: %s", exc)
+            log.warning("lost the connection that hears of final records (%s); waiting calls "
+                        "read their records again", exc)
             self._local.pubsub = None
             sub.close()
+            return SUBSCRIPTION_LOST
+        if message is None or message["type"] not in _NOTICES:
             return None
-        return notice(message["data"]) if message is not None else None
+        return notice(message["data"])
 
     @property
     def fresh(self) -> str | None:
@@ -903,9 +912,17 @@ class AsyncConn:
         try:
             await self.redis.zadd(key, {member: score}, lt=True)
         except (redis.RedisError, OSError) as exc:
-            log.debug("could not put back a wake marker: %s", exc)
+            # another idle worker may then sleep until its wait's own timeout (20 s at most)
+            log.warning("could not put back a wake marker (%s); an idle worker may take up to "
+                        "20 s to see a task", exc)
 
     # -- notifications of the final records this loop waits for, shared by its waiting calls --
+
+    @property
+    def polling(self) -> bool:
+        """Whether waits here read their records again after each pause instead of being
+        told (no pub/sub: see ``subscribed``)."""
+        return self._polling
 
     async def subscribed(self) -> None:
         if not hasattr(self.redis, "pubsub"):
@@ -992,11 +1009,16 @@ class AsyncConn:
             read = (self.sharded and getattr(sub, "get_sharded_message", None)) or sub.get_message
             while True:
                 message = await read(ignore_subscribe_messages=False, timeout=5.0)
-                if message is None or message["type"] not in _NOTICES:
+                if message is None:
                     continue
-                self._deliver(*notice(message["data"]))
-        except (redis.RedisError, OSError):
+                if message["type"] in _ENDED and not message["data"]:
+                    raise redis.ConnectionError("Redis ended the subscription")
+                if message["type"] in _NOTICES:
+                    self._deliver(*notice(message["data"]))
+        except (redis.RedisError, OSError) as exc:
             # The connection went: waiters fall back on their pause; the next wait resubscribes.
+            log.warning("lost the connection that hears of final records (%s); waiting calls "
+                        "read their records again", exc)
             self._wake_all()
         except Exception:
             log.exception("the final-record listener failed; waiters re-read their records")
@@ -1037,9 +1059,11 @@ class AsyncConn:
             return
 
         def on_reply(message: Any) -> None:
-            if (isinstance(message, list) and len(message) == 3
-                    and message[0] in _NOTICES):
-                self._deliver(*notice(message[2]))
+            if isinstance(message, list) and len(message) == 3:
+                if message[0] in _NOTICES:
+                    self._deliver(*notice(message[2]))
+                elif message[0] in _ENDED and not message[2]:
+                    wire.abort()  # Redis ended it: waiters read again, the next wait resubscribes
 
         wire.on_reply = on_reply
         while wire.replies:  # anything that came with the confirmation
@@ -1048,7 +1072,8 @@ class AsyncConn:
         try:
             why = await wire.wait_lost()
             # The connection went: waiters fall back on their pause; the next wait resubscribes.
-            log.debug("the final-record subscription ended: %s", why)
+            log.warning("lost the connection that hears of final records (%s); waiting "
+                        "calls read their records again", why)
         finally:
             wire.abort()
             self._wake_all()
