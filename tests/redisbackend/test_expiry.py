@@ -4,12 +4,15 @@ bounded; deleting finished records never touches a task a worker still holds."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from helpers import wait_until
 from qtasks import QueueTasks
-from redis_servers import rss_kb, used_memory
+from qtasks.backends.base import Outcome
+from qtasks.backends.transport import worker_info
+from redis_servers import RedisServer, rss_kb, used_memory
 
 pytestmark = pytest.mark.slow
 
@@ -71,3 +74,41 @@ def test_deleting_finished_records_spares_a_task_a_worker_still_holds(redis_serv
     assert removed == 1
     assert app.get(done_uuid) is None
     assert app.get(held_uuid).status == "cancel"  # its message is leased: the record stays
+
+
+def test_dead_letters_are_capped_and_expire(tmp_path):
+    # Redis trims a stream only by whole nodes ("~"): one entry per node here, so the trim is
+    # exact and the test can count what remains.
+    server = RedisServer(tmp_path / "dead", "--appendonly", "no",
+                         "--stream-node-max-entries", "1")
+    app = QueueTasks(name="dead",
+                     broker_url=server.url + "?dead_letter_max=3&dead_letter_ttl=1.5")
+    transport = app.transport
+
+    async def dead_letter(count: int) -> list[str]:
+        tasks = [app._prepare("job", (i,), {}, 0, None, "default") for i in range(count)]
+        await transport.enqueue(tasks)
+        got = await transport.exchange("w", ("default",), limit=count, lease=30.0,
+                                       start=count)
+        await transport.exchange("w", ("default",), limit=0, lease=30.0, finished=[
+            Outcome(delivery=d, uuid=d.uuid, status="error", task_name="job", priority=0,
+                    traceback="Boom", dead_letter="Boom") for d in got.deliveries])
+        return [t.uuid for t in tasks]
+
+    async def heartbeat() -> None:  # a worker's heartbeat trims the dead letters by age
+        await transport.heartbeat(worker_info("w", time.time(), 1), [], 30.0)
+
+    loop = asyncio.new_event_loop()
+    try:
+        uuids = loop.run_until_complete(dead_letter(5))
+        # the cap: the newest three stay
+        assert sorted(d.uuid for d in app.dead_letters()) == sorted(uuids[2:])
+        time.sleep(1.6)
+        newer = loop.run_until_complete(dead_letter(1))
+        loop.run_until_complete(heartbeat())
+        # the age: older than 1.5 s, gone; the new one stays
+        assert [d.uuid for d in app.dead_letters()] == newer
+        loop.run_until_complete(transport.close())
+    finally:
+        loop.close()
+        server.stop()

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from helpers import wait_until
+from qtasks import QueueTasks
 from qtasks.asyncio import QueueTasks as AsyncQueueTasks
 from qtasks.backends.redis.protocol import Keys
 from qtasks.exceptions import BackendError
@@ -122,3 +123,17 @@ def test_the_hot_path_never_scans(redis_server, apps):
             assert "LIMIT" in upper, command
         if upper.startswith("ZRANGE ") and "BYSCORE" not in upper:
             assert 0 <= int(upper.split()[3]) < 10_000, command  # a head, never "0 -1"
+
+
+def test_the_url_s_database_index_keeps_apps_apart(redis_server, apps):
+    # The same app on databases 3 and 4 of one server: two queues that never meet.
+    base = redis_server.url.rsplit("/", 1)[0]
+    spec, three = apps.app(f"{base}/3", name="indexed")
+    four = QueueTasks(name="indexed", broker_url=f"{base}/4")
+    apps.apps.append(four)
+    queued = four.add_task("mark", 4)
+    apps.worker(spec)  # serves database 3 only
+    assert three.add_task("mark", 3, timeout=10).returning == 3
+    assert three.get(queued.uuid) is None
+    assert four.get(queued.uuid).status == "new"
+    assert (three.stats().queued, four.stats().queued) == (0, 1)
