@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,31 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
                            decode_responses=True, socket_timeout=5)
+
+    @contextlib.contextmanager
+    def monitored(self) -> Iterator[list[str]]:
+        """The commands this server runs inside the block (scripts' own commands too), as
+        ``MONITOR`` prints them: the list is complete once the block has ended."""
+        seen: list[str] = []
+        ready = threading.Event()
+
+        def record() -> None:
+            with self.client() as client, client.monitor() as monitor:
+                ready.set()
+                for event in monitor.listen():
+                    if event["command"] == "ECHO qtasks-test-end":
+                        return
+                    seen.append(event["command"])
+
+        watcher = threading.Thread(target=record, daemon=True)
+        watcher.start()
+        assert ready.wait(10), "MONITOR did not start"
+        try:
+            yield seen
+        finally:
+            with self.client() as client:
+                client.echo("qtasks-test-end")
+            watcher.join(30)
 
     def start(self) -> None:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",

@@ -151,25 +151,9 @@ def test_a_waiting_producer_reads_nothing_while_the_task_runs(redis_server, apps
     assert app.add_task("mark", 0, timeout=10).returning == 0  # warmed up
     async_app = AsyncQueueTasks(name="quiet", broker_url=redis_server.url)
     apps.apps.append(async_app)
-    seen: list[str] = []
-    ready = threading.Event()
-
-    def record() -> None:
-        with redis_server.client() as client, client.monitor() as monitor:
-            ready.set()
-            for event in monitor.listen():
-                if event["command"] == "ECHO qtasks-test-end":
-                    return
-                seen.append(event["command"])
-
-    watcher = threading.Thread(target=record, daemon=True)
-    watcher.start()
-    assert ready.wait(10)
-    assert app.add_task("mark", 1, sleep=2.5, timeout=10).returning == 1
-    assert asyncio.run(async_app.add_task("mark", 2, sleep=2.5, timeout=10)).returning == 2
-    with redis_server.client() as client:
-        client.echo("qtasks-test-end")
-    watcher.join(30)
+    with redis_server.monitored() as seen:
+        assert app.add_task("mark", 1, sleep=2.5, timeout=10).returning == 1
+        assert asyncio.run(async_app.add_task("mark", 2, sleep=2.5, timeout=10)).returning == 2
     assert any("enqueue" in c.split() for c in seen), seen[:5]  # MONITOR saw the calls
     reads = [c for c in seen if "watch" in c.split() or "get" in c.split()]
     assert reads == []

@@ -4,7 +4,6 @@ well: tests/backends, parameters ``redis-cluster`` and ``redis-sentinel``)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
@@ -88,26 +87,10 @@ def test_the_hot_path_never_scans(redis_server, apps):
     spec, app = apps.app(redis_server.url, name="hygiene")
     apps.worker(spec)
     assert app.add_task("mark", 0, timeout=10).returning == 0  # warmed up
-    seen: list[str] = []
-    ready = threading.Event()
-
-    def record() -> None:
-        with redis_server.client() as client, client.monitor() as monitor:
-            ready.set()
-            for event in monitor.listen():
-                if event["command"] == "ECHO qtasks-test-end":
-                    return
-                seen.append(event["command"])
-
-    watcher = threading.Thread(target=record, daemon=True)
-    watcher.start()
-    ready.wait(10)
-    records = app.add_tasks([("mark", (i,)) for i in range(300)])
-    assert [app.wait_sync(r.uuid, 30).returning for r in records] == list(range(300))
-    app.add_task("mark", 1, timeout=10)
-    with redis_server.client() as client:
-        client.echo("qtasks-test-end")
-    watcher.join(30)
+    with redis_server.monitored() as seen:
+        records = app.add_tasks([("mark", (i,)) for i in range(300)])
+        assert [app.wait_sync(r.uuid, 30).returning for r in records] == list(range(300))
+        app.add_task("mark", 1, timeout=10)
     commands = {c.split()[0].upper() for c in seen}
     assert {"ZPOPMIN", "BZPOPMIN"} <= commands
     assert commands & {"FCALL", "EVALSHA"}, commands  # the backend's code, as a function or script
