@@ -89,13 +89,14 @@ class RedisServer:
         """The commands this server runs inside the block (scripts' own commands too), as
         ``MONITOR`` prints them: the list is complete once the block has ended."""
         seen: list[str] = []
-        ready = threading.Event()
+        ready, ended = threading.Event(), threading.Event()
 
         def record() -> None:
             with self.client() as client, client.monitor() as monitor:
                 ready.set()
                 for event in monitor.listen():
                     if event["command"] == "ECHO qtasks-test-end":
+                        ended.set()
                         return
                     seen.append(event["command"])
 
@@ -108,6 +109,8 @@ class RedisServer:
             with self.client() as client:
                 client.echo("qtasks-test-end")
             watcher.join(30)
+        # a recorder that died early (a read timed out) saw only part of the block
+        assert ended.is_set(), "MONITOR stopped before the end of the block"
 
     def start(self) -> None:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
+import signal
 import sys
 
 import pytest
@@ -16,8 +18,9 @@ protocol = pytest.importorskip("qtasks.backends.redis.protocol")
 
 
 def _hookless_fork() -> int:
-    """fork(2) called straight from the C library: Python's at-fork hooks do not run."""
-    return ctypes.CDLL(None, use_errno=True).fork()
+    """fork(2) called straight from the C library: Python's at-fork hooks do not run. Through
+    ``PyDLL``, which keeps the GIL: a child forked while another thread held it would hang."""
+    return ctypes.PyDLL(None, use_errno=True).fork()
 
 
 @pytest.mark.parametrize("fork", [
@@ -37,6 +40,10 @@ def test_call_ids_are_distinct_in_a_process_and_across_a_fork(fork):
         finally:
             os._exit(0)
     os.close(write)
+    if not select.select([read], [], [], 30)[0]:  # a child that hangs fails the test, not CI
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        pytest.fail("the forked child wrote nothing in 30 s")
     with os.fdopen(read) as pipe:
         theirs = pipe.read().split(",")
     os.waitpid(child, 0)

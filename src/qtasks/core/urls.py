@@ -15,11 +15,11 @@ def redact(url: str) -> str:
     if not sep:
         return url
     authority = rest.split("/", 1)[0]
-    head = rest.split("?", 1)[0].split("#", 1)[0]
-    # the credentials end at the last '@' of the host part; a password with a '/' left
-    # unencoded (which no URL parser reads right) still ends at an '@' after a ':'
-    at = authority.rfind("@") if "@" in authority else head.rfind("@")
-    if at >= 0 and ("@" in authority or ":" in head[:at]):
+    # the credentials end at the last '@' of the host part; a password with a '/', '?' or '#'
+    # left unencoded (which no URL parser reads right) still ends at an '@' after a ':' (what
+    # that masks too much of a URL with an '@' in its query is masked safely)
+    at = authority.rfind("@") if "@" in authority else rest.rfind("@")
+    if at >= 0 and ("@" in authority or ":" in rest[:at]):
         creds, host = rest[:at], rest[at + 1:]
         user, colon, _ = creds.partition(":")
         rest = f"{user}:***@{host}" if colon else f"***@{host}"

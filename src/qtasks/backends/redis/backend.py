@@ -48,7 +48,10 @@ from qtasks.core.waiting import run_async, run_sync, wait_for_final
 
 # Seconds between reads of a record waited for, as a backstop only: a wait is told of the
 # record's final write by a notice, and of a lost subscription (the notice may have gone with
-# it) by the end of its pause, and then reads the record again either way.
+# it) by the end of its pause, and then reads the record again either way. Only where both
+# hold: a subscription read by qtasks itself (``wire.py``; redis-py's ``PubSub`` reconnects
+# and subscribes again on its own, without telling), and a wait for final statuses only (the
+# writes that send notices). Elsewhere, and on a Cluster client without pub/sub, every second.
 RECHECK = 30.0
 
 
@@ -293,10 +296,7 @@ class RedisStore(ResultStore):
             finally:
                 timer.cancel()
 
-        # told of every final write, and of a lost subscription: the record is read again
-        # only as a backstop (each second where redis-py cannot subscribe: a Cluster client
-        # before redis-py 8)
-        recheck = 1.0 if conn.polling else RECHECK
+        recheck = RECHECK if conn.told_of_losses and FINAL_STATUSES.issuperset(final) else 1.0
         try:
             return await run_async(wait_for_final(uuid, timeout, final, recheck), fetch, pause)
         finally:
@@ -372,7 +372,8 @@ class SyncRedisStore(SyncResultStore):
                     current[1] = got[1]
                     return
 
-        return run_sync(wait_for_final(uuid, timeout, final, RECHECK), fetch, pause)
+        recheck = RECHECK if conn.told_of_losses() and FINAL_STATUSES.issuperset(final) else 1.0
+        return run_sync(wait_for_final(uuid, timeout, final, recheck), fetch, pause)
 
     def cancel(self, uuid: str, reason: str) -> bool:
         return self.backend.sync.run(protocol.cancel(uuid, reason, fused=False))

@@ -48,7 +48,6 @@ from qtasks.backends.redis.protocol import (
     library,
     notice,
 )
-from qtasks.backends.urls import redact
 from qtasks.core.record import RecordRow
 from qtasks.exceptions import BackendConnectionError, BackendError
 from qtasks.version import __version__
@@ -118,11 +117,23 @@ def _number(options: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _unreadable() -> BackendError:
+    # Not even the redacted URL: where the host part cannot be read, neither can the password's
+    # end be told for sure.
+    return BackendError("the Redis URL's host part cannot be read (a port that is not a "
+                        "number); a password with '/', '@', ':', '?' or '#' in it must be "
+                        "percent-encoded: urllib.parse.quote(password, safe='')")
+
+
 def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
     hosts = []
     for part in netloc.split(","):
         host, _, port = part.rpartition(":") if ":" in part.strip("[]") else (part, "", "")
-        hosts.append((host.strip("[]") or "localhost", int(port) if port else default_port))
+        try:
+            number = int(port) if port else default_port
+        except ValueError:
+            raise _unreadable() from None
+        hosts.append((host.strip("[]") or "localhost", number))
     return hosts
 
 
@@ -170,10 +181,7 @@ def parse_url(url: str) -> RedisSettings:
         try:
             _ = parts.port  # read here, so that urllib's error, which quotes the URL, is not shown
         except ValueError:
-            raise BackendError(
-                f"not a valid Redis URL: {redact(url)!r}; a password with '/', '@', ':', '?' or "
-                "'#' in it must be percent-encoded (urllib.parse.quote(password, safe=''))"
-            ) from None
+            raise _unreadable() from None
         query = urlencode(options)
         settings.url = url.split("?", 1)[0] + (f"?{query}" if query else "")
     return settings
@@ -655,6 +663,12 @@ class SyncConn:
         self._local.pubsub = sub
         return sub
 
+    def told_of_losses(self) -> bool:
+        """Whether this thread's subscription tells when it is lost (``next_final`` returns
+        ``SUBSCRIPTION_LOST``): a ``BlockingWire``, not redis-py's ``PubSub``, which
+        reconnects and subscribes again without telling."""
+        return isinstance(self.subscribed(), BlockingWire)
+
     def _subscribe_direct(self, channel: str) -> BlockingWire | None:
         """A subscription read by ``BlockingWire``; ``None`` if that failed (redis-py's then)."""
         pool = self.redis.connection_pool
@@ -919,10 +933,10 @@ class AsyncConn:
     # -- notifications of the final records this loop waits for, shared by its waiting calls --
 
     @property
-    def polling(self) -> bool:
-        """Whether waits here read their records again after each pause instead of being
-        told (no pub/sub: see ``subscribed``)."""
-        return self._polling
+    def told_of_losses(self) -> bool:
+        """Whether a lost subscription here ends the waits (``_listen_direct``): not with
+        redis-py's ``PubSub``, nor without pub/sub (see ``subscribed``)."""
+        return self.direct and not self._polling
 
     async def subscribed(self) -> None:
         if not hasattr(self.redis, "pubsub"):
@@ -953,7 +967,7 @@ class AsyncConn:
         """A notice: to the futures waiting for it, or kept a while for one about to. A task
         can finish before its producer has read the reply to its enqueue: both replies then
         wait in this process's sockets, and the loop may read the notice first; the wait
-        would then hear nothing and read the record after its pause (a second)."""
+        would then hear nothing and read the record only after its pause (up to 30 s)."""
         waiting = self.waiters.pop(uuid, None)
         if waiting is None:
             self.early[uuid] = (time.monotonic(), row)
@@ -1079,6 +1093,12 @@ class AsyncConn:
             self._wake_all()
 
     def _wake_all(self) -> None:
+        """The subscription is gone, and notices may have gone with it: every wait reads its
+        record again, the one about to begin too (``fresh`` would skip that read). Called by
+        the listener's own task as it ends: forgotten now, so that a wait it wakes subscribes
+        again at once instead of finding it still running."""
+        self._listener = None
+        self.fresh = None
         for waiting in self.waiters.values():
             for future in waiting:
                 if not future.done():

@@ -123,17 +123,21 @@ def _call_id() -> str:
     per process and a count: unique without drawing random bytes each (``os.urandom`` was 8 %
     of an idle worker's py-spy samples in its calls' tasks). The pid is checked per call (one
     ``getpid``): a fork that skips Python's fork hooks (uWSGI's, by default) must not leave two
-    processes counting under one prefix."""
-    if _CALLS[2] != os.getpid():
-        _new_calls()
-    return f"{_CALLS[0]}{next(_CALLS[1]):x}"
+    processes counting under one prefix. The three are one tuple, read once and replaced
+    whole, so that threads renewing it at once never pair one prefix with another's count."""
+    calls = _CALLS
+    if calls[2] != os.getpid():
+        calls = _new_calls()
+    return f"{calls[0]}{next(calls[1]):x}"
 
 
-def _new_calls() -> None:
-    _CALLS[:] = [os.urandom(6).hex() + ":", itertools.count(), os.getpid()]
+def _new_calls() -> tuple[str, Iterator[int], int]:
+    global _CALLS
+    _CALLS = (os.urandom(6).hex() + ":", itertools.count(), os.getpid())
+    return _CALLS
 
 
-_CALLS: list[Any] = []
+_CALLS: tuple[str, Iterator[int], int]
 _new_calls()
 
 
