@@ -195,3 +195,28 @@ def test_a_wait_whose_subscription_is_cut_still_hears_of_the_end(redis_server, a
     began = time.monotonic()
     assert asyncio.run(wait_async()) == 2
     assert time.monotonic() - began < 15
+
+
+def test_notices_that_come_before_their_waits_are_never_lost():
+    # A notice read before its wait began (its task ended before the producer read the reply
+    # to the enqueue) is kept for that wait: with its record while there are few, and past
+    # that only as "told", so that the wait reads the record at once instead of pausing.
+    # Driven directly: which notice comes first is up to the sockets.
+    from qtasks.backends.redis import connection
+    from qtasks.backends.redis.protocol import Keys
+
+    async def scenario():
+        conn = connection.AsyncConn(connection.parse_url("redis://127.0.0.1:1/0"), Keys("x"))
+        count = connection._EARLY_KEPT + 50
+        for i in range(count):
+            conn._deliver(f"u{i}", {"uuid": f"u{i}", "status": "success"})
+        told = [conn.expect(f"u{i}") for i in range(count)]
+        later = conn.expect("never-told")
+        await conn.redis.aclose()
+        return count, told, later
+
+    count, told, later = asyncio.run(scenario())
+    assert all(f.done() for f in told)  # no wait pauses for a notice that came
+    # the newest keep their record; the oldest say only "read it" (None)
+    assert [f.result() is None for f in told] == [True] * 50 + [False] * (count - 50)
+    assert not later.done()

@@ -350,8 +350,11 @@ _NOTICES = ("smessage", "message")  # what a subscription to final-record notice
 _ENDED = ("sunsubscribe", "unsubscribe")
 # what ``SyncConn.next_final`` returns when the subscription broke: notices may have been lost
 SUBSCRIPTION_LOST: tuple[str, None] = ("", None)
-# notices an asyncio listener keeps for waits that have not begun: how many, how long
+# notices an asyncio listener keeps for waits that have not begun: how many with their record,
+# and for how long the record is trusted; past that, only that the notice came (the wait then
+# reads the record), for as many and as long again as ``_TOLD_KEPT``/``_TOLD_SECONDS``
 _EARLY_KEPT, _EARLY_SECONDS = 256, 10.0
+_TOLD_KEPT, _TOLD_SECONDS = 10_000, 120.0
 
 
 def _sharded(error: redis.ResponseError | None) -> bool:
@@ -726,6 +729,7 @@ class AsyncConn:
         self._pokes: set[asyncio.Future[None]] = set()
         self.waiters: dict[str, list[asyncio.Future[RecordRow | None]]] = {}
         self.early: dict[str, tuple[float, RecordRow | None]] = {}  # see _deliver
+        self.told: dict[str, float] = {}  # notices evicted from ``early``: uuid -> when
         self.fresh: str | None = None  # see SyncConn.fresh
         self.listener = os.urandom(8).hex()  # see SyncConn.listener
         self._listener: asyncio.Task[None] | None = None
@@ -957,8 +961,11 @@ class AsyncConn:
     def expect(self, uuid: str) -> asyncio.Future[RecordRow | None]:
         future: asyncio.Future[RecordRow | None] = asyncio.get_running_loop().create_future()
         early = self.early.pop(uuid, None)
-        if early is not None and time.monotonic() - early[0] < _EARLY_SECONDS:
-            future.set_result(early[1])  # told before anyone here waited (see _deliver)
+        if early is not None:  # told before anyone here waited (see _deliver)
+            fresh = time.monotonic() - early[0] < _EARLY_SECONDS
+            future.set_result(early[1] if fresh else None)  # None: read the record
+        elif self.told.pop(uuid, None) is not None:
+            future.set_result(None)
         else:
             self.waiters.setdefault(uuid, []).append(future)
         return future
@@ -967,12 +974,23 @@ class AsyncConn:
         """A notice: to the futures waiting for it, or kept a while for one about to. A task
         can finish before its producer has read the reply to its enqueue: both replies then
         wait in this process's sockets, and the loop may read the notice first; the wait
-        would then hear nothing and read the record only after its pause (up to 30 s)."""
+        would then hear nothing and read the record only after its pause (up to 30 s).
+
+        Past ``_EARLY_KEPT`` notices (many waits begun at once, as by ``asyncio.gather``), the
+        oldest keeps only that it came, in ``told``: its wait then reads the record at once.
+        Notices for waits that ended already (given up at their timeout) fill both, and leave
+        by age and count."""
         waiting = self.waiters.pop(uuid, None)
         if waiting is None:
-            self.early[uuid] = (time.monotonic(), row)
-            if len(self.early) > _EARLY_KEPT:
-                del self.early[next(iter(self.early))]
+            now = time.monotonic()
+            early, told = self.early, self.told
+            early[uuid] = (now, row)
+            if len(early) > _EARLY_KEPT:
+                oldest = next(iter(early))
+                told[oldest] = early.pop(oldest)[0]
+                while told and (len(told) > _TOLD_KEPT
+                                or now - next(iter(told.values())) > _TOLD_SECONDS):
+                    del told[next(iter(told))]
             return
         for future in waiting:
             if not future.done():
