@@ -664,6 +664,7 @@ class SyncConn:
         except redis.RedisError as exc:
             raise translate(exc, "subscribing") from exc
         self._local.pubsub = sub
+        self._local.fresh = None  # a notice sent before this subscription was not heard
         return sub
 
     def told_of_losses(self) -> bool:
