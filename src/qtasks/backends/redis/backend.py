@@ -349,14 +349,13 @@ class SyncRedisStore(SyncResultStore):
     def wait(self, uuid: str, timeout: float | None,
              final: frozenset[str] = FINAL_STATUSES) -> RecordRow | None:
         conn = self.backend.sync
-        conn.subscribed()  # subscribed before the first read: no notice slips by
+        told = conn.told_of_losses()  # subscribed before the first read: no notice slips by
         current: list[Any] = [uuid, None]  # the uuid waited for, the record a notice carried
 
         def fetch(key: str) -> RecordRow | None:
             if current[0] == key and current[1] is not None:
                 return current[1]
             current[:] = [key, None]
-            conn.subscribed()  # again if the subscription was lost (that ended the pause)
             if conn.fresh == key:  # enqueued watched a moment ago: nothing to read yet
                 conn.fresh = None
                 return protocol.new_row(key)
@@ -366,13 +365,14 @@ class SyncRedisStore(SyncResultStore):
             deadline = time.monotonic() + seconds
             while (left := deadline - time.monotonic()) > 0:
                 got = conn.next_final(left)
-                if got is SUBSCRIPTION_LOST:  # a notice may have gone with it: read again
+                if got is SUBSCRIPTION_LOST:  # a notice may have gone with it: subscribe
+                    conn.subscribed()  # again, then the next fetch reads the record
                     return
                 if got is not None and got[0] == current[0]:
                     current[1] = got[1]
                     return
 
-        recheck = RECHECK if conn.told_of_losses() and FINAL_STATUSES.issuperset(final) else 1.0
+        recheck = RECHECK if told and FINAL_STATUSES.issuperset(final) else 1.0
         return run_sync(wait_for_final(uuid, timeout, final, recheck), fetch, pause)
 
     def cancel(self, uuid: str, reason: str) -> bool:

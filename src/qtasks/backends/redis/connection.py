@@ -350,6 +350,17 @@ _NOTICES = ("smessage", "message")  # what a subscription to final-record notice
 _ENDED = ("sunsubscribe", "unsubscribe")
 # what ``SyncConn.next_final`` returns when the subscription broke: notices may have been lost
 SUBSCRIPTION_LOST: tuple[str, None] = ("", None)
+
+
+def _ended(kind: Any, count: Any) -> bool:
+    """Whether a push is Redis ending the subscription itself (none left: count 0)."""
+    return kind in _ENDED and not count
+
+
+def _lost(why: object) -> None:
+    log.warning("lost the connection that hears of final records (%s); waiting calls read "
+                "their records again", why)
+
 # notices an asyncio listener keeps for waits that have not begun: how many with their record,
 # and for how long the record is trusted; past that, only that the notice came (the wait then
 # reads the record), for as many and as long again as ``_TOLD_KEPT``/``_TOLD_SECONDS``
@@ -604,7 +615,7 @@ class SyncConn:
                     if isinstance(message, list) and len(message) == 3:
                         if message[0] in _NOTICES:
                             return notice(message[2])
-                        if message[0] in _ENDED and not message[2]:
+                        if _ended(message[0], message[2]):
                             raise redis.ConnectionError("Redis ended the subscription")
                 return None  # subscription replies and other pushes are skipped
             read = (self.sharded and getattr(sub, "get_sharded_message", None)) or sub.get_message
@@ -612,8 +623,7 @@ class SyncConn:
         except (redis.RedisError, OSError) as exc:
             # The subscription broke (a restart, or Redis dropped a reader that fell behind):
             # a new one next time; the waiter reads the record again, nothing is lost.
-            log.warning("lost the connection that hears of final records (%s); waiting calls "
-                        "read their records again", exc)
+            _lost(exc)
             self._local.pubsub = None
             sub.close()
             return SUBSCRIPTION_LOST
@@ -1044,14 +1054,13 @@ class AsyncConn:
                 message = await read(ignore_subscribe_messages=False, timeout=5.0)
                 if message is None:
                     continue
-                if message["type"] in _ENDED and not message["data"]:
+                if _ended(message["type"], message["data"]):
                     raise redis.ConnectionError("Redis ended the subscription")
                 if message["type"] in _NOTICES:
                     self._deliver(*notice(message["data"]))
         except (redis.RedisError, OSError) as exc:
             # The connection went: waiters fall back on their pause; the next wait resubscribes.
-            log.warning("lost the connection that hears of final records (%s); waiting calls "
-                        "read their records again", exc)
+            _lost(exc)
             self._wake_all()
         except Exception:
             log.exception("the final-record listener failed; waiters re-read their records")
@@ -1095,7 +1104,7 @@ class AsyncConn:
             if isinstance(message, list) and len(message) == 3:
                 if message[0] in _NOTICES:
                     self._deliver(*notice(message[2]))
-                elif message[0] in _ENDED and not message[2]:
+                elif _ended(message[0], message[2]):
                     wire.abort()  # Redis ended it: waiters read again, the next wait resubscribes
 
         wire.on_reply = on_reply
@@ -1105,8 +1114,7 @@ class AsyncConn:
         try:
             why = await wire.wait_lost()
             # The connection went: waiters fall back on their pause; the next wait resubscribes.
-            log.warning("lost the connection that hears of final records (%s); waiting "
-                        "calls read their records again", why)
+            _lost(why)
         finally:
             wire.abort()
             self._wake_all()
